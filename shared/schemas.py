@@ -1,0 +1,557 @@
+"""Request and response bodies of the REST API (``/api/v1``).
+
+The server never returns ORM rows: every response is one of these models, and
+the agent and CLI parse responses with them. Field names are the contract; add
+fields freely, rename only with a protocol version bump.
+"""
+
+from datetime import datetime
+from typing import Any, Dict, List, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .enums import (
+    ColorOrder,
+    DatasetLayout,
+    DatasetSource,
+    DeviceStatus,
+    JobState,
+    Layout,
+    ModelFormat,
+    Quantization,
+    Role,
+    RunState,
+    Runtime,
+    Task,
+)
+
+
+class Schema(BaseModel):
+    """Base of every wire model: unknown fields are ignored (forward compatible)."""
+
+    model_config = ConfigDict(extra="ignore", protected_namespaces=())
+
+
+# ---------------------------------------------------------------- errors
+
+
+class ProblemError(Schema):
+    loc: List[Any] = Field(default_factory=list)
+    msg: str
+
+
+class Problem(Schema):
+    """An RFC 9457 problem details body (``application/problem+json``)."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str = ""
+    instance: Optional[str] = None
+    errors: List[ProblemError] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------- tokens
+
+
+class TokenCreate(Schema):
+    role: Role
+    name: Optional[str] = None
+
+
+class TokenOut(Schema):
+    id: int
+    role: Role
+    name: Optional[str] = None
+    created_at: datetime
+    used_at: Optional[datetime] = None
+    revoked: bool = False
+    device_id: Optional[int] = None
+    token: Optional[str] = Field(None, description="the secret, returned only at creation")
+
+
+# ---------------------------------------------------------------- models
+
+
+class TensorQuantization(Schema):
+    scale: List[float] = Field(default_factory=list)
+    zero_point: List[int] = Field(default_factory=list)
+
+
+class TensorSpec(Schema):
+    name: str
+    shape: List[int]
+    dtype: str
+    quantization: Optional[TensorQuantization] = None
+
+
+class Preprocessing(Schema):
+    """How a sample becomes an input tensor: ``(pixel * scale - mean) / std``.
+
+    With the defaults a pixel in 0..255 maps to -1..1 (``x/127.5 - 1``).
+    """
+
+    mean: List[float] = Field(default_factory=lambda: [127.5, 127.5, 127.5])
+    std: List[float] = Field(default_factory=lambda: [127.5, 127.5, 127.5])
+    scale: float = 1.0
+    color: ColorOrder = ColorOrder.rgb
+    layout: Optional[Layout] = None  # None: read it from the model's input shape
+    resize: str = "bilinear"
+
+
+class Variant(Schema):
+    """What distinguishes a model from the other members of its family."""
+
+    quantization: Quantization = Quantization.none
+    sparsity: Optional[float] = Field(None, ge=0.0, le=1.0)
+    label: Optional[str] = None  # free text such as "pruned-0.9"
+
+
+class Lineage(Schema):
+    """Where a variant comes from: its parent model and the recipe applied."""
+
+    parent_sha256: Optional[str] = None
+    recipe: Dict[str, Any] = Field(default_factory=dict)
+    calibration_dataset_sha256: Optional[str] = None
+    tool: Optional[str] = None
+
+
+class ModelMeta(Schema):
+    """Metadata sent with a model upload (the ``meta`` form field, JSON)."""
+
+    name: Optional[str] = Field(None, max_length=200)
+    family: Optional[str] = Field(None, max_length=200)
+    task: Optional[Task] = None
+    variant: Variant = Field(default_factory=Variant)
+    preprocessing: Optional[Preprocessing] = None
+    labels: Optional[List[str]] = None
+    lineage: Optional[Lineage] = None
+    description: Optional[str] = None
+
+
+class ModelOut(Schema):
+    id: int
+    name: str
+    family: str
+    task: Optional[Task] = None
+    format: ModelFormat
+    sha256: str
+    size_bytes: int
+    variant: Variant
+    preprocessing: Optional[Preprocessing] = None
+    labels: Optional[List[str]] = None
+    inputs: List[TensorSpec] = Field(default_factory=list)
+    outputs: List[TensorSpec] = Field(default_factory=list)
+    lineage: Optional[Lineage] = None
+    parent_id: Optional[int] = None
+    description: Optional[str] = None
+    created_at: datetime
+    download_url: str
+
+
+# ---------------------------------------------------------------- datasets
+
+
+class DatasetRegister(Schema):
+    """A dataset already present on the devices (not uploaded)."""
+
+    name: str = Field(..., min_length=1, max_length=200)
+    layout: DatasetLayout
+    path: str = Field(..., min_length=1)
+    sha256: str = Field(..., pattern=r"^[0-9a-f]{64}$")
+    sample_count: Optional[int] = Field(None, ge=1)
+    split: Optional[str] = None
+    classes: Optional[List[str]] = None
+
+
+class DatasetOut(Schema):
+    id: int
+    name: str
+    layout: DatasetLayout
+    source: DatasetSource
+    sha256: str
+    size_bytes: Optional[int] = None
+    sample_count: Optional[int] = None
+    split: Optional[str] = None
+    root: Optional[str] = None
+    classes: Optional[List[str]] = None
+    num_classes: Optional[int] = None
+    path: Optional[str] = None
+    created_at: datetime
+    download_url: Optional[str] = None
+
+
+# ---------------------------------------------------------------- devices
+
+
+class RuntimeInfo(Schema):
+    name: str
+    version: Optional[str] = None
+    accelerators: List[str] = Field(default_factory=lambda: ["cpu"])
+
+
+class DeviceCapabilities(Schema):
+    platform: str = Field("pc", pattern=r"^[a-z0-9][a-z0-9_.-]{0,39}$")
+    labels: List[str] = Field(default_factory=list)
+    hostname: Optional[str] = None
+    arch: Optional[str] = None
+    cpu_model: Optional[str] = None
+    cores: Optional[int] = None
+    memory_bytes: Optional[int] = None
+    os: Optional[str] = None
+    python: Optional[str] = None
+    agent_version: Optional[str] = None
+    runtimes: List[RuntimeInfo] = Field(default_factory=list)
+
+
+class Intervals(Schema):
+    """The pace the server sets for its agents (seconds)."""
+
+    poll_wait_seconds: float
+    poll_jitter_seconds: float
+    heartbeat_seconds: float
+    lease_seconds: float
+
+
+class EnrollRequest(Schema):
+    name: str = Field(..., min_length=1, max_length=200)
+    capabilities: DeviceCapabilities
+    protocol_version: int
+
+
+class EnrollResponse(Schema):
+    device_id: int
+    agent_token: str
+    protocol_version: int
+    intervals: Intervals
+
+
+class AgentHeartbeat(Schema):
+    capabilities: Optional[DeviceCapabilities] = None
+
+
+class AgentHeartbeatResponse(Schema):
+    device_id: int
+    status: DeviceStatus
+    intervals: Intervals
+    draining: bool = False
+
+
+class DevicePatch(Schema):
+    labels: Optional[List[str]] = None
+    draining: Optional[bool] = None
+    enabled: Optional[bool] = None
+
+
+class DeviceOut(Schema):
+    id: int
+    name: str
+    platform: str
+    labels: List[str]
+    status: DeviceStatus
+    enabled: bool
+    draining: bool
+    capabilities: DeviceCapabilities
+    last_seen_at: Optional[datetime] = None
+    current_run_id: Optional[int] = None
+    created_at: datetime
+
+
+# ---------------------------------------------------------------- jobs and runs
+
+
+class RunSettings(Schema):
+    """How each run benchmarks: runtime and the latency protocol (BRIEF section 4)."""
+
+    runtime: Runtime = Runtime.tflite
+    accelerator: str = "cpu"
+    threads: Optional[int] = Field(None, ge=1, le=256)
+    warmup_runs: int = Field(1, ge=0)
+    warmup_seconds: float = Field(0.5, ge=0)
+    measured_runs: int = Field(50, ge=1)
+    min_seconds: float = Field(1.0, ge=0)
+    max_seconds: float = Field(150.0, gt=0)
+    sample_limit: Optional[int] = Field(None, ge=1)
+    preprocessing: Optional[Preprocessing] = None  # overrides the model's defaults
+    options: Dict[str, Any] = Field(default_factory=dict)
+
+
+class JobCreate(Schema):
+    models: List[str] = Field(..., min_length=1, description="model ids, names or sha256")
+    dataset: Optional[str] = Field(None, description="dataset id or name; none = latency only")
+    task: Optional[Task] = None
+    settings: RunSettings = Field(default_factory=RunSettings)
+    devices: str = Field("all", description="selector: all, platform=X, label=X, id=N, ...")
+    priority: int = Field(0, ge=-100, le=100)
+    timeout_seconds: int = Field(3600, ge=1, le=7 * 24 * 3600)
+    max_attempts: int = Field(3, ge=1, le=10)
+    require_device: bool = False
+    name: Optional[str] = Field(None, max_length=200)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _models_as_strings(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [str(m) if isinstance(m, int) and not isinstance(m, bool) else m for m in value]
+        return value
+
+    @field_validator("dataset", mode="before")
+    @classmethod
+    def _dataset_as_string(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("models")
+    @classmethod
+    def _models_not_blank(cls, value: List[str]) -> List[str]:
+        if any(not m.strip() for m in value):
+            raise ValueError("model references must not be blank")
+        return value
+
+
+class RunOut(Schema):
+    id: int
+    job_id: int
+    model_id: int
+    device_id: int
+    state: RunState
+    attempt: int
+    max_attempts: int
+    lease_expires_at: Optional[datetime] = None
+    created_at: datetime
+    started_at: Optional[datetime] = None
+    finished_at: Optional[datetime] = None
+    error: Optional[str] = None
+    progress: Optional[Dict[str, Any]] = None
+    result_id: Optional[int] = None
+
+
+class JobOut(Schema):
+    id: int
+    name: Optional[str] = None
+    state: JobState
+    task: Task
+    models: List[int]
+    dataset_id: Optional[int] = None
+    settings: RunSettings
+    devices: str
+    priority: int
+    timeout_seconds: int
+    max_attempts: int
+    created_at: datetime
+    finished_at: Optional[datetime] = None
+    cancel_reason: Optional[str] = None
+    counts: Dict[str, int] = Field(default_factory=dict)
+    runs: List[RunOut] = Field(default_factory=list)
+    warnings: List[str] = Field(default_factory=list)
+
+
+class JobCancel(Schema):
+    reason: Optional[str] = Field(None, max_length=500)
+
+
+# ---------------------------------------------------------------- leases
+
+
+class LeaseRequest(Schema):
+    wait_seconds: Optional[float] = Field(None, ge=0, le=60)
+
+
+class ModelRef(Schema):
+    id: int
+    name: str
+    family: str
+    format: ModelFormat
+    sha256: str
+    size_bytes: int
+    download_url: str
+    task: Optional[Task] = None
+    variant: Variant = Field(default_factory=Variant)
+    preprocessing: Optional[Preprocessing] = None
+    labels: Optional[List[str]] = None
+    inputs: List[TensorSpec] = Field(default_factory=list)
+    outputs: List[TensorSpec] = Field(default_factory=list)
+
+
+class DatasetRef(Schema):
+    id: int
+    name: str
+    layout: DatasetLayout
+    source: DatasetSource
+    sha256: str
+    size_bytes: Optional[int] = None
+    sample_count: Optional[int] = None
+    split: Optional[str] = None
+    classes: Optional[List[str]] = None
+    download_url: Optional[str] = None
+    path: Optional[str] = None
+
+
+class Lease(Schema):
+    run_id: int
+    job_id: int
+    lease_id: str
+    lease_expires_at: datetime
+    attempt: int
+    max_attempts: int
+    task: Task
+    timeout_seconds: int
+    model: ModelRef
+    dataset: Optional[DatasetRef] = None
+    settings: RunSettings
+    intervals: Intervals
+
+
+class RunHeartbeat(Schema):
+    lease_id: str
+    state: Optional[RunState] = None  # "running" once the agent starts work
+    progress: Optional[Dict[str, Any]] = None
+
+
+class RunHeartbeatResponse(Schema):
+    lease_expires_at: datetime
+    cancel: bool = False
+    cancel_reason: Optional[str] = None
+
+
+class RunRelease(Schema):
+    lease_id: str
+    reason: str = Field("released by agent", max_length=500)
+
+
+# ---------------------------------------------------------------- results
+
+
+class LatencyStats(Schema):
+    """Statistics of per-run times in milliseconds, with the raw samples kept."""
+
+    count: int
+    mean: float
+    std: float
+    min: float
+    p50: float
+    p90: float
+    p99: float
+    max: float
+    samples: List[float] = Field(default_factory=list)
+
+
+class Metrics(Schema):
+    model_config = ConfigDict(extra="allow")
+
+    sample_count: Optional[int] = None
+    top1: Optional[float] = None
+    top5: Optional[float] = None
+    miou: Optional[float] = None
+    pixel_accuracy: Optional[float] = None
+    per_class_iou: Optional[Dict[str, Optional[float]]] = None
+
+
+class RuntimeReport(Schema):
+    name: str
+    version: Optional[str] = None
+    accelerator: str = "cpu"
+    threads: Optional[int] = None
+    delegate: Optional[str] = None
+
+
+class Environment(Schema):
+    """Thermal and frequency provenance of a run."""
+
+    model_config = ConfigDict(extra="allow")
+
+    governor: Optional[str] = None
+    freq_khz_before: Optional[List[int]] = None
+    freq_khz_after: Optional[List[int]] = None
+    temp_c_before: Optional[float] = None
+    temp_c_after: Optional[float] = None
+    throttled: Optional[bool] = None
+
+
+class RunResult(Schema):
+    """The figures an agent posts for a run (also ``edgefarm-agent bench --json``)."""
+
+    runtime: RuntimeReport
+    agent_version: Optional[str] = None
+    init_ms: Optional[float] = None
+    first_inference_ms: Optional[float] = None
+    latency_ms: Optional[LatencyStats] = None
+    end_to_end_ms: Optional[LatencyStats] = None
+    model_size_bytes: Optional[int] = None
+    peak_rss_bytes: Optional[int] = None
+    metrics: Optional[Metrics] = None
+    environment: Optional[Environment] = None
+    extra: Dict[str, Any] = Field(default_factory=dict)
+
+
+class RunReport(Schema):
+    """What the agent posts when a run ends, succeeded or failed."""
+
+    lease_id: str
+    state: RunState  # succeeded or failed
+    error: Optional[str] = None
+    result: Optional[RunResult] = None
+
+
+class RunReportResponse(Schema):
+    run_id: int
+    state: RunState
+    result_id: Optional[int] = None
+    duplicate: bool = False
+
+
+class ResultOut(RunResult):
+    id: int
+    run_id: int
+    job_id: int
+    created_at: datetime
+    model_id: int
+    model_name: str
+    model_sha256: str
+    family: str
+    variant: Variant
+    task: Task
+    dataset_id: Optional[int] = None
+    dataset_name: Optional[str] = None
+    dataset_sha256: Optional[str] = None
+    device_id: int
+    device_name: str
+    platform: str
+    device_snapshot: Dict[str, Any] = Field(default_factory=dict)
+    permalink: str
+
+
+class CompareCell(Schema):
+    result_id: int
+    model_id: int
+    device_id: int
+    accuracy: Optional[float] = None
+    accuracy_metric: Optional[str] = None
+    p50_ms: Optional[float] = None
+    p90_ms: Optional[float] = None
+    model_size_bytes: Optional[int] = None
+    peak_rss_bytes: Optional[int] = None
+    delta_accuracy: Optional[float] = None
+    latency_ratio: Optional[float] = None
+    size_ratio: Optional[float] = None
+    pareto: bool = False
+
+
+class CompareOut(Schema):
+    family: str
+    base_model_id: Optional[int] = None
+    models: List[ModelOut]
+    devices: List[DeviceOut]
+    cells: List[CompareCell]
+
+
+class Page(Schema):
+    total: int
+    limit: int
+    offset: int
+
+
+class ServerInfo(Schema):
+    name: str = "edgefarm"
+    version: str
+    protocol_version: int
+    database: str
