@@ -1,0 +1,1 @@
+"""Alembic migrations of the EdgeFarm server database (see ``server.migrate``)."""

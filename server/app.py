@@ -1,0 +1,64 @@
+"""``create_app(settings)``: the FastAPI application with its API, problem
+handlers, background sweeper and (on PostgreSQL) the LISTEN thread."""
+
+import asyncio
+import contextlib
+import logging
+from typing import Optional
+
+from fastapi import FastAPI
+
+from . import __version__
+from .api import api_router
+from .config import Settings
+from .context import AppContext
+from .db import Database
+from .migrate import upgrade
+from .notify import PgListener, Waker
+from .problems import install_problem_handlers
+from .storage import LocalArtifactStore
+from .sweeper import sweep_forever
+
+log = logging.getLogger(__name__)
+
+
+def build_context(settings: Settings) -> AppContext:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    url = settings.resolved_database_url()
+    if settings.should_migrate_on_start():
+        upgrade(url)
+    return AppContext(
+        settings=settings, db=Database(url),
+        store=LocalArtifactStore(settings.data_dir / "artifacts"), waker=Waker(),
+    )
+
+
+def create_app(settings: Optional[Settings] = None) -> FastAPI:
+    settings = settings or Settings()
+    ctx = build_context(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        ctx.waker.bind(asyncio.get_running_loop())
+        listener = PgListener(ctx.db.url, ctx.waker) if ctx.db.dialect == "postgresql" else None
+        if listener:
+            listener.start()
+        sweeper = asyncio.create_task(sweep_forever(ctx), name="lease-sweeper")
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            if listener:
+                listener.stop()
+            ctx.db.dispose()
+
+    app = FastAPI(
+        title="EdgeFarm", version=__version__, lifespan=lifespan,
+        description="Remote device farm for benchmarking compressed deep-learning models.",
+    )
+    app.state.ctx = ctx
+    install_problem_handlers(app)
+    app.include_router(api_router())
+    return app

@@ -1,0 +1,109 @@
+"""Pure logic for result tables: flat rows for CSV, the family comparison with
+deltas against the base model, and the Pareto front per device."""
+
+from typing import Dict, Iterable, List, Optional, Sequence
+
+from shared.schemas import CompareCell, ResultOut
+
+CSV_COLUMNS = (
+    "id", "created_at", "job_id", "run_id", "model_id", "model_name", "family", "quantization",
+    "sparsity", "variant_label", "task", "device_id", "device_name", "platform", "runtime",
+    "runtime_version", "accelerator", "threads", "dataset_name", "top1", "top5", "miou",
+    "pixel_accuracy", "sample_count", "init_ms", "first_inference_ms", "latency_count",
+    "latency_mean_ms", "latency_std_ms", "latency_min_ms", "latency_p50_ms", "latency_p90_ms",
+    "latency_p99_ms", "latency_max_ms", "end_to_end_p50_ms", "model_size_bytes", "peak_rss_bytes",
+    "throttled", "model_sha256", "dataset_sha256", "agent_version", "permalink",
+)
+
+
+def flat_row(result: ResultOut) -> Dict[str, object]:
+    metrics = result.metrics.model_dump() if result.metrics else {}
+    latency = result.latency_ms
+    env = result.environment
+    row = {
+        "id": result.id, "created_at": result.created_at.isoformat(), "job_id": result.job_id,
+        "run_id": result.run_id, "model_id": result.model_id, "model_name": result.model_name,
+        "family": result.family, "quantization": result.variant.quantization,
+        "sparsity": result.variant.sparsity, "variant_label": result.variant.label,
+        "task": result.task, "device_id": result.device_id, "device_name": result.device_name,
+        "platform": result.platform, "runtime": result.runtime.name,
+        "runtime_version": result.runtime.version, "accelerator": result.runtime.accelerator,
+        "threads": result.runtime.threads, "dataset_name": result.dataset_name,
+        "init_ms": result.init_ms, "first_inference_ms": result.first_inference_ms,
+        "end_to_end_p50_ms": result.end_to_end_ms.p50 if result.end_to_end_ms else None,
+        "model_size_bytes": result.model_size_bytes, "peak_rss_bytes": result.peak_rss_bytes,
+        "throttled": env.throttled if env else None, "model_sha256": result.model_sha256,
+        "dataset_sha256": result.dataset_sha256, "agent_version": result.agent_version,
+        "permalink": result.permalink,
+    }
+    for key in ("top1", "top5", "miou", "pixel_accuracy", "sample_count"):
+        row[key] = metrics.get(key)
+    for key in ("count", "mean", "std", "min", "p50", "p90", "p99", "max"):
+        column = "latency_count" if key == "count" else f"latency_{key}_ms"
+        row[column] = getattr(latency, key) if latency else None
+    return {column: row.get(column) for column in CSV_COLUMNS}
+
+
+def headline(result: ResultOut):
+    metrics = result.metrics.model_dump() if result.metrics else {}
+    for key in ("miou", "top1"):
+        if metrics.get(key) is not None:
+            return float(metrics[key]), key
+    return None, None
+
+
+def pareto_flags(points: Sequence[tuple]) -> List[bool]:
+    """points are (accuracy or None, latency or None); higher accuracy and lower latency win.
+
+    A point is on the front when no other point is at least as good on both and
+    strictly better on one. Without accuracy, only latency counts.
+    """
+    flags = []
+    for i, (acc_i, lat_i) in enumerate(points):
+        if lat_i is None:
+            flags.append(False)
+            continue
+        dominated = False
+        for j, (acc_j, lat_j) in enumerate(points):
+            if i == j or lat_j is None:
+                continue
+            a_i = acc_i if acc_i is not None else float("-inf")
+            a_j = acc_j if acc_j is not None else float("-inf")
+            if a_j >= a_i and lat_j <= lat_i and (a_j > a_i or lat_j < lat_i):
+                dominated = True
+                break
+        flags.append(not dominated)
+    return flags
+
+
+def _ratio(value: Optional[float], base: Optional[float]) -> Optional[float]:
+    if value is None or not base:
+        return None
+    return value / base
+
+
+def compare_cells(results: Iterable[ResultOut], base_model_id: Optional[int]) -> List[CompareCell]:
+    """The newest result per (model, device), with deltas against the base model on that device."""
+    latest: Dict[tuple, ResultOut] = {}
+    for result in sorted(results, key=lambda r: r.id):
+        latest[(result.model_id, result.device_id)] = result
+    cells: List[CompareCell] = []
+    for device_id in sorted({key[1] for key in latest}):
+        row = [r for (m, d), r in sorted(latest.items()) if d == device_id]
+        base = latest.get((base_model_id, device_id))
+        base_acc = headline(base)[0] if base else None
+        points = [(headline(r)[0], r.latency_ms.p50 if r.latency_ms else None) for r in row]
+        for result, on_front in zip(row, pareto_flags(points)):
+            acc, metric = headline(result)
+            p50 = result.latency_ms.p50 if result.latency_ms else None
+            cells.append(CompareCell(
+                result_id=result.id, model_id=result.model_id, device_id=device_id,
+                accuracy=acc, accuracy_metric=metric, p50_ms=p50,
+                p90_ms=result.latency_ms.p90 if result.latency_ms else None,
+                model_size_bytes=result.model_size_bytes, peak_rss_bytes=result.peak_rss_bytes,
+                delta_accuracy=acc - base_acc if acc is not None and base_acc is not None else None,
+                latency_ratio=_ratio(p50, base.latency_ms.p50 if base and base.latency_ms else None),
+                size_ratio=_ratio(result.model_size_bytes, base.model_size_bytes if base else None),
+                pareto=on_front,
+            ))
+    return cells

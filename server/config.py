@@ -1,0 +1,51 @@
+"""Server settings, read from ``EDGEFARM_*`` environment variables or passed in."""
+
+from pathlib import Path
+from typing import Optional
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.schemas import Intervals
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EDGEFARM_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=lambda: Path("edgefarm-data"))
+    database_url: Optional[str] = None  # default: SQLite file in the data dir
+
+    max_model_bytes: int = 2 * 1024**3
+    max_dataset_bytes: int = 64 * 1024**3
+
+    poll_wait_seconds: float = 25.0
+    poll_jitter_seconds: float = 5.0
+    heartbeat_seconds: float = 30.0
+    lease_seconds: float = 120.0
+    sweep_interval_seconds: float = 5.0
+    offline_after_seconds: float = 90.0
+
+    public_url: Optional[str] = None  # base URL put into download links; default: request URL
+    migrate_on_start: Optional[bool] = None  # default: True for SQLite, False otherwise
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'edgefarm.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url().startswith("sqlite")
+
+    def should_migrate_on_start(self) -> bool:
+        if self.migrate_on_start is not None:
+            return self.migrate_on_start
+        return self.is_sqlite
+
+    def intervals(self) -> Intervals:
+        return Intervals(
+            poll_wait_seconds=self.poll_wait_seconds,
+            poll_jitter_seconds=self.poll_jitter_seconds,
+            heartbeat_seconds=self.heartbeat_seconds,
+            lease_seconds=self.lease_seconds,
+        )

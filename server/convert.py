@@ -1,0 +1,129 @@
+"""Turning table rows into wire schemas (``shared.schemas``)."""
+
+from datetime import datetime, timedelta
+from typing import Dict, List, Optional
+
+from shared.enums import DeviceStatus, JobState, RunState, Task
+from shared.schemas import (
+    DatasetOut,
+    DatasetRef,
+    DeviceCapabilities,
+    DeviceOut,
+    JobOut,
+    ModelOut,
+    ModelRef,
+    ResultOut,
+    RunOut,
+    RunSettings,
+    Variant,
+)
+
+from .models import Dataset, Device, Job, Model, Result, Run, utcnow
+
+
+def model_variant(model: Model) -> Variant:
+    return Variant(quantization=model.quantization, sparsity=model.sparsity, label=model.variant_label)
+
+
+def model_out(model: Model, base_url: str) -> ModelOut:
+    return ModelOut(
+        id=model.id, name=model.name, family=model.family, task=model.task, format=model.format,
+        sha256=model.sha256, size_bytes=model.size_bytes, variant=model_variant(model),
+        preprocessing=model.preprocessing, labels=model.labels, inputs=model.inputs or [],
+        outputs=model.outputs or [], lineage=model.lineage, parent_id=model.parent_id,
+        description=model.description, created_at=model.created_at,
+        download_url=f"{base_url}/api/v1/models/{model.id}/file",
+    )
+
+
+def model_ref(model: Model, base_url: str) -> ModelRef:
+    out = model_out(model, base_url)
+    return ModelRef(**out.model_dump(include=set(ModelRef.model_fields)))
+
+
+def dataset_download_url(dataset: Dataset, base_url: str) -> Optional[str]:
+    if dataset.source != "uploaded":
+        return None
+    return f"{base_url}/api/v1/datasets/{dataset.id}/file"
+
+
+def dataset_out(dataset: Dataset, base_url: str) -> DatasetOut:
+    return DatasetOut(
+        id=dataset.id, name=dataset.name, layout=dataset.layout, source=dataset.source,
+        sha256=dataset.sha256, size_bytes=dataset.size_bytes, sample_count=dataset.sample_count,
+        split=dataset.split, root=dataset.root, classes=dataset.classes,
+        num_classes=dataset.num_classes, path=dataset.path, created_at=dataset.created_at,
+        download_url=dataset_download_url(dataset, base_url),
+    )
+
+
+def dataset_ref(dataset: Dataset, base_url: str) -> DatasetRef:
+    out = dataset_out(dataset, base_url)
+    return DatasetRef(**out.model_dump(include=set(DatasetRef.model_fields)))
+
+
+def device_status(
+    device: Device, current_run: Optional[int], offline_after: float, now: Optional[datetime] = None
+) -> DeviceStatus:
+    now = now or utcnow()
+    if not device.enabled:
+        return DeviceStatus.disabled
+    seen = device.last_seen_at
+    if seen is None or now - seen > timedelta(seconds=offline_after):
+        return DeviceStatus.offline
+    if current_run is not None:
+        return DeviceStatus.busy
+    if device.draining:
+        return DeviceStatus.draining
+    return DeviceStatus.online
+
+
+def device_out(device: Device, current_run: Optional[int], offline_after: float) -> DeviceOut:
+    return DeviceOut(
+        id=device.id, name=device.name, platform=device.platform, labels=device.labels or [],
+        status=device_status(device, current_run, offline_after), enabled=device.enabled,
+        draining=device.draining, capabilities=DeviceCapabilities(**(device.capabilities or {})),
+        last_seen_at=device.last_seen_at, current_run_id=current_run, created_at=device.created_at,
+    )
+
+
+def run_out(run: Run, result_id: Optional[int] = None) -> RunOut:
+    return RunOut(
+        id=run.id, job_id=run.job_id, model_id=run.model_id, device_id=run.device_id,
+        state=RunState(run.state), attempt=run.attempt, max_attempts=run.max_attempts,
+        lease_expires_at=run.lease_expires_at, created_at=run.created_at,
+        started_at=run.started_at, finished_at=run.finished_at, error=run.error,
+        progress=run.progress, result_id=result_id,
+    )
+
+
+def job_out(
+    job: Job, runs: List[Run], results: Dict[int, int], warnings: Optional[List[str]] = None
+) -> JobOut:
+    counts: Dict[str, int] = {}
+    for run in runs:
+        counts[run.state] = counts.get(run.state, 0) + 1
+    return JobOut(
+        id=job.id, name=job.name, state=JobState(job.state), task=Task(job.task),
+        models=[link.model_id for link in job.model_links], dataset_id=job.dataset_id,
+        settings=RunSettings(**(job.settings or {})), devices=job.selector, priority=job.priority,
+        timeout_seconds=job.timeout_seconds, max_attempts=job.max_attempts,
+        created_at=job.created_at, finished_at=job.finished_at, cancel_reason=job.cancel_reason,
+        counts=counts, runs=[run_out(r, results.get(r.id)) for r in runs], warnings=warnings or [],
+    )
+
+
+def result_out(
+    result: Result, model: Model, device: Device, dataset: Optional[Dataset], task: str,
+    base_url: str,
+) -> ResultOut:
+    return ResultOut(
+        **result.body, id=result.id, run_id=result.run_id, job_id=result.job_id,
+        created_at=result.created_at, model_id=model.id, model_name=model.name,
+        model_sha256=result.model_sha256, family=model.family, variant=model_variant(model),
+        task=Task(task), dataset_id=result.dataset_id,
+        dataset_name=dataset.name if dataset else None, dataset_sha256=result.dataset_sha256,
+        device_id=device.id, device_name=device.name, platform=device.platform,
+        device_snapshot=result.device_snapshot or {},
+        permalink=f"{base_url}/results/{result.id}",
+    )

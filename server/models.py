@@ -1,0 +1,202 @@
+"""Database tables (SQLAlchemy 2.x ORM). The API never returns these rows
+directly: ``server.convert`` turns them into ``shared.schemas`` models."""
+
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Optional[datetime], dialect) -> Optional[datetime]:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Optional[datetime], dialect) -> Optional[datetime]:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict: JSON, list: JSON, Any: JSON}
+
+
+class Token(Base):
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    name: Mapped[Optional[str]] = mapped_column(String(200))
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    used_at: Mapped[Optional[datetime]]
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    device_id: Mapped[Optional[int]] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+
+
+class Device(Base):
+    __tablename__ = "devices"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    platform: Mapped[str] = mapped_column(String(40), index=True)
+    labels: Mapped[list] = mapped_column(default=list)
+    capabilities: Mapped[dict] = mapped_column(default=dict)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    draining: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_seen_at: Mapped[Optional[datetime]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Model(Base):
+    __tablename__ = "models"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    family: Mapped[str] = mapped_column(String(200), index=True)
+    task: Mapped[Optional[str]] = mapped_column(String(32))
+    format: Mapped[str] = mapped_column(String(16))
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    quantization: Mapped[str] = mapped_column(String(32), default="none")
+    sparsity: Mapped[Optional[float]] = mapped_column(Float)
+    variant_label: Mapped[Optional[str]] = mapped_column(String(200))
+    preprocessing: Mapped[Optional[dict]]
+    labels: Mapped[Optional[list]]
+    inputs: Mapped[list] = mapped_column(default=list)
+    outputs: Mapped[list] = mapped_column(default=list)
+    lineage: Mapped[Optional[dict]]
+    parent_id: Mapped[Optional[int]] = mapped_column(ForeignKey("models.id", ondelete="SET NULL"))
+    description: Mapped[Optional[str]] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    layout: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(16))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size_bytes: Mapped[Optional[int]] = mapped_column(BigInteger)
+    sample_count: Mapped[Optional[int]]
+    split: Mapped[Optional[str]] = mapped_column(String(100))
+    root: Mapped[Optional[str]] = mapped_column(Text)
+    classes: Mapped[Optional[list]]
+    num_classes: Mapped[Optional[int]]
+    path: Mapped[Optional[str]] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[Optional[str]] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    task: Mapped[str] = mapped_column(String(32))
+    dataset_id: Mapped[Optional[int]] = mapped_column(ForeignKey("datasets.id"))
+    settings: Mapped[dict] = mapped_column(default=dict)
+    selector: Mapped[str] = mapped_column(String(1000))
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    timeout_seconds: Mapped[int] = mapped_column(Integer)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    created_by: Mapped[Optional[int]] = mapped_column(ForeignKey("tokens.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[Optional[datetime]]
+    cancel_reason: Mapped[Optional[str]] = mapped_column(Text)
+
+    model_links: Mapped[list["JobModel"]] = relationship(
+        order_by="JobModel.position", cascade="all, delete-orphan"
+    )
+
+
+class JobModel(Base):
+    """The models of a job, in the order they were given."""
+
+    __tablename__ = "job_models"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_claim", "device_id", "state", "priority", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"))
+    state: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    lease_id: Mapped[Optional[str]] = mapped_column(String(36))
+    lease_expires_at: Mapped[Optional[datetime]]
+    leased_at: Mapped[Optional[datetime]]
+    deadline_at: Mapped[Optional[datetime]]
+    started_at: Mapped[Optional[datetime]]
+    finished_at: Mapped[Optional[datetime]]
+    error: Mapped[Optional[str]] = mapped_column(Text)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    progress: Mapped[Optional[dict]]
+    report_lease_id: Mapped[Optional[str]] = mapped_column(String(36))
+    report_digest: Mapped[Optional[str]] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Result(Base):
+    __tablename__ = "results"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), unique=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"), index=True)
+    dataset_id: Mapped[Optional[int]] = mapped_column(ForeignKey("datasets.id"))
+    lease_id: Mapped[str] = mapped_column(String(36))
+    digest: Mapped[str] = mapped_column(String(64))
+    runtime: Mapped[str] = mapped_column(String(32), index=True)
+    runtime_version: Mapped[Optional[str]] = mapped_column(String(100))
+    agent_version: Mapped[Optional[str]] = mapped_column(String(100))
+    model_sha256: Mapped[str] = mapped_column(String(64))
+    dataset_sha256: Mapped[Optional[str]] = mapped_column(String(64))
+    p50_ms: Mapped[Optional[float]] = mapped_column(Float)
+    p90_ms: Mapped[Optional[float]] = mapped_column(Float)
+    accuracy: Mapped[Optional[float]] = mapped_column(Float)
+    accuracy_metric: Mapped[Optional[str]] = mapped_column(String(32))
+    body: Mapped[dict] = mapped_column(default=dict)
+    device_snapshot: Mapped[dict] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

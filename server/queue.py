@@ -1,0 +1,388 @@
+"""Every piece of SQL that moves a run through its life: fan-out, claim, lease
+renewal and release, reports, expiry sweeps, cancellation and job state.
+
+Helpers never commit: the caller owns the transaction (``Database.write``).
+Claiming is one atomic ``UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP
+LOCKED) AND state = 'queued' RETURNING id``. PostgreSQL honours the row lock and
+skips rows other transactions hold; SQLite drops the locking clause, and there
+the process-wide write lock of ``Database`` serialises claims instead.
+
+Run states: queued -> leased -> running -> succeeded | failed | cancelled | lost.
+"""
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Dict, Iterable, List, Optional, Sequence
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.orm import Session
+
+from shared.enums import JobState, RunState
+from shared.schemas import RunReport
+from shared.selectors import DeviceSelector, parse_selector
+
+from .models import Dataset, Device, Job, JobModel, Model, Result, Run, utcnow
+
+ACTIVE = (str(RunState.leased), str(RunState.running))
+FINAL = tuple(str(s) for s in (RunState.succeeded, RunState.failed, RunState.cancelled, RunState.lost))
+NOTIFY_CHANNEL = "edgefarm_runs"
+
+
+class LeaseConflict(Exception):
+    """The lease named by an agent is not (or no longer) the run's current lease."""
+
+
+# ---------------------------------------------------------------- fan-out
+
+
+def device_offers(device: Device, runtime: str, accelerator: str) -> bool:
+    """Whether the device reported the runtime with the accelerator asked for."""
+    for info in (device.capabilities or {}).get("runtimes", []):
+        if info.get("name") == runtime:
+            return accelerator in (info.get("accelerators") or ["cpu"])
+    return False
+
+
+def device_labels(device: Device) -> List[str]:
+    """Labels set by an admin plus those the agent reports from its config."""
+    reported = (device.capabilities or {}).get("labels") or []
+    return sorted(set(device.labels or []) | set(reported))
+
+
+def device_matches(device: Device, selector: DeviceSelector, runtime: str, accelerator: str) -> bool:
+    return (
+        device.enabled
+        and selector.matches(device.id, device.platform, device_labels(device))
+        and device_offers(device, runtime, accelerator)
+    )
+
+
+def matching_devices(
+    session: Session, selector: DeviceSelector, runtime: str, accelerator: str
+) -> List[Device]:
+    devices = session.scalars(select(Device).where(Device.enabled.is_(True)).order_by(Device.id))
+    return [d for d in devices if device_matches(d, selector, runtime, accelerator)]
+
+
+def fan_out(session: Session, job: Job, model_ids: Sequence[int], devices: Iterable[Device]) -> int:
+    """Create one queued run per (model, device); returns how many were made."""
+    count = 0
+    for model_id in model_ids:
+        for device in devices:
+            session.add(Run(
+                job_id=job.id, model_id=model_id, device_id=device.id, state=str(RunState.queued),
+                priority=job.priority, max_attempts=job.max_attempts,
+            ))
+            count += 1
+    session.flush()
+    return count
+
+
+def job_model_ids(job: Job) -> List[int]:
+    return [link.model_id for link in job.model_links]
+
+
+def expand_waiting_jobs(session: Session, device: Device) -> int:
+    """Give a newly enrolled (or changed) device the runs of jobs that were waiting for one."""
+    made = 0
+    for job in session.scalars(select(Job).where(Job.state == str(JobState.waiting))):
+        settings = job.settings or {}
+        runtime, accelerator = settings.get("runtime", "tflite"), settings.get("accelerator", "cpu")
+        if not device_matches(device, parse_selector(job.selector), runtime, accelerator):
+            continue
+        made += fan_out(session, job, job_model_ids(job), [device])
+        job.state = str(JobState.queued)
+    return made
+
+
+# ---------------------------------------------------------------- claim and lease
+
+
+def claim_next_run(
+    session: Session, device_id: int, lease_seconds: float, now: Optional[datetime] = None
+) -> Optional[Run]:
+    """Atomically lease the best queued run for this device, or return None."""
+    now = now or utcnow()
+    candidate = (
+        select(Run.id)
+        .where(Run.state == str(RunState.queued), Run.device_id == device_id)
+        .order_by(Run.priority.desc(), Run.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    job_timeout = select(Job.timeout_seconds).where(Job.id == Run.job_id).scalar_subquery()
+    statement = (
+        update(Run)
+        .where(Run.id == candidate, Run.state == str(RunState.queued))
+        .values(
+            state=str(RunState.leased), lease_id=str(uuid.uuid4()), attempt=Run.attempt + 1,
+            lease_expires_at=now + timedelta(seconds=lease_seconds), leased_at=now,
+            started_at=None, finished_at=None, error=None, progress=None,
+        )
+        .returning(Run.id, job_timeout)
+        .execution_options(synchronize_session=False)
+    )
+    row = session.execute(statement).first()
+    if row is None:
+        return None
+    run = session.get(Run, row[0], populate_existing=True)
+    run.deadline_at = now + timedelta(seconds=row[1])
+    _touch_job(session, run.job_id, JobState.running)
+    return run
+
+
+def _current_run(session: Session, run_id: int, device_id: int, lease_id: str, now: datetime) -> Run:
+    run = session.get(Run, run_id, with_for_update=True, populate_existing=True)
+    if run is None or run.device_id != device_id:
+        raise LookupError(run_id)
+    if run.lease_id != lease_id or run.state not in ACTIVE:
+        raise LeaseConflict(f"lease {lease_id} is not the current lease of run {run_id}")
+    if run.lease_expires_at is not None and run.lease_expires_at < now:
+        raise LeaseConflict(f"lease {lease_id} of run {run_id} expired at {run.lease_expires_at}")
+    return run
+
+
+def renew_lease(
+    session: Session, run_id: int, device_id: int, lease_id: str, lease_seconds: float,
+    state: Optional[RunState] = None, progress: Optional[dict] = None,
+    now: Optional[datetime] = None,
+) -> Run:
+    now = now or utcnow()
+    run = _current_run(session, run_id, device_id, lease_id, now)
+    run.lease_expires_at = now + timedelta(seconds=lease_seconds)
+    if state == RunState.running and run.state == str(RunState.leased):
+        run.state, run.started_at = str(RunState.running), now
+    if progress is not None:
+        run.progress = progress
+    return run
+
+
+def release_lease(
+    session: Session, run_id: int, device_id: int, lease_id: str, reason: str,
+    now: Optional[datetime] = None,
+) -> Run:
+    """The agent gives the run back (shutdown): requeue it without using up an attempt."""
+    now = now or utcnow()
+    run = _current_run(session, run_id, device_id, lease_id, now)
+    if run.cancel_requested:
+        _finish(run, RunState.cancelled, run.error or reason, now)
+    else:
+        run.state, run.lease_id, run.lease_expires_at = str(RunState.queued), None, None
+        run.attempt = max(0, run.attempt - 1)
+        run.error = f"released: {reason}"
+    refresh_job_state(session, run.job_id)
+    return run
+
+
+# ---------------------------------------------------------------- reports
+
+
+@dataclass
+class ReportOutcome:
+    run: Run
+    result: Optional[Result]
+    duplicate: bool
+
+
+def report_digest(report: RunReport) -> str:
+    body = report.model_dump(mode="json", exclude={"lease_id"})
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def record_report(
+    session: Session, run_id: int, device_id: int, report: RunReport, device_snapshot: dict,
+    now: Optional[datetime] = None,
+) -> ReportOutcome:
+    """Store the outcome of a run, once; a repeated identical post is a no-op."""
+    now = now or utcnow()
+    run = session.get(Run, run_id, with_for_update=True, populate_existing=True)
+    if run is None or run.device_id != device_id:
+        raise LookupError(run_id)
+    digest = report_digest(report)
+    if run.state in FINAL and run.report_lease_id == report.lease_id:
+        if run.report_digest == digest:
+            result = session.scalar(select(Result).where(Result.run_id == run.id))
+            return ReportOutcome(run, result, duplicate=True)
+        raise LeaseConflict(f"run {run_id} already has a different report for this lease")
+    run = _current_run(session, run_id, device_id, report.lease_id, now)
+    state = report.state
+    if state not in (RunState.succeeded, RunState.failed, RunState.cancelled):
+        raise ValueError("a report's state must be succeeded, failed or cancelled")
+    if state == RunState.succeeded and report.result is None:
+        raise ValueError("a succeeded report must carry a result")
+    if run.cancel_requested and state != RunState.succeeded:
+        state = RunState.cancelled
+    result = None
+    if report.result is not None and state == RunState.succeeded:
+        result = _store_result(session, run, report, digest, device_snapshot, now)
+    _finish(run, state, report.error, now)
+    run.report_lease_id, run.report_digest = report.lease_id, digest
+    refresh_job_state(session, run.job_id)
+    return ReportOutcome(run, result, duplicate=False)
+
+
+def _store_result(
+    session: Session, run: Run, report: RunReport, digest: str, snapshot: dict, now: datetime
+) -> Result:
+    job = session.get(Job, run.job_id)
+    model = session.get(Model, run.model_id)
+    dataset_sha = None
+    if job.dataset_id is not None:
+        dataset_sha = session.get(Dataset, job.dataset_id).sha256
+    body = report.result
+    accuracy, metric = headline_accuracy(body.metrics.model_dump() if body.metrics else {})
+    result = Result(
+        run_id=run.id, job_id=run.job_id, model_id=run.model_id, device_id=run.device_id,
+        dataset_id=job.dataset_id, lease_id=report.lease_id, digest=digest,
+        runtime=body.runtime.name, runtime_version=body.runtime.version,
+        agent_version=body.agent_version, model_sha256=model.sha256, dataset_sha256=dataset_sha,
+        p50_ms=body.latency_ms.p50 if body.latency_ms else None,
+        p90_ms=body.latency_ms.p90 if body.latency_ms else None,
+        accuracy=accuracy, accuracy_metric=metric,
+        body=body.model_dump(mode="json"), device_snapshot=snapshot, created_at=now,
+    )
+    session.add(result)
+    session.flush()
+    return result
+
+
+def headline_accuracy(metrics: dict):
+    """The one number a table shows: mIoU for segmentation, top-1 for classification."""
+    for key in ("miou", "top1", "accuracy"):
+        if metrics.get(key) is not None:
+            return float(metrics[key]), key
+    return None, None
+
+
+def _finish(run: Run, state: RunState, error: Optional[str], now: datetime) -> None:
+    run.state, run.finished_at, run.lease_expires_at = str(state), now, None
+    if error:
+        run.error = error
+
+
+# ---------------------------------------------------------------- sweeps
+
+
+def requeue_expired_leases(session: Session, now: Optional[datetime] = None) -> Dict[str, int]:
+    """Leases past their expiry: requeue while attempts remain, else mark the run lost."""
+    now = now or utcnow()
+    counts = {"requeued": 0, "lost": 0, "cancelled": 0}
+    expired = session.scalars(
+        select(Run).where(Run.state.in_(ACTIVE), Run.lease_expires_at < now)
+        .with_for_update(skip_locked=True)
+    ).all()
+    for run in expired:
+        note = (
+            "agent_lost: no heartbeat before the lease expired "
+            f"(attempt {run.attempt} of {run.max_attempts})"
+        )
+        if run.cancel_requested:
+            _finish(run, RunState.cancelled, run.error, now)
+            counts["cancelled"] += 1
+        elif run.attempt >= run.max_attempts:
+            _finish(run, RunState.lost, note, now)
+            counts["lost"] += 1
+        else:
+            run.state, run.lease_id, run.lease_expires_at, run.error = str(RunState.queued), None, None, note
+            counts["requeued"] += 1
+        refresh_job_state(session, run.job_id)
+    return counts
+
+
+def fail_timed_out_runs(session: Session, now: Optional[datetime] = None) -> int:
+    """Runs past their job's hard timeout fail, whatever their lease says."""
+    now = now or utcnow()
+    runs = session.scalars(
+        select(Run).where(Run.state.in_(ACTIVE), Run.deadline_at < now)
+        .with_for_update(skip_locked=True)
+    ).all()
+    for run in runs:
+        timeout = session.get(Job, run.job_id).timeout_seconds
+        _finish(run, RunState.failed, f"timeout: the run exceeded the job's hard timeout of {timeout} s", now)
+        run.cancel_requested = True
+        refresh_job_state(session, run.job_id)
+    return len(runs)
+
+
+# ---------------------------------------------------------------- cancel and job state
+
+
+def cancel_job(session: Session, job: Job, reason: str, now: Optional[datetime] = None) -> Dict[str, int]:
+    """Queued runs are cancelled at once; leased and running ones are asked to stop."""
+    now = now or utcnow()
+    counts = {"cancelled": 0, "cancelling": 0}
+    for run in session.scalars(select(Run).where(Run.job_id == job.id).with_for_update()):
+        if run.state == str(RunState.queued):
+            _finish(run, RunState.cancelled, f"cancelled: {reason}", now)
+            counts["cancelled"] += 1
+        elif run.state in ACTIVE and not run.cancel_requested:
+            run.cancel_requested, run.error = True, f"cancelled: {reason}"
+            counts["cancelling"] += 1
+    job.cancel_reason = reason
+    if job.state == str(JobState.waiting):
+        job.state, job.finished_at = str(JobState.cancelled), now
+    refresh_job_state(session, job.id)
+    return counts
+
+
+def run_counts(session: Session, job_id: int) -> Dict[str, int]:
+    rows = session.execute(
+        select(Run.state, func.count()).where(Run.job_id == job_id).group_by(Run.state)
+    )
+    return {state: count for state, count in rows}
+
+
+def refresh_job_state(session: Session, job_id: int) -> Job:
+    session.flush()
+    job = session.get(Job, job_id)
+    counts = run_counts(session, job_id)
+    total = sum(counts.values())
+    if total == 0:
+        return job
+    done = sum(counts.get(s, 0) for s in FINAL)
+    if done == total:
+        if counts.get(str(RunState.succeeded), 0) == total:
+            state = JobState.succeeded
+        elif job.cancel_reason:
+            state = JobState.cancelled
+        else:
+            state = JobState.failed
+        if job.state != str(state):
+            job.state, job.finished_at = str(state), utcnow()
+    elif any(counts.get(s, 0) for s in ACTIVE) or done:
+        job.state, job.finished_at = str(JobState.running), None
+    else:
+        job.state, job.finished_at = str(JobState.queued), None
+    return job
+
+
+def _touch_job(session: Session, job_id: int, state: JobState) -> None:
+    session.execute(update(Job).where(Job.id == job_id).values(state=str(state), finished_at=None))
+
+
+def runs_using_model(session: Session, model_id: int) -> int:
+    pending = (str(RunState.queued),) + ACTIVE
+    waiting = session.scalar(
+        select(func.count()).select_from(JobModel).join(Job, Job.id == JobModel.job_id)
+        .where(JobModel.model_id == model_id, Job.state == str(JobState.waiting))
+    )
+    active = session.scalar(
+        select(func.count()).select_from(Run).where(Run.model_id == model_id, Run.state.in_(pending))
+    )
+    return int(waiting or 0) + int(active or 0)
+
+
+def notify_new_work(session: Session) -> None:
+    """Wake long polls in every server replica (PostgreSQL delivers it at commit)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+
+
+def active_run_for_device(session: Session, device_id: int) -> Optional[int]:
+    return session.scalar(
+        select(Run.id).where(Run.device_id == device_id, Run.state.in_(ACTIVE)).order_by(Run.id).limit(1)
+    )
