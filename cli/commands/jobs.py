@@ -1,0 +1,193 @@
+"""``edgefarm submit`` and ``edgefarm jobs list|show|cancel|wait``.
+
+A job is models x matching devices; the server fans it out into runs. The
+device selector is checked here first with the same parser the server uses,
+so a typo is reported before anything is sent. Only the run settings given on
+the command line are sent; the server's defaults apply to the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, Dict, List, Tuple
+
+from pydantic import ValidationError
+
+from shared.enums import JobState, Runtime, Task
+from shared.schemas import JobCreate, JobOut
+from shared.selectors import SelectorError, parse_selector
+
+from ..errors import EXIT_FAILURE, EXIT_TIMEOUT, CliError, validation_summary
+from ..output import emit_json, print_fields, print_table, say, warn
+from ..waiting import counts_text, describe_progress, run_counts, wait_for_job
+from . import Context, add_command
+
+#: option dest -> RunSettings field
+SETTINGS_OPTIONS = (
+    ("runtime", "runtime"), ("accelerator", "accelerator"), ("threads", "threads"),
+    ("warmup_runs", "warmup_runs"), ("runs", "measured_runs"), ("min_seconds", "min_seconds"),
+    ("max_seconds", "max_seconds"), ("sample_limit", "sample_limit"),
+)
+
+
+def register(subparsers: Any) -> None:
+    _register_submit(subparsers)
+    group = subparsers.add_parser("jobs", help="list, show, cancel and wait for jobs",
+                                  description="List, show, cancel and wait for jobs.")
+    sub = group.add_subparsers(dest="jobs_command", metavar="COMMAND", required=True)
+    listing = add_command(sub, "list", run_list, "list jobs, newest first")
+    listing.add_argument("--state", choices=[s.value for s in JobState], help="only jobs in this state")
+    show = add_command(sub, "show", run_show, "show a job and its runs")
+    show.add_argument("job_id", type=int, metavar="ID")
+    cancel = add_command(sub, "cancel", run_cancel, "cancel a job (running runs are told to stop)")
+    cancel.add_argument("job_id", type=int, metavar="ID")
+    cancel.add_argument("--reason", help="why, recorded on the job and its runs")
+    wait = add_command(sub, "wait", run_wait, "wait for a job to end (exit 0 succeeded, 1 failed "
+                                              "or cancelled, 3 timeout)")
+    wait.add_argument("job_id", type=int, metavar="ID")
+    wait.add_argument("--timeout", type=float, metavar="S", help="give up after S seconds (exit 3)")
+
+
+def _register_submit(subparsers: Any) -> None:
+    p = add_command(subparsers, "submit", run_submit, "submit a benchmark job")
+    p.add_argument("--model", dest="models", action="append", required=True, metavar="M",
+                   help="model id, name or sha256; repeat for several models")
+    p.add_argument("--dataset", metavar="D", help="dataset id or name (default: latency only)")
+    p.add_argument("--devices", required=True, metavar="SELECTOR",
+                   help="all, platform=X, label=X or id=N, joined by commas")
+    p.add_argument("--runtime", choices=[r.value for r in Runtime], help="default: tflite")
+    p.add_argument("--accelerator", help="cpu, gpu, dsp, npu, ... (default: cpu)")
+    p.add_argument("--threads", type=int, metavar="N")
+    p.add_argument("--warmup-runs", type=int, metavar="N")
+    p.add_argument("--runs", type=int, metavar="N", help="measured runs")
+    p.add_argument("--min-seconds", type=float, metavar="S", help="measure at least this long")
+    p.add_argument("--max-seconds", type=float, metavar="S", help="measure at most this long")
+    p.add_argument("--sample-limit", type=int, metavar="N", help="evaluate at most N samples")
+    p.add_argument("--task", choices=[t.value for t in Task])
+    p.add_argument("--priority", type=int, metavar="P", help="-100..100, higher first")
+    p.add_argument("--timeout", type=int, metavar="S", help="seconds a run may take")
+    p.add_argument("--max-attempts", type=int, metavar="N")
+    p.add_argument("--require-device", action="store_true",
+                   help="refuse the job when no device matches now (instead of waiting)")
+    p.add_argument("--name", help="a name for the job")
+    p.add_argument("--wait", action="store_true", help="then wait for the job like 'jobs wait'")
+    p.add_argument("--wait-timeout", type=float, metavar="S", help="with --wait: give up after S s")
+
+
+def build_job(args: argparse.Namespace) -> Dict[str, Any]:
+    """The JobCreate body from the submit options; CliError (exit 2) when invalid."""
+    try:
+        parse_selector(args.devices)
+    except SelectorError as exc:
+        raise CliError(f"bad device selector {args.devices!r}: {exc}")
+    settings = {field: getattr(args, dest) for dest, field in SETTINGS_OPTIONS
+                if getattr(args, dest) is not None}
+    body: Dict[str, Any] = {"models": args.models, "devices": args.devices.strip(), "settings": settings}
+    optional = {"dataset": args.dataset, "task": args.task, "priority": args.priority,
+                "timeout_seconds": args.timeout, "max_attempts": args.max_attempts, "name": args.name}
+    body.update({key: value for key, value in optional.items() if value is not None})
+    if args.require_device:
+        body["require_device"] = True
+    try:
+        JobCreate.model_validate(body)
+    except ValidationError as exc:
+        raise CliError(f"invalid job: {validation_summary(exc)}")
+    return body
+
+
+def run_submit(ctx: Context) -> int:
+    args = ctx.args
+    body = build_job(args)
+    job = ctx.client.submit_job(body)
+    for warning in job.warnings:
+        warn(warning)
+    if args.wait:
+        if not ctx.json:
+            say(f"submitted job {job.id} ({job.state}); waiting for it to end")
+        return _wait(ctx, job.id, args.wait_timeout)
+    if ctx.json:
+        emit_json(job.model_dump(mode="json"))
+    else:
+        print_fields(job_fields(job))
+    return 0
+
+
+def job_fields(job: JobOut) -> List[Tuple[str, Any]]:
+    done, total = run_counts(job)
+    settings = job.settings
+    return [
+        ("job", job.id), ("name", job.name), ("state", job.state), ("task", job.task),
+        ("models", job.models), ("dataset", job.dataset_id), ("devices", job.devices),
+        ("runtime", f"{settings.runtime} on {settings.accelerator}"
+                    + (f", {settings.threads} threads" if settings.threads else "")),
+        ("runs", f"{done}/{total} done" + (f" ({counts_text(job.counts)})" if job.counts else "")),
+        ("priority", job.priority), ("created", job.created_at), ("finished", job.finished_at),
+    ] + ([("cancelled", job.cancel_reason)] if job.cancel_reason else [])
+
+
+def run_list(ctx: Context) -> int:
+    jobs = ctx.client.list_jobs(ctx.args.state)
+    if ctx.json:
+        emit_json([j.model_dump(mode="json") for j in jobs])
+        return 0
+    if not jobs:
+        say("no jobs" + (f" in state {ctx.args.state}" if ctx.args.state else ""))
+        return 0
+    columns = ("id", "name", "state", "task", "models", "devices", "runs done", "priority", "created",
+               "finished")
+    rows = [(j.id, j.name, j.state, j.task, j.models, j.devices, "{}/{}".format(*run_counts(j)),
+             j.priority, j.created_at, j.finished_at) for j in jobs]
+    print_table(columns, rows, right=("id", "priority"))
+    return 0
+
+
+def print_job(job: JobOut) -> None:
+    print_fields(job_fields(job))
+    if not job.runs:
+        return
+    print()
+    columns = ("run", "model", "device", "state", "attempt", "started", "finished", "result", "error")
+    rows = [(r.id, r.model_id, r.device_id, r.state, f"{r.attempt}/{r.max_attempts}", r.started_at,
+             r.finished_at, r.result_id, r.error) for r in job.runs]
+    print_table(columns, rows, right=("run", "model", "device", "result"))
+
+
+def run_show(ctx: Context) -> int:
+    job = ctx.client.get_job(ctx.args.job_id)
+    if ctx.json:
+        emit_json(job.model_dump(mode="json"))
+    else:
+        print_job(job)
+    return 0
+
+
+def run_cancel(ctx: Context) -> int:
+    job = ctx.client.cancel_job(ctx.args.job_id, ctx.args.reason)
+    if ctx.json:
+        emit_json(job.model_dump(mode="json"))
+    else:
+        say(f"cancelled job {job.id}: {job.cancel_reason or 'no reason given'}")
+        print_fields(job_fields(job))
+    return 0
+
+
+def run_wait(ctx: Context) -> int:
+    return _wait(ctx, ctx.args.job_id, ctx.args.timeout)
+
+
+def _wait(ctx: Context, job_id: int, timeout: Any) -> int:
+    if timeout is not None and timeout < 0:
+        raise CliError("--timeout must not be negative")
+    job, ended = wait_for_job(ctx.client, job_id, timeout)
+    if ctx.json:
+        emit_json(job.model_dump(mode="json"))
+    else:
+        print_job(job)
+    if not ended:
+        say(f"edgefarm: gave up after {timeout:g} s; {describe_progress(job)}")
+        return EXIT_TIMEOUT
+    if job.state != JobState.succeeded:
+        reason = f": {job.cancel_reason}" if job.cancel_reason else ""
+        say(f"edgefarm: job {job.id} ended {job.state}{reason}")
+        return EXIT_FAILURE
+    return 0

@@ -1,0 +1,163 @@
+"""``edgefarm results``: the results table, its CSV export, and the family
+comparison (``--compare FAMILY``).
+
+The table has the shape of a study table: one row per result with platform,
+device, runtime, model and variant, the headline accuracy (mIoU for
+segmentation, top-1 for classification), latency percentiles, model size and
+peak memory. Metrics arrive as fractions and are shown as percentages; an
+accuracy delta is in percentage points. ``--csv`` writes the server's own CSV
+export unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Tuple
+
+from shared.schemas import CompareCell, CompareOut, ModelOut, ResultOut
+
+from ..errors import CliError
+from ..output import (
+    emit_json,
+    emit_text,
+    format_bytes,
+    format_ms,
+    format_percent,
+    format_points,
+    format_ratio,
+    print_table,
+    say,
+)
+from . import Context, add_command, add_json_option
+from .models import variant_text
+
+FILTERS = ("model", "family", "variant", "device", "platform", "runtime", "task", "job")
+METRIC_NAMES = {"miou": "mIoU", "top1": "top-1"}
+
+
+def register(subparsers: Any) -> None:
+    p = add_command(subparsers, "results", run_results, "list, export and compare results", json=False)
+    p.add_argument("--model", metavar="M", help="model id, name or sha256")
+    p.add_argument("--family", metavar="F")
+    p.add_argument("--variant", metavar="V", help="quantization (none, fp16, int8, ...) or variant label")
+    p.add_argument("--device", metavar="D", help="device id or name")
+    p.add_argument("--platform", metavar="P")
+    p.add_argument("--runtime", metavar="R")
+    p.add_argument("--task", metavar="T")
+    p.add_argument("--job", type=int, metavar="ID")
+    p.add_argument("--compare", metavar="FAMILY",
+                   help="variants of FAMILY x devices, with deltas against the base model")
+    formats = p.add_mutually_exclusive_group()
+    add_json_option(formats)
+    formats.add_argument("--csv", action="store_true", help="write the server's CSV export to stdout")
+
+
+def run_results(ctx: Context) -> int:
+    args = ctx.args
+    if args.compare:
+        return run_compare(ctx)
+    filters = {name: getattr(args, name) for name in FILTERS}
+    if args.csv:
+        emit_text(ctx.client.results_csv(filters))
+        return 0
+    results = ctx.client.list_results(filters)
+    if ctx.json:
+        emit_json([r.model_dump(mode="json") for r in results])
+        return 0
+    if not results:
+        say("no results match")
+        return 0
+    print_table(RESULT_COLUMNS, [result_row(r) for r in results],
+                right=("id", "sparsity", "accuracy/mIoU", "p50 ms", "p90 ms", "size", "peak RSS"))
+    return 0
+
+
+RESULT_COLUMNS = ("id", "platform", "device", "runtime", "model", "quantization", "sparsity",
+                  "accuracy/mIoU", "p50 ms", "p90 ms", "size", "peak RSS")
+
+
+def headline(metrics: Optional[Dict[str, Any]]) -> Tuple[Optional[float], Optional[str]]:
+    """The figure a study table shows: mIoU when present, else top-1."""
+    for key in ("miou", "top1"):
+        if metrics and metrics.get(key) is not None:
+            return float(metrics[key]), key
+    return None, None
+
+
+def format_accuracy(value: Optional[float], metric: Optional[str]) -> Optional[str]:
+    if value is None:
+        return None
+    return f"{format_percent(value)} {METRIC_NAMES.get(metric or '', metric or '')}".strip()
+
+
+def result_row(result: ResultOut) -> List[Any]:
+    metrics = result.metrics.model_dump() if result.metrics else None
+    latency = result.latency_ms
+    runtime = result.runtime.name + (f" {result.runtime.version}" if result.runtime.version else "")
+    if result.runtime.accelerator and result.runtime.accelerator != "cpu":
+        runtime += f" ({result.runtime.accelerator})"
+    return [
+        result.id, result.platform, result.device_name, runtime, result.model_name,
+        result.variant.quantization, result.variant.sparsity, format_accuracy(*headline(metrics)),
+        format_ms(latency.p50 if latency else None), format_ms(latency.p90 if latency else None),
+        format_bytes(result.model_size_bytes), format_bytes(result.peak_rss_bytes),
+    ]
+
+
+# ---------------------------------------------------------------- compare
+
+
+def run_compare(ctx: Context) -> int:
+    args = ctx.args
+    if args.csv:
+        raise CliError("--csv cannot be combined with --compare (use --json)")
+    other = [f"--{name}" for name in ("model", "family", "variant", "device", "task", "job")
+             if getattr(args, name) is not None]
+    if other:
+        raise CliError(f"--compare takes only --platform and --runtime as filters, not {', '.join(other)}")
+    compared = ctx.client.compare(args.compare, args.platform, args.runtime)
+    if ctx.json:
+        emit_json(compared.model_dump(mode="json"))
+        return 0
+    if not compared.cells:
+        say(f"no results yet for family {compared.family!r}")
+        return 0
+    print_compare(compared)
+    return 0
+
+
+def model_label(model: ModelOut, base_id: Optional[int]) -> str:
+    base = " [base]" if model.id == base_id else ""
+    return f"{model.name} (id {model.id}){base}\n{variant_text(model.variant)}"
+
+
+def cell_text(cell: Optional[CompareCell], is_base: bool) -> str:
+    """Accuracy, p50 and size, each with its delta or ratio against the base;
+    a leading ``*`` marks a cell on its device's Pareto front."""
+    if cell is None:
+        return "-"
+    accuracy = format_accuracy(cell.accuracy, cell.accuracy_metric) or "accuracy -"
+    latency = f"p50 {format_ms(cell.p50_ms) or '-'} ms"
+    size = f"size {format_bytes(cell.model_size_bytes) or '-'}"
+    if not is_base:
+        accuracy += _suffix(format_points(cell.delta_accuracy))
+        latency += _suffix(format_ratio(cell.latency_ratio))
+        size += _suffix(format_ratio(cell.size_ratio))
+    mark = "* " if cell.pareto else "  "
+    return f"{mark}{accuracy}\n  {latency}\n  {size}"
+
+
+def _suffix(text: Optional[str]) -> str:
+    return f" ({text})" if text else ""
+
+
+def print_compare(compared: CompareOut) -> None:
+    cells = {(c.model_id, c.device_id): c for c in compared.cells}
+    columns = ["model / variant"] + [f"{d.name}\n{d.platform} (id {d.id})" for d in compared.devices]
+    rows = []
+    for model in compared.models:
+        is_base = model.id == compared.base_model_id
+        rows.append([model_label(model, compared.base_model_id)]
+                    + [cell_text(cells.get((model.id, d.id)), is_base) for d in compared.devices])
+    print_table(columns, rows, title=f"family {compared.family}: variants x devices", show_lines=True)
+    say("* on the device's Pareto front (accuracy vs p50 latency); accuracy deltas in percentage "
+        "points, latency and size as ratios to the base model")

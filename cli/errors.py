@@ -1,0 +1,42 @@
+"""The one exception the CLI raises on purpose, and its exit codes.
+
+Every handler and helper signals failure with ``CliError(message, code)``;
+``cli.main`` prints ``edgefarm: error: <message>`` on stderr and exits with
+``code``. The codes are part of the interface that scripts rely on:
+
+* ``EXIT_USAGE`` (2): bad input, missing configuration, any HTTP 4xx answer;
+* ``EXIT_FAILURE`` (1): the server failed (5xx) or could not be reached, or a
+  waited-for job ended failed or cancelled;
+* ``EXIT_TIMEOUT`` (3): ``jobs wait`` gave up before the job ended.
+
+``validation_summary`` turns a pydantic validation error (the CLI validates
+request bodies locally before sending them) into such a one-line message.
+"""
+
+from typing import Any
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_TIMEOUT = 3
+
+
+class CliError(Exception):
+    """A failure with a message meant for a person and the exit code to use."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def validation_summary(exc: Any) -> str:
+    """A pydantic ``ValidationError`` as one line: ``field: message; ...``."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error.get("loc", ()))
+        parts.append(f"{where}: {error.get('msg')}" if where else str(error.get("msg")))
+    return "; ".join(parts)

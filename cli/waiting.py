@@ -1,0 +1,130 @@
+"""Waiting for a job to end: the poll loop and its live display on stderr.
+
+``wait_for_job`` polls ``GET /jobs/{id}`` about once a second until the job
+reaches a final state or the timeout passes. A brief network failure or a 5xx
+does not end the wait (a few in a row do); a 4xx does at once. The display is
+a rich progress bar when stderr is a terminal, otherwise one plain line each
+time the run counts change, so that logs of CI jobs stay readable.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Dict, Optional, Tuple
+
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from shared.enums import FINAL_RUN_STATES, JobState
+from shared.schemas import JobOut
+
+from .client import Client
+from .errors import EXIT_USAGE, CliError
+from .output import console, say, stderr_is_tty
+
+FINAL_JOB_STATES = frozenset({JobState.succeeded, JobState.failed, JobState.cancelled})
+POLL_SECONDS = 1.0
+MAX_POLL_FAILURES = 5
+COUNT_ORDER = ("waiting", "queued", "leased", "running", "succeeded", "failed", "cancelled", "lost")
+
+
+def run_counts(job: JobOut) -> Tuple[int, int]:
+    """``(finished runs, all runs)``."""
+    total = len(job.runs) or sum(job.counts.values())
+    final = {str(state) for state in FINAL_RUN_STATES}
+    done = sum(count for state, count in job.counts.items() if state in final)
+    return done, total
+
+
+def counts_text(counts: Dict[str, int]) -> str:
+    """``queued 2, running 1, succeeded 3`` in lifecycle order."""
+    ordered = sorted(counts.items(), key=lambda kv: (_rank(kv[0]), kv[0]))
+    return ", ".join(f"{state} {count}" for state, count in ordered if count)
+
+
+def _rank(state: str) -> int:
+    return COUNT_ORDER.index(state) if state in COUNT_ORDER else len(COUNT_ORDER)
+
+
+def describe_progress(job: JobOut) -> str:
+    done, total = run_counts(job)
+    detail = counts_text(job.counts)
+    return f"job {job.id} {job.state}: {done}/{total} runs done" + (f" ({detail})" if detail else "")
+
+
+class LineDisplay:
+    """One line on stderr whenever the state or the run counts change."""
+
+    def __init__(self) -> None:
+        self._last: Optional[str] = None
+
+    def update(self, job: JobOut) -> None:
+        line = describe_progress(job)
+        if line != self._last:
+            say(line)
+            self._last = line
+
+    def close(self) -> None:
+        pass
+
+
+class LiveDisplay:
+    """A rich progress bar on the terminal: finished runs out of all runs."""
+
+    def __init__(self) -> None:
+        self._progress = Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=console(stderr=True),
+        )
+        self._task = self._progress.add_task("job", total=None, detail="")
+        self._progress.start()
+
+    def update(self, job: JobOut) -> None:
+        done, total = run_counts(job)
+        self._progress.update(self._task, description=f"job {job.id} {job.state}",
+                              completed=done, total=total or None, detail=counts_text(job.counts))
+
+    def close(self) -> None:
+        self._progress.stop()
+
+
+def wait_for_job(
+    client: Client, job_id: int, timeout: Optional[float] = None, interval: float = POLL_SECONDS,
+    clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+) -> Tuple[JobOut, bool]:
+    """Poll until the job ends; returns the last JobOut and whether it ended."""
+    display = LiveDisplay() if stderr_is_tty() else LineDisplay()
+    deadline = None if timeout is None else clock() + timeout
+    try:
+        job = client.get_job(job_id)
+        while True:
+            display.update(job)
+            if job.state in FINAL_JOB_STATES:
+                return job, True
+            if deadline is not None and clock() >= deadline:
+                return job, False
+            pause = interval if deadline is None else max(0.0, min(interval, deadline - clock()))
+            sleep(pause)
+            job = _poll(client, job_id)
+    finally:
+        display.close()
+
+
+def _poll(client: Client, job_id: int) -> JobOut:
+    """The job's current state, retrying transient failures a few times."""
+    failures = 0
+    while True:
+        try:
+            return client.get_job(job_id)
+        except CliError as exc:
+            failures += 1
+            if exc.code == EXIT_USAGE or failures >= MAX_POLL_FAILURES:
+                raise
+            say(f"warning: {exc} (retrying)")
+            time.sleep(POLL_SECONDS)
