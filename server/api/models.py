@@ -111,7 +111,8 @@ async def upload_model(
         fmt, inputs, outputs = await run_in_threadpool(inspect_file, writer.temp_path)
     except ModelFormatError as exc:
         writer.abort()
-        raise ProblemException(415, "Not a model file", str(exc), kind="unsupported-model")
+        detail = str(exc).replace(str(writer.temp_path), upload.filename or "the upload")
+        raise ProblemException(415, "Not a model file", detail, kind="unsupported-model")
     except Exception:
         writer.abort()
         raise

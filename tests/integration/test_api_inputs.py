@@ -67,7 +67,8 @@ def stored(farm, tmp_path):
 def test_text_file_as_model_is_refused(farm, stored):
     before = snapshot(farm)
     response = farm.user.post("/api/v1/models", files={"file": ("model.tflite", b"hello, world\n" * 50)})
-    assert_problem(response, 415, "not a model")
+    assert_problem(response, 415, "not a model", "model.tflite")
+    assert "upload-" not in response.json()["detail"]  # no server-side temp path
     assert snapshot(farm) == before
 
 

@@ -176,3 +176,50 @@ def test_long_poll_times_out_with_204(farm):
     started = time.monotonic()
     assert agent.lease(wait=1.0) is None
     assert 0.9 < time.monotonic() - started < 4.0
+
+
+def test_hard_timeout_fails_a_run_that_keeps_heartbeating(farm, null_model):
+    agent = farm.enrol("pc")
+    job = farm.submit(models=[null_model["id"]], devices="all", timeout_seconds=1)
+    lease = agent.lease()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if agent.heartbeat(lease).status_code == 409:
+            break
+        time.sleep(0.2)
+    run = _wait_state(farm, lease["run_id"], "failed")
+    assert "timeout" in run["error"]
+    assert agent.report(lease).status_code == 409
+    assert farm.user.get(f"/api/v1/jobs/{job['id']}").json()["state"] == "failed"
+
+
+def test_replicas_wake_each_others_long_polls(database_url, tmp_path, farm, null_model):
+    """Two server processes on one PostgreSQL database: a job submitted through one
+    answers a long poll held by the other at once (LISTEN/NOTIFY)."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("replicas share a PostgreSQL database; SQLite is the single-process default")
+    from tests.servers import Farm, ServerProcess
+
+    other = Farm(ServerProcess(tmp_path / "replica", database_url, sweep_interval_seconds=0.2).start())
+    try:
+        agent = farm.enrol("pc")
+        agent_on_other = type(agent).__new__(type(agent))
+        agent_on_other.device_id = agent.device_id
+        agent_on_other.http = other.client(agent.token, **{"X-EdgeFarm-Protocol": "1"})
+        got = {}
+
+        def poll():
+            started = time.monotonic()
+            got["lease"] = agent_on_other.lease(wait=20)
+            got["elapsed"] = time.monotonic() - started
+
+        thread = threading.Thread(target=poll)
+        thread.start()
+        time.sleep(1.0)
+        farm.submit(models=[null_model["id"]], devices="all")  # through the first replica
+        thread.join(timeout=30)
+        assert got["lease"] is not None
+        assert got["elapsed"] < 4.0  # well before the 5 s periodic re-check
+    finally:
+        other.close()
+        other.server.stop()
