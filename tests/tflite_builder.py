@@ -77,7 +77,7 @@ def _floats(values: Sequence[float]) -> bytes:
 def build_mlp(
     layers: List[Tuple[List[List[float]], List[float]]], softmax: bool = True,
     input_name: str = "input", output_name: str = "probabilities",
-    description: Optional[str] = None,
+    description: Optional[str] = None, declared_input_width: Optional[int] = None,
 ) -> bytes:
     """A TFLite model: FULLY_CONNECTED layers (ReLU between them), then SOFTMAX.
 
@@ -87,7 +87,7 @@ def build_mlp(
     buffers = [_buffer(builder, b"")]
     tensors, operators = [], []
     width = len(layers[0][0][0])
-    tensors.append(_tensor(builder, input_name, [1, width], 0))
+    tensors.append(_tensor(builder, input_name, [1, declared_input_width or width], 0))
     current = 0
     for i, (weights, bias) in enumerate(layers):
         out_width = len(weights)
@@ -141,3 +141,13 @@ def tiny_tflite(seed: int = 0, inputs: int = 4, outputs: int = 3) -> bytes:
     w1 = [[rng.uniform(-1, 1) for _ in range(inputs)] for _ in range(hidden)]
     w2 = [[rng.uniform(-1, 1) for _ in range(hidden)] for _ in range(outputs)]
     return build_mlp([(w1, [0.1] * hidden), (w2, [0.0] * outputs)])
+
+
+def broken_tflite() -> bytes:
+    """A well-formed flatbuffer that no interpreter can prepare: the input is
+    declared 7 wide while the first layer's weights expect 4."""
+    import random
+
+    rng = random.Random(1)
+    w1 = [[rng.uniform(-1, 1) for _ in range(4)] for _ in range(3)]
+    return build_mlp([(w1, [0.0] * 3)], declared_input_width=7, description="broken on purpose")

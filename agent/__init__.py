@@ -1,0 +1,8 @@
+"""The EdgeFarm device agent: enrols with the server, long-polls for runs,
+downloads models and datasets into a verified cache, benchmarks and evaluates
+them with the device's runtime, and reports the figures.
+
+Runs on Python 3.9 (devices run old distributions).
+"""
+
+__version__ = "0.1.0"

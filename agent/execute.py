@@ -1,0 +1,194 @@
+"""One run, start to end, in its own process: load the model with the chosen
+runtime, run the latency protocol, evaluate on the dataset, and write a
+``RunResult``. The worker starts ``python -m agent.execute SPEC RESULT`` for
+every run, so that a crashing runtime cannot take the agent down, peak RSS
+belongs to this run alone, and cancellation is a kill. ``edgefarm-agent
+bench`` calls ``run_benchmark`` directly.
+
+Progress is printed to stdout as JSON lines ``{"phase": ..., "done": n, "total": m}``.
+"""
+
+import json
+import os
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional
+
+from shared.schemas import Environment, LatencyStats, Metrics, Preprocessing, RunResult, RunSettings
+
+from . import __version__
+from .errors import Cancelled
+from .runtimes import LoadOptions, ModelLoadError, get_runtime_class
+
+Progress = Callable[[Dict[str, Any]], None]
+
+
+class RunFailed(Exception):
+    """The run cannot produce a result; the message says why, for the user."""
+
+
+@dataclass
+class RunSpec:
+    model_path: str
+    settings: RunSettings = field(default_factory=RunSettings)
+    task: str = "latency"
+    dataset_dir: Optional[str] = None
+    dataset_layout: Optional[str] = None
+    dataset_split: Optional[str] = None
+    preprocessing: Optional[Preprocessing] = None
+    labels: Optional[list] = None
+    runtime_options: Dict[str, Any] = field(default_factory=dict)
+    default_threads: Optional[int] = None
+
+    @classmethod
+    def from_json(cls, data: dict) -> "RunSpec":
+        data = dict(data)
+        data["settings"] = RunSettings.model_validate(data.get("settings") or {})
+        if data.get("preprocessing") is not None:
+            data["preprocessing"] = Preprocessing.model_validate(data["preprocessing"])
+        return cls(**data)
+
+    def to_json(self) -> dict:
+        data = dict(self.__dict__)
+        data["settings"] = self.settings.model_dump(mode="json")
+        data["preprocessing"] = self.preprocessing.model_dump(mode="json") if self.preprocessing else None
+        return data
+
+
+def _load(spec: RunSpec):
+    from .harness import load_runtime
+
+    settings = spec.settings
+    runtime_cls = get_runtime_class(str(settings.runtime))
+    threads = settings.threads or spec.default_threads or os.cpu_count()
+    options = LoadOptions(accelerator=settings.accelerator, threads=threads,
+                          options={**spec.runtime_options, **settings.options})
+    try:
+        return load_runtime(runtime_cls, Path(spec.model_path), options)
+    except ModelLoadError as exc:
+        raise RunFailed(f"cannot load the model with {settings.runtime}: {exc}") from exc
+
+
+def _preprocessing(spec: RunSpec, input_dtype: str) -> Preprocessing:
+    from .evaluation.preprocess import default_preprocessing
+
+    return spec.settings.preprocessing or spec.preprocessing or default_preprocessing(input_dtype)
+
+
+def _latency_inputs(spec: RunSpec, runtime, input_spec, pre):
+    """A real pre-processed sample when there is a dataset, else synthetic data."""
+    from .evaluation.datasets import iter_decoded
+    from .evaluation.preprocess import preprocess_image
+    from .harness import synthetic_inputs
+
+    if input_spec is not None and len(runtime.inputs) == 1:
+        for sample in iter_decoded(Path(spec.dataset_dir), spec.dataset_layout, spec.dataset_split, 1):
+            return [preprocess_image(sample.image, input_spec, pre)]
+    return synthetic_inputs(runtime.inputs)
+
+
+def _evaluate(spec: RunSpec, runtime, input_spec, pre, progress, should_stop):
+    from shared.layouts import validate_directory
+
+    from .evaluation.datasets import iter_decoded
+    from .evaluation.evaluate import evaluate
+
+    if spec.task == "segmentation":
+        num_classes = int(runtime.outputs[0].shape[-1])  # runtimes present outputs channels-last
+    else:  # the dataset's classes: a model may score one more (a background class 0)
+        summary = validate_directory(Path(spec.dataset_dir), spec.dataset_layout, spec.dataset_split)
+        num_classes = summary.num_classes or int(runtime.outputs[0].shape[-1])
+    limit = spec.settings.sample_limit
+    samples = iter_decoded(Path(spec.dataset_dir), spec.dataset_layout, spec.dataset_split, limit)
+    return evaluate(runtime, samples, spec.task, input_spec, pre, num_classes,
+                    progress=progress, should_stop=should_stop, limit=limit,
+                    label_offset=spec.settings.options.get("label_offset"))
+
+
+def run_benchmark(spec: RunSpec, progress: Optional[Progress] = None,
+                  should_stop: Optional[Callable[[], bool]] = None) -> RunResult:
+    from .evaluation.preprocess import InputSpec
+    from .harness import Protocol, benchmark, peak_rss_bytes
+    from .stats import latency_stats
+    from .sysinfo import environment_delta, read_environment
+
+    report = progress or (lambda info: None)
+    before = read_environment()
+    runtime, init_ms = _load(spec)
+    try:
+        evaluating = bool(spec.dataset_dir) and spec.task in ("classification", "segmentation")
+        input_spec = InputSpec.from_tensor(runtime.inputs[0], runtime.layout) if evaluating else None
+        pre = _preprocessing(spec, runtime.inputs[0].dtype)
+        inputs = _latency_inputs(spec, runtime, input_spec, pre)
+        protocol = Protocol.from_settings(spec.settings)
+        bench = benchmark(runtime, inputs, protocol,
+                          progress=lambda done, phase: report({"phase": phase, "done": done}),
+                          should_stop=should_stop)
+        metrics, end_to_end, extra = None, None, {}
+        if evaluating:
+            outcome = _evaluate(spec, runtime, input_spec, pre,
+                                lambda done, total=None: report({"phase": "evaluate", "done": done,
+                                                                 "total": total}),
+                                should_stop)
+            metrics = Metrics(**_name_classes(outcome.metrics, spec.labels))
+            end_to_end = LatencyStats(**latency_stats(outcome.end_to_end_ms, keep_samples=False))
+            extra = {"evaluation_wall_seconds": outcome.wall_seconds, "stage_ms": outcome.stage_ms,
+                     "evaluation_inference_ms": latency_stats(outcome.inference_ms, keep_samples=False)}
+        after = read_environment()
+        return RunResult(
+            runtime={"name": runtime.name, "version": runtime.version(),
+                     "accelerator": spec.settings.accelerator,
+                     "threads": runtime.describe().get("threads"),
+                     "delegate": runtime.describe().get("delegate")},
+            agent_version=__version__, init_ms=init_ms, first_inference_ms=bench.first_inference_ms,
+            latency_ms=LatencyStats(**bench.stats), end_to_end_ms=end_to_end,
+            model_size_bytes=os.path.getsize(spec.model_path), peak_rss_bytes=peak_rss_bytes(),
+            metrics=metrics, environment=Environment(**environment_delta(before, after)),
+            extra={"warmup_runs": bench.warmup_count, "latency_wall_seconds": bench.wall_seconds,
+                   "latency_samples_stride": bench.samples_stride,
+                   "inputs": "dataset sample" if spec.dataset_dir else "synthetic", **extra},
+        )
+    finally:
+        runtime.close()
+
+
+def _name_classes(metrics: dict, labels: Optional[list]) -> dict:
+    """Per-class IoU keyed by class name when the model has labels."""
+    per_class = metrics.get("per_class_iou")
+    if not per_class or not labels:
+        return metrics
+    named = {}
+    for key, value in per_class.items():
+        index = int(key) if str(key).isdigit() else None
+        named[labels[index] if index is not None and index < len(labels) else str(key)] = value
+    return {**metrics, "per_class_iou": named}
+
+
+def main(argv=None) -> int:
+    """``python -m agent.execute SPEC.json RESULT.json``: exit 0 with a result,
+    3 with ``{"error": ...}`` for a run that failed, 4 when cancelled."""
+    spec_path, result_path = (argv or sys.argv[1:])[:2]
+    spec = RunSpec.from_json(json.loads(Path(spec_path).read_text()))
+
+    def emit(info: Dict[str, Any]) -> None:
+        print(json.dumps(info), flush=True)
+
+    try:
+        result = run_benchmark(spec, progress=emit)
+    except Cancelled:
+        return 4
+    except RunFailed as exc:
+        Path(result_path).write_text(json.dumps({"error": str(exc)}))
+        return 3
+    except Exception as exc:  # a failing run is reported, with the reason
+        message = f"{type(exc).__name__}: {exc}"
+        Path(result_path).write_text(json.dumps({"error": message, "trace": traceback.format_exc()}))
+        return 3
+    Path(result_path).write_text(result.model_dump_json())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

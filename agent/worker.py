@@ -1,0 +1,284 @@
+"""The agent's service loop: long-poll for a lease, fetch the run's artifacts,
+execute the run in a child process while a heartbeat task renews the lease and
+watches for cancellation, and deliver the report (spooled first, so nothing is
+lost when the server is away).
+
+Background tasks are small named threads; if one dies unexpectedly the agent
+stops loudly. Errors come sorted from ``agent.client``: retryable ones back
+off, fatal ones stop the agent with their message.
+"""
+
+import json
+import logging
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+from shared.enums import RunState
+from shared.schemas import DeviceCapabilities, Intervals, Lease, RunReport, RunResult
+
+from .artifacts import ArtifactCache, CacheError
+from .client import AgentClient, Backoff, Fatal, LeaseLost, Rejected, Retryable
+from .config import AgentConfig
+from .execute import RunSpec
+from .spool import Spool
+
+log = logging.getLogger("edgefarm.agent")
+
+
+class RunContext:
+    """What the heartbeat task and the executor share about the current run."""
+
+    def __init__(self, lease: Lease):
+        self.lease = lease
+        self.progress: dict = {"phase": "download"}
+        self.cancel_reason: Optional[str] = None
+        self.lease_lost = False
+        self.finished = threading.Event()
+        self.process: Optional[subprocess.Popen] = None
+
+    def stop_child(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+
+
+class Worker:
+    def __init__(self, config: AgentConfig, client: AgentClient, capabilities: DeviceCapabilities):
+        self.config, self.client, self.capabilities = config, client, capabilities
+        self.cache = ArtifactCache(Path(config.cache_dir), config.cache_max_bytes)
+        self.spool = Spool(Path(config.state_dir) / "spool")
+        self.intervals = Intervals(poll_wait_seconds=25, poll_jitter_seconds=5,
+                                   heartbeat_seconds=30, lease_seconds=120)
+        self.stopping = threading.Event()
+        self.current: Optional[RunContext] = None
+        self.fatal: Optional[str] = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    def request_stop(self, *_args) -> None:
+        """SIGTERM/SIGINT: stop polling; release (or finish) the current run."""
+        log.info("stop requested")
+        self.stopping.set()
+        run = self.current
+        if run is not None and self.config.shutdown == "release":
+            run.cancel_reason = "agent shutting down"
+            run.stop_child()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+
+    def run_forever(self) -> int:
+        try:
+            self._start()
+            while not self.stopping.is_set():
+                self.deliver_spool()
+                lease = self._next_lease()
+                if lease is not None:
+                    self.execute(lease)
+        except Fatal as exc:
+            log.error("%s", exc)
+            self.fatal = str(exc)
+            return 2
+        return 0
+
+    def _start(self) -> None:
+        response = self._retrying(lambda: self.client.heartbeat(self.capabilities))
+        if response is not None:
+            self.intervals = response.intervals
+            log.info("connected as device %s (%s)", response.device_id, response.status)
+
+    def _retrying(self, call):
+        backoff = Backoff()
+        while not self.stopping.is_set():
+            try:
+                result = call()
+                backoff.reset()
+                return result
+            except Retryable as exc:
+                delay = backoff.next_delay(exc.retry_after)
+                log.warning("%s; retrying in %.1f s", exc, delay)
+                self.stopping.wait(delay)
+        return None
+
+    def _next_lease(self) -> Optional[Lease]:
+        lease = self._retrying(lambda: self.client.lease(self.intervals.poll_wait_seconds))
+        if lease is None and not self.stopping.is_set():
+            self.stopping.wait(random.uniform(0, self.intervals.poll_jitter_seconds))
+        return lease
+
+    # ------------------------------------------------------------ one run
+
+    def execute(self, lease: Lease) -> None:
+        run = RunContext(lease)
+        self.current = run
+        self.intervals = lease.intervals
+        beat = threading.Thread(target=self._heartbeat_loop, args=(run,), name=f"heartbeat-{lease.run_id}",
+                                daemon=True)
+        beat.start()
+        try:
+            report = self._perform(run)
+        finally:
+            run.finished.set()
+            beat.join(timeout=10)
+            self.current = None
+        if run.lease_lost:
+            log.warning("run %s: lease lost; result dropped", lease.run_id)
+            return
+        if report is None:  # released on shutdown
+            self._release(run)
+            return
+        self.spool.put(lease.run_id, report)
+        self.deliver_spool()
+
+    def _perform(self, run: RunContext) -> Optional[RunReport]:
+        lease = run.lease
+        try:
+            spec = self._prepare(run)
+            result = self._run_child(run, spec)
+            return RunReport(lease_id=lease.lease_id, state=RunState.succeeded, result=result)
+        except _Cancelled as exc:
+            if self.stopping.is_set() and self.config.shutdown == "release" and not exc.by_server:
+                return None
+            return RunReport(lease_id=lease.lease_id, state=RunState.cancelled, error=str(exc))
+        except (CacheError, _RunError, Rejected, Retryable) as exc:
+            log.warning("run %s failed: %s", lease.run_id, exc)
+            return RunReport(lease_id=lease.lease_id, state=RunState.failed, error=str(exc))
+
+    def _prepare(self, run: RunContext) -> RunSpec:
+        lease = run.lease
+
+        def fetch(url, dest, sha):
+            self.client.download(url, dest, sha, progress=lambda done, total: run.progress.update(
+                {"phase": "download", "done": done, "total": total}))
+
+        model_path = self.cache.get_blob(lease.model.sha256, lease.model.download_url, fetch)
+        dataset_dir = None
+        if lease.dataset is not None:
+            ds = lease.dataset
+            if ds.source == "registered":
+                dataset_dir = self.cache.verify_registered(Path(ds.path), ds.sha256)
+            else:
+                dataset_dir = self.cache.get_dataset_dir(ds.sha256, ds.download_url, fetch)
+        runtime = str(lease.settings.runtime)
+        return RunSpec(
+            model_path=str(model_path), settings=lease.settings, task=str(lease.task),
+            dataset_dir=str(dataset_dir) if dataset_dir else None,
+            dataset_layout=str(lease.dataset.layout) if lease.dataset else None,
+            dataset_split=lease.dataset.split if lease.dataset else None,
+            preprocessing=lease.model.preprocessing, labels=lease.model.labels,
+            runtime_options=self.config.runtime_options.get(runtime, {}),
+            default_threads=self.config.threads,
+        )
+
+    def _run_child(self, run: RunContext, spec: RunSpec) -> RunResult:
+        run.progress = {"phase": "load"}
+        with tempfile.TemporaryDirectory(prefix="edgefarm-run-") as tmp:
+            spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
+            spec_path.write_text(json.dumps(spec.to_json()))
+            run.process = subprocess.Popen(
+                [sys.executable, "-m", "agent.execute", str(spec_path), str(result_path)],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )
+            if run.cancel_reason:  # cancelled while downloading
+                run.stop_child()
+            reader = threading.Thread(target=self._read_progress, args=(run,), daemon=True)
+            reader.start()
+            code = self._wait_child(run)
+            reader.join(timeout=5)
+            return self._collect(run, code, result_path)
+
+    def _wait_child(self, run: RunContext) -> int:
+        deadline = time.monotonic() + run.lease.timeout_seconds
+        while True:
+            try:
+                return run.process.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                if time.monotonic() > deadline:
+                    run.stop_child()
+                    run.process.wait()
+                    raise _RunError(f"timeout: the run exceeded its hard timeout of "
+                                    f"{run.lease.timeout_seconds} s and was stopped")
+
+    def _collect(self, run: RunContext, code: int, result_path: Path) -> RunResult:
+        if run.cancel_reason or code == 4:
+            raise _Cancelled(run.cancel_reason or "cancelled", by_server=not self.stopping.is_set())
+        data = json.loads(result_path.read_text()) if result_path.exists() else {}
+        if code == 0:
+            return RunResult.model_validate(data)
+        if "error" in data:
+            raise _RunError(data["error"])
+        stderr = (run.process.stderr.read() or "").strip().splitlines()[-3:]
+        raise _RunError(f"the run's process died with exit code {code}: {' | '.join(stderr)}")
+
+    @staticmethod
+    def _read_progress(run: RunContext) -> None:
+        for line in run.process.stdout:
+            try:
+                run.progress = json.loads(line)
+            except ValueError:
+                continue
+
+    def _heartbeat_loop(self, run: RunContext) -> None:
+        lease = run.lease
+        interval = min(self.intervals.heartbeat_seconds, self.intervals.lease_seconds / 3)
+        while not run.finished.wait(interval):
+            try:
+                answer = self.client.renew(lease.run_id, lease.lease_id, state=RunState.running,
+                                           progress=run.progress)
+            except LeaseLost:
+                run.lease_lost = True
+                run.cancel_reason = "lease lost"
+                run.stop_child()
+                return
+            except (Retryable, Rejected) as exc:
+                log.warning("heartbeat for run %s failed: %s", lease.run_id, exc)
+                continue
+            except Fatal as exc:
+                log.error("%s", exc)
+                run.cancel_reason = str(exc)
+                run.stop_child()
+                return
+            if answer.cancel:
+                run.cancel_reason = answer.cancel_reason or "cancelled by the server"
+                run.stop_child()
+
+    def _release(self, run: RunContext) -> None:
+        try:
+            self.client.release(run.lease.run_id, run.lease.lease_id, "agent shutting down")
+            log.info("run %s released", run.lease.run_id)
+        except (Retryable, LeaseLost, Rejected) as exc:
+            log.warning("could not release run %s: %s", run.lease.run_id, exc)
+
+    # ------------------------------------------------------------ reports
+
+    def deliver_spool(self) -> int:
+        """Post every spooled report; keep those the server cannot take yet."""
+        delivered = 0
+        for path, run_id, report in self.spool.pending():
+            try:
+                self.client.report(run_id, report)
+            except Retryable as exc:
+                log.warning("report for run %s kept for later: %s", run_id, exc)
+                break
+            except (LeaseLost, Rejected) as exc:
+                log.warning("report for run %s refused, dropped: %s", run_id, exc)
+            self.spool.done(path)
+            delivered += 1
+        return delivered
+
+
+class _RunError(Exception):
+    pass
+
+
+class _Cancelled(Exception):
+    def __init__(self, reason: str, by_server: bool = True):
+        super().__init__(reason)
+        self.by_server = by_server

@@ -1,0 +1,117 @@
+"""Faults with real processes: an agent killed mid-run, a server that goes away
+while the result is posted, SIGTERM, and a model no runtime can load."""
+
+import signal
+import time
+
+import pytest
+
+from tests.agents import AgentProcess, wait_for, wait_job
+from tests.servers import ServerProcess
+from tests.tflite_builder import broken_tflite, tiny_tflite
+
+FAST = {"lease_seconds": 3, "heartbeat_seconds": 1, "poll_wait_seconds": 2,
+        "poll_jitter_seconds": 0.2}
+SLOW_RUN = {"runtime": "tflite", "threads": 1, "min_seconds": 6, "measured_runs": 10,
+            "warmup_seconds": 0.1}
+
+
+@pytest.fixture
+def fast_farm(start_farm):
+    return start_farm(**FAST)
+
+
+def push_tiny(farm, tmp_path, seed=0, name="tiny"):
+    path = tmp_path / f"{name}.tflite"
+    path.write_bytes(tiny_tflite(seed=seed))
+    return farm.push_model(path, name=name)
+
+
+def run_state(farm, job_id):
+    return farm.user.get(f"/api/v1/jobs/{job_id}").json()["runs"][0]
+
+
+def test_agent_killed_mid_run_is_replaced_and_one_result_stored(fast_farm, tmp_path):
+    """SIGKILL leaves no release and no report: the lease expires, the run is
+    requeued, and the device's next agent process (as systemd restarts it) finishes it."""
+    farm = fast_farm
+    model = push_tiny(farm, tmp_path)
+    agent = AgentProcess(farm, tmp_path / "agent", name="pc")
+    job = farm.submit(models=[model["id"]], devices="all", settings=SLOW_RUN)
+    agent.start()
+    try:
+        wait_for(lambda: run_state(farm, job["id"])["state"] == "running", 60, what="run to start")
+        agent.kill()
+        run = wait_for(lambda: (r := run_state(farm, job["id"]))["state"] == "queued" and r, 30,
+                       what="lease expiry to requeue the run")
+        assert run["attempt"] == 1 and "agent_lost" in run["error"]
+        agent.start()  # a second agent process on the device
+        final = wait_job(farm, job["id"], timeout=120)
+    finally:
+        agent.stop()
+    assert final["state"] == "succeeded" and final["runs"][0]["attempt"] == 2
+    results = farm.user.get("/api/v1/results", params={"job": job["id"]}).json()
+    assert len(results) == 1
+
+
+def test_result_posted_while_server_is_down_arrives_after_restart(database_url, tmp_path):
+    from tests.servers import Farm
+
+    server = ServerProcess(tmp_path / "data", database_url, sweep_interval_seconds=0.2,
+                           **{**FAST, "lease_seconds": 30}).start()
+    farm = Farm(server)
+    agent = None
+    try:
+        model = push_tiny(farm, tmp_path)
+        agent = AgentProcess(farm, tmp_path / "agent", name="pc").start()
+        job = farm.submit(models=[model["id"]], devices="all",
+                          settings={**SLOW_RUN, "min_seconds": 3})
+        wait_for(lambda: run_state(farm, job["id"])["state"] == "running", 60, what="run to start")
+        server.stop()  # the agent finishes while the server is away and must keep the result
+        wait_for(lambda: "kept for later" in agent.log() or "retrying" in agent.log(), 60,
+                 what="the agent to notice the server is down")
+        time.sleep(1.0)
+        server.start()
+        final = wait_job(farm, job["id"], timeout=120)
+        assert final["state"] == "succeeded"
+        results = farm.user.get("/api/v1/results", params={"job": job["id"]}).json()
+        assert len(results) == 1 and results[0]["latency_ms"]["count"] >= 10
+    finally:
+        if agent:
+            agent.stop()
+        farm.close()
+        server.stop()
+
+
+def test_sigterm_releases_the_lease(fast_farm, tmp_path):
+    farm = fast_farm
+    model = push_tiny(farm, tmp_path)
+    agent = AgentProcess(farm, tmp_path / "agent", name="pc").start()
+    job = farm.submit(models=[model["id"]], devices="all", settings={**SLOW_RUN, "min_seconds": 20})
+    wait_for(lambda: run_state(farm, job["id"])["state"] == "running", 60, what="run to start")
+    started = time.monotonic()
+    agent.signal(signal.SIGTERM)
+    assert agent.wait(timeout=30) == 0
+    assert time.monotonic() - started < 15
+    run = run_state(farm, job["id"])
+    assert run["state"] == "queued" and run["attempt"] == 0
+    assert "released" in run["error"]
+
+
+def test_broken_model_fails_with_reason_and_agent_keeps_serving(fast_farm, tmp_path):
+    farm = fast_farm
+    path = tmp_path / "broken.tflite"
+    path.write_bytes(broken_tflite())
+    broken = farm.push_model(path, name="broken")
+    good = push_tiny(farm, tmp_path, seed=3, name="good")
+    agent = AgentProcess(farm, tmp_path / "agent", name="pc").start()
+    try:
+        bad_job = farm.submit(models=[broken["id"]], devices="all", settings={"min_seconds": 0.1})
+        final = wait_job(farm, bad_job["id"], timeout=120)
+        assert final["state"] == "failed"
+        assert "cannot load the model" in final["runs"][0]["error"]
+        good_job = farm.submit(models=[good["id"]], devices="all", settings={"min_seconds": 0.1})
+        assert wait_job(farm, good_job["id"], timeout=120)["state"] == "succeeded"
+        assert agent.proc.poll() is None
+    finally:
+        agent.stop()
