@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint compat venv clean
+.PHONY: demo test lint compat compat39 venv clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,12 +20,30 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-# agent/ and shared/ must run on Python 3.9 (devices run old distributions).
+# agent/, shared/ and cli/ must run on Python 3.9 (devices run old distributions):
+# vermin checks the syntax and library calls, and when a Python 3.9 interpreter is
+# present the unit tests run on it too (the acceptance suite also runs an agent on it).
+PY39 ?= $(shell for p in $(wildcard $(HOME)/.pyenv/versions/3.9*/bin/python3.9) /usr/bin/python3.9 \
+           /usr/local/bin/python3.9; do [ -x $$p ] && $$p -c '' 2>/dev/null && echo $$p && break; done)
+VENV39 ?= .venv39
+STAMP39 := $(VENV39)/.installed
+
+$(STAMP39): pyproject.toml
+	test -x $(VENV39)/bin/python || $(PY39) -m venv $(VENV39)
+	$(VENV39)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV39)/bin/python -m pip install --quiet -e '.[agent,cli]' pytest flatbuffers
+	touch $(STAMP39)
+
 compat: $(STAMP)
 	$(BIN)/vermin --target=3.9- --no-tips --violations --eval-annotations --backport dataclasses shared agent cli
+	@if [ -n "$(PY39)" ]; then $(MAKE) --no-print-directory compat39; \
+	 else echo "no Python 3.9 interpreter found: only vermin checked 3.9 compatibility"; fi
+
+compat39: $(STAMP39)
+	$(VENV39)/bin/python -m pytest tests/unit -q -p no:cacheprovider
 
 test: lint compat
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) edgefarm-data .pytest_cache
+	rm -rf $(VENV) $(VENV39) edgefarm-data .pytest_cache

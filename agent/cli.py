@@ -13,6 +13,7 @@ from shared.schemas import DeviceCapabilities, RunSettings
 
 from . import __version__
 from .config import AgentConfig, ConfigError, default_config_path, load_config, save_config, write_secret
+from .runtimes import REGISTRY
 
 EXIT_USAGE = 2
 
@@ -191,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--layout", choices=["voc-seg", "imagenet-val", "imagefolder", "mnist-idx", "cifar10-bin"]
     )
     bench.add_argument("--task", choices=["classification", "segmentation", "latency"])
-    bench.add_argument("--runtime", default="tflite")
+    bench.add_argument("--runtime", default="tflite", choices=sorted(REGISTRY))
     bench.add_argument("--accelerator", default="cpu")
     bench.add_argument("--threads", type=int)
     bench.add_argument("--warmup-runs", type=int)

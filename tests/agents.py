@@ -13,8 +13,10 @@ from tests.servers import PROJECT
 
 
 class AgentProcess:
-    def __init__(self, farm, home: Path, name: str = "agent", labels=(), platform: Optional[str] = None):
+    def __init__(self, farm, home: Path, name: str = "agent", labels=(), platform: Optional[str] = None,
+                 python: Optional[str] = None):
         self.farm, self.home, self.name = farm, Path(home), name
+        self.python = python or sys.executable
         self.config = self.home / "agent.toml"
         self.log_path = self.home / "agent.log"
         self.proc: Optional[subprocess.Popen] = None
@@ -32,7 +34,7 @@ class AgentProcess:
             args += ["--label", label]
         if platform:
             args += ["--platform", platform]
-        result = subprocess.run([sys.executable, "-m", "agent.cli", *args], cwd=PROJECT, env=self.env,
+        result = subprocess.run([self.python, "-m", "agent.cli", *args], cwd=PROJECT, env=self.env,
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr
         devices = self.farm.user.get("/api/v1/devices").json()
@@ -40,7 +42,7 @@ class AgentProcess:
 
     def start(self) -> "AgentProcess":
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(self.config)],
+        self.proc = subprocess.Popen([self.python, "-m", "agent.cli", "run", "--config", str(self.config)],
                                      cwd=PROJECT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         return self

@@ -36,7 +36,6 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Self
 from urllib.parse import urlsplit, urlunsplit
 
 ENV_URL = "EDGEFARM_TEST_PG_URL"
@@ -222,7 +221,7 @@ class PgCluster:
         return self.base_dir / "postgres.log"
 
     # -- lifecycle ---------------------------------------------------------
-    def start(self) -> Self:
+    def start(self) -> PgCluster:
         if self._running:
             return self
         began = time.monotonic()
@@ -254,7 +253,7 @@ class PgCluster:
             self._created.clear()
             self._cleanup_dir()
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> PgCluster:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:

@@ -75,7 +75,7 @@ def build_voc_folder(root: Path, model_path: Path) -> Dict[str, np.ndarray]:
         image.save(root / "JPEGImages" / f"{name}.jpg", quality=95)
         decoded = np.asarray(Image.open(root / "JPEGImages" / f"{name}.jpg").convert("RGB"))
         mask = perturb(reference_prediction(model_path, decoded), index)
-        png = Image.fromarray(mask, mode="P")
+        png = Image.frombytes("P", (mask.shape[1], mask.shape[0]), mask.tobytes())
         png.putpalette(voc_palette())
         png.save(root / "SegmentationClass" / f"{name}.png")
         masks[name] = mask

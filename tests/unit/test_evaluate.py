@@ -122,7 +122,7 @@ def make_voc(root: Path, count: int = 3, corrupt: Optional[str] = None) -> List[
     for index, sample_id in enumerate(ids):
         image, mask = _voc_pair(index)
         Image.fromarray(image).save(root / "JPEGImages" / f"{sample_id}.jpg", quality=95)
-        png = Image.fromarray(mask, "L").convert("P")
+        png = Image.frombytes("P", (mask.shape[1], mask.shape[0]), np.ascontiguousarray(mask, np.uint8).tobytes())
         png.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0] + [0, 0, 0] * 252 + [224, 224, 192])
         png.save(root / "SegmentationClass" / f"{sample_id}.png")
     if corrupt:

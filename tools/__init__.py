@@ -1,0 +1,1 @@
+"""Compression and model-building tools (the `edgefarm tools` commands)."""
