@@ -86,7 +86,7 @@ class Worker:
             log.error("%s", exc)
             self.fatal = str(exc)
             return 2
-        return 0
+        return 3 if self.fatal else 0
 
     def _start(self) -> None:
         response = self._retrying(lambda: self.client.heartbeat(self.capabilities))
@@ -119,8 +119,8 @@ class Worker:
         run = RunContext(lease)
         self.current = run
         self.intervals = lease.intervals
-        beat = threading.Thread(target=self._heartbeat_loop, args=(run,), name=f"heartbeat-{lease.run_id}",
-                                daemon=True)
+        beat = threading.Thread(target=self._guarded, args=(self._heartbeat_loop, run),
+                                name=f"heartbeat-{lease.run_id}", daemon=True)
         beat.start()
         try:
             report = self._perform(run)
@@ -225,6 +225,17 @@ class Worker:
             except ValueError:
                 continue
 
+    def _guarded(self, loop, run: RunContext) -> None:
+        """Runs a side task; if it dies unexpectedly the agent stops loudly, not limping."""
+        try:
+            loop(run)
+        except Exception as exc:
+            log.exception("%s died", threading.current_thread().name)
+            self.fatal = f"{threading.current_thread().name} died: {exc}"
+            run.cancel_reason = self.fatal
+            run.stop_child()
+            self.stopping.set()
+
     def _heartbeat_loop(self, run: RunContext) -> None:
         lease = run.lease
         interval = min(self.intervals.heartbeat_seconds, self.intervals.lease_seconds / 3)
@@ -242,8 +253,9 @@ class Worker:
                 continue
             except Fatal as exc:
                 log.error("%s", exc)
-                run.cancel_reason = str(exc)
+                self.fatal = run.cancel_reason = str(exc)
                 run.stop_child()
+                self.stopping.set()
                 return
             if answer.cancel:
                 run.cancel_reason = answer.cancel_reason or "cancelled by the server"

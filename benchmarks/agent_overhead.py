@@ -8,7 +8,10 @@
    by (samples x bare p50 invoke). Target <= 1.25.
 
 The two measurements alternate (bare, agent, bare, agent, ...) so that drift in
-a noisy machine hits both. Run: ``.venv/bin/python benchmarks/agent_overhead.py``.
+a noisy machine hits both. Both are run for each thread count given (default
+1 and 2): on a 2-core machine, 2 inference threads leave no core for the
+pipeline's decoding and post-processing, 1 thread leaves one.
+Run: ``.venv/bin/python benchmarks/agent_overhead.py``.
 """
 
 import argparse
@@ -84,7 +87,7 @@ def build_dataset(root: Path, count: int) -> Path:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", default="1,2", help="comma-separated inference thread counts")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--runs", type=int, default=50)
@@ -95,25 +98,31 @@ def main() -> int:
         return 2
     image = Image.open(PHOTO).convert("RGB").resize((513, 513), Image.BILINEAR)
     x = (np.asarray(image, np.float32) / 127.5 - 1.0)[None]
-    bare, agent = [], []
     with tempfile.TemporaryDirectory() as tmp:
         dataset = build_dataset(Path(tmp) / "voc", args.samples)
-        for _ in range(args.rounds):
-            bare.append(bare_p50(args.threads, x, args.seconds, args.runs))
-            agent.append(agent_run(args.threads, args.seconds, args.runs).latency_ms.p50)
-        evals = []
-        for _ in range(args.rounds):
-            p50 = bare_p50(args.threads, x, args.seconds, args.runs)
-            result = agent_run(args.threads, 0.5, 10, dataset)
-            wall = result.extra["evaluation_wall_seconds"]
-            evals.append((wall * 1000 / (args.samples * p50), wall, p50, result.extra.get("stage_ms")))
+        for threads in (int(t) for t in args.threads.split(",")):
+            measure(threads, x, dataset, args)
+    return 0
+
+
+def measure(threads: int, x: np.ndarray, dataset: Path, args: argparse.Namespace) -> None:
+    bare, agent = [], []
+    for _ in range(args.rounds):
+        bare.append(bare_p50(threads, x, args.seconds, args.runs))
+        agent.append(agent_run(threads, args.seconds, args.runs).latency_ms.p50)
+    evals = []
+    for _ in range(args.rounds):
+        p50 = bare_p50(threads, x, args.seconds, args.runs)
+        result = agent_run(threads, 0.5, 10, dataset)
+        wall = result.extra["evaluation_wall_seconds"]
+        evals.append((wall * 1000 / (args.samples * p50), wall, p50, result.extra.get("stage_ms")))
     latency_ratio = statistics.median(a / b for a, b in zip(agent, bare))
-    print(f"threads={args.threads} rounds={args.rounds} samples={args.samples}")
+    print(f"\n== threads={threads} rounds={args.rounds} samples={args.samples}")
     for i, (b, a) in enumerate(zip(bare, agent)):
         print(f"round {i}: bare invoke p50 {b:.2f} ms, agent harness p50 {a:.2f} ms, ratio {a / b:.3f}")
     print(f"latency: agent p50 / bare p50 = {latency_ratio:.3f} (target <= 1.03)")
     for i, (ratio, wall, p50, stages) in enumerate(evals):
-        shown = {k: round(v, 2) for k, v in (stages or {}).items()}
+        shown = {k: round(v, 1) for k, v in (stages or {}).items()}
         print(f"eval round {i}: wall {wall:.2f} s for {args.samples} samples, bare p50 {p50:.2f} ms, "
               f"ratio {ratio:.3f}, stage means (ms) {shown}")
     eval_ratio = statistics.median(r for r, *_ in evals)

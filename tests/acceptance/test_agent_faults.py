@@ -115,3 +115,16 @@ def test_broken_model_fails_with_reason_and_agent_keeps_serving(fast_farm, tmp_p
         assert agent.proc.poll() is None
     finally:
         agent.stop()
+
+
+def test_revoked_token_stops_the_agent_with_a_clear_message(fast_farm, tmp_path):
+    farm = fast_farm
+    agent = AgentProcess(farm, tmp_path / "agent", name="pc").start()
+    try:
+        wait_for(lambda: "connected as device" in agent.log(), 30, what="agent to connect")
+        token = next(t for t in farm.admin.get("/api/v1/tokens").json() if t["device_id"] == agent.device_id)
+        assert farm.admin.delete(f"/api/v1/tokens/{token['id']}").status_code == 200
+        assert agent.wait(timeout=30) == 2
+        assert "refused this agent's token" in agent.log()
+    finally:
+        agent.stop()
