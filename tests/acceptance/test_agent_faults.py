@@ -128,3 +128,35 @@ def test_revoked_token_stops_the_agent_with_a_clear_message(fast_farm, tmp_path)
         assert "refused this agent's token" in agent.log()
     finally:
         agent.stop()
+
+
+def test_cancel_stops_the_running_benchmark_within_a_heartbeat(fast_farm, tmp_path):
+    farm = fast_farm
+    model = push_tiny(farm, tmp_path)
+    agent = AgentProcess(farm, tmp_path / "agent", name="pc").start()
+    try:
+        job = farm.submit(models=[model["id"]], devices="all", settings={**SLOW_RUN, "min_seconds": 60})
+        wait_for(lambda: run_state(farm, job["id"])["state"] == "running", 60, what="run to start")
+        started = time.monotonic()
+        farm.user.post(f"/api/v1/jobs/{job['id']}/cancel", json={"reason": "changed my mind"})
+        final = wait_job(farm, job["id"], timeout=30)
+        assert time.monotonic() - started < 5  # heartbeat every second here
+        assert final["state"] == "cancelled" and "changed my mind" in final["runs"][0]["error"]
+        follow_up = farm.submit(models=[model["id"]], devices="all", settings={"min_seconds": 0.1})
+        assert wait_job(farm, follow_up["id"], timeout=60)["state"] == "succeeded"
+    finally:
+        agent.stop()
+
+
+def test_hard_timeout_stops_a_run_that_takes_too_long(fast_farm, tmp_path):
+    farm = fast_farm
+    model = push_tiny(farm, tmp_path)
+    agent = AgentProcess(farm, tmp_path / "agent", name="pc").start()
+    try:
+        job = farm.submit(models=[model["id"]], devices="all", timeout_seconds=3,
+                          settings={**SLOW_RUN, "min_seconds": 60})
+        final = wait_job(farm, job["id"], timeout=60)
+        assert final["state"] == "failed" and "timeout" in final["runs"][0]["error"]
+        assert agent.proc.poll() is None
+    finally:
+        agent.stop()
