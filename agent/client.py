@@ -2,7 +2,6 @@
 errors are sorted (network errors, 429 and 5xx are retryable; 401/403 and a
 protocol mismatch are fatal; 409 means the lease is gone)."""
 
-import hashlib
 import random
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from shared.schemas import (
 )
 
 from . import __version__
+from .artifacts import sha256_file
 
 
 class AgentError(Exception):
@@ -161,7 +161,7 @@ class AgentClient:
                 if attempt == attempts:
                     raise
                 time.sleep(backoff.next_delay())
-        digest = _sha256_file(dest)
+        digest = sha256_file(dest)
         if digest != sha256:
             dest.unlink()
             raise Retryable(f"download of {url} has sha256 {digest}, expected {sha256}; discarded")
@@ -190,11 +190,3 @@ class AgentClient:
 def _total_size(response: httpx.Response, offset: int) -> Optional[int]:
     length = response.headers.get("content-length")
     return offset + int(length) if length and length.isdigit() else None
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1024 * 1024), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
