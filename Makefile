@@ -35,7 +35,7 @@ $(STAMP39): pyproject.toml
 	touch $(STAMP39)
 
 compat: $(STAMP)
-	$(BIN)/vermin --target=3.9- --no-tips --violations --eval-annotations --backport dataclasses shared agent cli
+	$(BIN)/vermin --target=3.9- --no-tips --violations --eval-annotations --backport dataclasses shared agent cli tools
 	@if [ -n "$(PY39)" ]; then $(MAKE) --no-print-directory compat39; \
 	 else echo "no Python 3.9 interpreter found: only vermin checked 3.9 compatibility"; fi
 

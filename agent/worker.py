@@ -58,13 +58,19 @@ class Worker:
         self.stopping = threading.Event()
         self.current: Optional[RunContext] = None
         self.fatal: Optional[str] = None
+        self._idle_polling = False
 
     # ------------------------------------------------------------ lifecycle
 
     def request_stop(self, *_args) -> None:
-        """SIGTERM/SIGINT: stop polling; release (or finish) the current run."""
+        """SIGTERM/SIGINT: stop polling; release (or finish) the current run.
+
+        While idle in a long poll, the handler interrupts the blocked request
+        (signal handlers run in the main thread), so the agent stops at once."""
         log.info("stop requested")
         self.stopping.set()
+        if self._idle_polling:
+            raise _StopRequested()
         run = self.current
         if run is not None and self.config.shutdown == "release":
             run.cancel_reason = "agent shutting down"
@@ -108,9 +114,15 @@ class Worker:
         return None
 
     def _next_lease(self) -> Optional[Lease]:
-        lease = self._retrying(lambda: self.client.lease(self.intervals.poll_wait_seconds))
-        if lease is None and not self.stopping.is_set():
-            self.stopping.wait(random.uniform(0, self.intervals.poll_jitter_seconds))
+        self._idle_polling = True
+        try:
+            lease = self._retrying(lambda: self.client.lease(self.intervals.poll_wait_seconds))
+            if lease is None and not self.stopping.is_set():
+                self.stopping.wait(random.uniform(0, self.intervals.poll_jitter_seconds))
+        except _StopRequested:
+            return None
+        finally:
+            self._idle_polling = False
         return lease
 
     # ------------------------------------------------------------ one run
@@ -237,29 +249,36 @@ class Worker:
             self.stopping.set()
 
     def _heartbeat_loop(self, run: RunContext) -> None:
-        lease = run.lease
+        """Renew the lease at once (the run shows "running") and then every interval."""
         interval = min(self.intervals.heartbeat_seconds, self.intervals.lease_seconds / 3)
-        while not run.finished.wait(interval):
-            try:
-                answer = self.client.renew(lease.run_id, lease.lease_id, state=RunState.running,
-                                           progress=run.progress)
-            except LeaseLost:
-                run.lease_lost = True
-                run.cancel_reason = "lease lost"
-                run.stop_child()
+        while not run.finished.is_set():
+            if not self._beat(run):
                 return
-            except (Retryable, Rejected) as exc:
-                log.warning("heartbeat for run %s failed: %s", lease.run_id, exc)
-                continue
-            except Fatal as exc:
-                log.error("%s", exc)
-                self.fatal = run.cancel_reason = str(exc)
-                run.stop_child()
-                self.stopping.set()
-                return
-            if answer.cancel:
-                run.cancel_reason = answer.cancel_reason or "cancelled by the server"
-                run.stop_child()
+            run.finished.wait(interval)
+
+    def _beat(self, run: RunContext) -> bool:
+        """One renewal; False when the run must stop being watched."""
+        lease = run.lease
+        try:
+            answer = self.client.renew(lease.run_id, lease.lease_id, state=RunState.running,
+                                       progress=run.progress)
+        except LeaseLost:
+            run.lease_lost, run.cancel_reason = True, "lease lost"
+            run.stop_child()
+            return False
+        except (Retryable, Rejected) as exc:
+            log.warning("heartbeat for run %s failed: %s", lease.run_id, exc)
+            return True
+        except Fatal as exc:
+            log.error("%s", exc)
+            self.fatal = run.cancel_reason = str(exc)
+            run.stop_child()
+            self.stopping.set()
+            return False
+        if answer.cancel:
+            run.cancel_reason = answer.cancel_reason or "cancelled by the server"
+            run.stop_child()
+        return True
 
     def _release(self, run: RunContext) -> None:
         try:
@@ -288,6 +307,10 @@ class Worker:
 
 class _RunError(Exception):
     pass
+
+
+class _StopRequested(Exception):
+    """Raised by the signal handler to interrupt an idle long poll."""
 
 
 class _Cancelled(Exception):

@@ -4,15 +4,17 @@ device only needs the libraries of the runtimes it actually uses."""
 import importlib
 from typing import Dict, List, Type
 
-from .base import LoadOptions, ModelLoadError, Runtime, RuntimeUnavailable, TensorInfo
+from .base import BatchRun, LoadOptions, ModelLoadError, Runtime, RuntimeUnavailable, TensorInfo
 
 REGISTRY: Dict[str, str] = {
     "tflite": "agent.runtimes.tflite:TFLiteRuntime",
     "opencv": "agent.runtimes.opencv:OpenCVRuntime",
+    "onnxruntime": "agent.runtimes.onnxruntime:ONNXRuntime",
+    "snpe": "agent.runtimes.snpe:SNPERuntime",
     "null": "agent.runtimes.null:NullRuntime",
 }
 
-__all__ = ["REGISTRY", "LoadOptions", "ModelLoadError", "Runtime", "RuntimeUnavailable",
+__all__ = ["REGISTRY", "BatchRun", "LoadOptions", "ModelLoadError", "Runtime", "RuntimeUnavailable",
            "TensorInfo", "get_runtime_class", "available_runtimes"]
 
 

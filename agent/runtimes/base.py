@@ -1,9 +1,12 @@
 """What every runtime offers the harness: load a model, take inputs, invoke,
-give outputs. Timing is not a runtime's business (the harness owns it)."""
+give outputs. Timing is not a runtime's business (the harness owns it), except
+for runtimes that execute a whole batch in another process (``run_batch``,
+e.g. SNPE's ``snpe-net-run``): there only the runtime's own per-inference log
+can say how long each inference took, and it reports those times."""
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 
 class RuntimeUnavailable(RuntimeError):
@@ -29,6 +32,24 @@ class TensorInfo:
 
 
 @dataclass
+class BatchRun:
+    """What ``Runtime.run_batch`` gives back: per sample its outputs (in ``outputs``
+    order), per inference its time in ms as the runtime measured it, and the runtime's
+    own init time in ms (None when it does not report one)."""
+
+    outputs: List[List[Any]]
+    latencies_ms: List[float]
+    init_ms: Optional[float] = None
+    details: Dict[str, Any] = field(default_factory=dict)
+    cleanup: Optional[Callable[[], None]] = None  # frees files the outputs may map
+
+    def close(self) -> None:
+        if self.cleanup is not None:
+            self.cleanup()
+            self.cleanup = None
+
+
+@dataclass
 class LoadOptions:
     accelerator: str = "cpu"
     threads: Optional[int] = None
@@ -47,6 +68,8 @@ class Runtime:
     layout = "nhwc"
     #: Model formats (shared.enums.ModelFormat values) this runtime reads.
     formats: Sequence[str] = ()
+    #: True when ``run_batch`` is the way to run this runtime (one process per batch).
+    supports_batch = False
 
     @classmethod
     def version(cls) -> Optional[str]:
@@ -76,6 +99,12 @@ class Runtime:
 
     def get_outputs(self) -> List[Any]:
         raise NotImplementedError
+
+    def run_batch(self, batch: Sequence[Sequence[Any]], keep_outputs: bool = True) -> BatchRun:
+        """Optional: run every sample of ``batch`` (each a list of input arrays, as
+        ``set_inputs`` takes them) in one go, timed by the runtime itself.
+        ``keep_outputs=False`` may skip reading outputs back (latency runs)."""
+        raise NotImplementedError(f"runtime {self.name} has no batch mode")
 
     def describe(self) -> Dict[str, Any]:
         """Extra facts for the result (delegate in use, backend, ...)."""

@@ -160,3 +160,14 @@ def test_hard_timeout_stops_a_run_that_takes_too_long(fast_farm, tmp_path):
         assert agent.proc.poll() is None
     finally:
         agent.stop()
+
+
+def test_sigterm_while_idle_stops_at_once(start_farm, tmp_path):
+    farm = start_farm(poll_wait_seconds=25)  # the agent sits in a 25 s long poll
+    agent = AgentProcess(farm, tmp_path / "agent", name="pc").start()
+    wait_for(lambda: "connected as device" in agent.log(), 30, what="agent to connect")
+    time.sleep(1.0)
+    started = time.monotonic()
+    agent.signal(signal.SIGTERM)
+    assert agent.wait(timeout=20) == 0
+    assert time.monotonic() - started < 3
