@@ -371,7 +371,8 @@ def render_table(rows: List[Tuple[str, ...]]) -> str:
 def check_accuracy(results: List[dict], variants: List[Dict[str, Any]]) -> None:
     """Say whether the agent's top-1 equals the accuracy computed in process at training."""
     expected = {v["name"]: v["accuracy_in_process"] for v in variants}
-    checked = [r for r in results if r["model_name"] in expected and r.get("metrics")]
+    checked = [r for r in results
+               if r["model_name"] in expected and (r.get("metrics") or {}).get("top1") is not None]
     same = [r for r in checked if abs(r["metrics"]["top1"] - expected[r["model_name"]]) < 1e-9]
     say(f"accuracy check: the agent's top-1 equals the in-process accuracy for "
         f"{len(same)}/{len(checked)} digits variants")

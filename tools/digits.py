@@ -146,7 +146,8 @@ def prune(layers: Layers, sparsity: float) -> Layers:
     return pruned
 
 
-def prune_and_finetune(layers: Layers, sparsity: float, seed: int = 0, epochs: int = FINETUNE_EPOCHS) -> Layers:
+def prune_and_finetune(layers: Layers, sparsity: float, seed: int = 0,
+                       epochs: int = FINETUNE_EPOCHS) -> Layers:
     """Magnitude pruning, then a short fine-tune that keeps the pruned weights at zero."""
     pruned = prune(layers, sparsity)
     masks = [(weights != 0).astype(np.float32) for weights, _ in pruned]
