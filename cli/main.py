@@ -16,7 +16,7 @@ import sys
 from typing import List, Optional
 
 from . import __version__
-from .commands import Context, add_global_options, datasets, devices, jobs, models, results
+from .commands import Context, add_global_options, datasets, devices, jobs, models, results, sweep, tools
 from .errors import EXIT_FAILURE, CliError
 
 EPILOG = """\
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edgefarm {__version__}")
     add_global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (models, datasets, jobs, results, devices):
+    for module in (models, datasets, jobs, results, devices, tools, sweep):
         module.register(sub)
     return parser
 

@@ -33,7 +33,7 @@ from . import Context, add_command
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 META_OPTIONS = ("name", "family", "task", "quantization", "sparsity", "variant_label", "parent",
-                "labels", "mean", "std", "color", "layout")
+                "labels", "mean", "std", "color", "layout", "lineage")
 
 
 def register(subparsers: Any) -> None:
@@ -65,6 +65,9 @@ def _register_push(sub: Any) -> None:
     push.add_argument("--std", type=float_list, metavar="A,B,C", help="per-channel std")
     push.add_argument("--color", choices=[c.value for c in ColorOrder], help="channel order")
     push.add_argument("--layout", choices=[x.value for x in Layout], help="input layout")
+    push.add_argument("--lineage", type=Path, metavar="FILE",
+                      help="a lineage file written by 'edgefarm tools' (FILE.lineage.json): its parent, "
+                           "recipe and variant are sent with the model; options given here win")
 
 
 def float_list(text: str) -> List[float]:
@@ -112,10 +115,30 @@ def build_meta(args: argparse.Namespace) -> Dict[str, Any]:
     return meta.model_dump(mode="json", exclude_none=True)
 
 
+def apply_lineage(meta: Dict[str, Any], args: argparse.Namespace, path: Path) -> Dict[str, Any]:
+    """``meta`` with the variant and lineage of the ``--lineage`` file, which must
+    describe this very file; options given on the command line win."""
+    if getattr(args, "lineage", None) is None:
+        return meta
+    from tools.common import ToolError
+    from tools.lineage import read_sidecar
+
+    existing_file(args.lineage, "lineage file")
+    try:
+        sidecar = read_sidecar(args.lineage, path)
+    except ToolError as exc:
+        raise CliError(str(exc))
+    given = {"quantization": args.quantization, "sparsity": args.sparsity, "label": args.variant_label}
+    merged = dict(meta)
+    merged["variant"] = {**sidecar["variant"], **{k: v for k, v in given.items() if v is not None}}
+    merged["lineage"] = {**sidecar["lineage"], **(meta.get("lineage") or {})}
+    return ModelMeta.model_validate(merged).model_dump(mode="json", exclude_none=True)
+
+
 def run_push(ctx: Context) -> int:
     args = ctx.args
     path = existing_file(args.file, "model file")
-    meta = build_meta(args)
+    meta = apply_lineage(build_meta(args), args, path)
     client = ctx.client
     with upload_stream(path, f"uploading {path.name}") as stream:
         model, created = client.push_model(stream, path.name, meta)
