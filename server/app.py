@@ -18,6 +18,7 @@ from .notify import PgListener, Waker
 from .problems import install_problem_handlers
 from .storage import LocalArtifactStore
 from .sweeper import sweep_forever
+from .web import mount_dashboard
 
 log = logging.getLogger(__name__)
 
@@ -61,4 +62,5 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
     app.state.ctx = ctx
     install_problem_handlers(app)
     app.include_router(api_router())
+    mount_dashboard(app)
     return app

@@ -1,0 +1,178 @@
+"""Who is looking at the dashboard: the server secret, the signed session
+cookie, the per-session CSRF token and the ``current_viewer`` dependency.
+
+The cookie never holds the token. After a person pastes a user or admin token
+on ``/login`` the cookie holds ``v1.<token id>.<issued>.<nonce>.<signature>``,
+where the signature is an HMAC-SHA256, keyed with the ``secret_key`` file of
+the data dir, over the other fields and the token's stored secret hash. Each
+request re-reads the token row, so revoking a token ends its sessions at once;
+a session also ends after ``SESSION_SECONDS``. The cookie is HttpOnly and
+SameSite=Strict. A session's CSRF token is an HMAC of its cookie: it needs no
+storage and differs per session. Replicas behind one load balancer must share
+the ``secret_key`` file (put the data dir on the shared storage).
+
+Scripts can read pages with ``Authorization: Bearer <token>`` instead; the
+forms (cancel) need a session.
+"""
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+from urllib.parse import quote
+
+from fastapi import Request
+from fastapi.responses import Response
+
+from shared.enums import Role
+
+from ..auth import Principal, verify_token
+from ..models import Token
+
+SESSION_COOKIE = "edgefarm_session"
+LOGIN_COOKIE = "edgefarm_login"
+SESSION_SECONDS = 7 * 24 * 3600
+SECRET_FILE = "secret_key"
+CREATE_TOKEN_HINT = "create one with 'edgefarm-server create-token --role user'"
+REFUSED_ROLES = {
+    Role.agent: "This is an agent token: it belongs to one device and only speaks the agent "
+                "protocol. Sign in with a user or admin token (" + CREATE_TOKEN_HINT + ").",
+    Role.enrol: "This is an enrolment token: an agent exchanges it once for its own token. "
+                "Sign in with a user or admin token (" + CREATE_TOKEN_HINT + ").",
+}
+
+
+class DashboardError(Exception):
+    """Rendered as an HTML page (``error.html``) with the given status."""
+
+    def __init__(self, status: int, title: str, message: str, sign_in: Optional[str] = None):
+        super().__init__(message)
+        self.status, self.title, self.message = status, title, message
+        self.sign_in = sign_in  # the /login link to offer, if any
+
+
+@dataclass(frozen=True)
+class Viewer:
+    principal: Principal
+    label: str  # "user token #3 (alice)"
+    csrf: Optional[str]  # None when the page was read with an Authorization header
+
+    @property
+    def can_cancel(self) -> bool:
+        return self.csrf is not None and self.principal.role in (Role.user, Role.admin)
+
+
+def load_secret_key(data_dir: Path) -> bytes:
+    """The server secret, created (mode 0600) on first start; atomic across replicas."""
+    path = Path(data_dir) / SECRET_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        scratch = path.with_name(f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32) + "\n")
+        try:
+            os.link(scratch, path)  # fails if another process won the race: use theirs
+        except FileExistsError:
+            pass
+        finally:
+            scratch.unlink()
+    key = path.read_text().strip()
+    if len(key) < 32:
+        raise RuntimeError(f"{path} is too short to be a secret key; delete it to make a new one")
+    return key.encode()
+
+
+def _sign(key: bytes, *parts: str) -> str:
+    mac = hmac.new(key, "|".join(parts).encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+def make_session(key: bytes, token: Token) -> str:
+    issued, nonce = str(int(time.time())), secrets.token_urlsafe(12)
+    signature = _sign(key, "session", str(token.id), issued, nonce, token.secret_hash)
+    return f"v1.{token.id}.{issued}.{nonce}.{signature}"
+
+
+def read_session(key: bytes, cookie: str, session) -> Optional[Token]:
+    """The token a session cookie stands for, or None if forged, expired or revoked."""
+    parts = cookie.split(".")
+    if len(parts) != 5 or parts[0] != "v1" or not (parts[1].isdigit() and parts[2].isdigit()):
+        return None
+    if time.time() - int(parts[2]) > SESSION_SECONDS:
+        return None
+    row = session.get(Token, int(parts[1]))
+    if row is None or row.revoked:
+        return None
+    expected = _sign(key, "session", parts[1], parts[2], parts[3], row.secret_hash)
+    return row if hmac.compare_digest(expected, parts[4]) else None
+
+
+def csrf_for(key: bytes, cookie: str) -> str:
+    return _sign(key, "csrf", cookie)
+
+
+def check_csrf(viewer: Viewer, sent: Optional[str]) -> None:
+    if viewer.csrf is None or not sent or not hmac.compare_digest(viewer.csrf, sent):
+        raise DashboardError(
+            403, "Form check failed",
+            "This form did not come from your current dashboard session (CSRF check failed). "
+            "Reload the page and try again.",
+        )
+
+
+def refuse_non_reader(role: str) -> None:
+    if role not in (Role.user, Role.admin):
+        message = REFUSED_ROLES.get(Role(role), "This token cannot read the dashboard.")
+        raise DashboardError(403, "This token cannot sign in", message, sign_in="/login")
+
+
+def token_label(row: Token) -> str:
+    return f"{row.role} token #{row.id}" + (f" ({row.name})" if row.name else "")
+
+
+def sign_in_link(request: Request) -> str:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return "/login?next=" + quote(target, safe="")
+
+
+def current_viewer(request: Request) -> Viewer:
+    """Dependency of every page: the session cookie's token, or a bearer token."""
+    ctx, key = request.app.state.ctx, request.app.state.dashboard_key
+    with ctx.db.read() as session:
+        if request.headers.get("authorization"):
+            scheme, _, value = request.headers["authorization"].partition(" ")
+            row = verify_token(session, value.strip()) if scheme.lower() == "bearer" else None
+            if row is None:
+                raise DashboardError(401, "Token refused", "The token in the Authorization header "
+                                     "is unknown, revoked or malformed.", sign_in="/login")
+            refuse_non_reader(row.role)
+            return Viewer(Principal(row.id, Role(row.role), row.device_id), token_label(row), None)
+        cookie = request.cookies.get(SESSION_COOKIE)
+        row = read_session(key, cookie, session) if cookie else None
+        if row is None:
+            why = "Your session has ended." if cookie else "The dashboard shows the farm's results."
+            raise DashboardError(401, "You need to sign in",
+                                 f"{why} Sign in with a user or admin token to continue.",
+                                 sign_in=sign_in_link(request))
+        refuse_non_reader(row.role)
+        return Viewer(Principal(row.id, Role(row.role), row.device_id), token_label(row),
+                      csrf_for(key, cookie))
+
+
+def safe_next(target: Optional[str]) -> str:
+    """Only local paths: never redirect a person to another site after sign-in."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def set_cookie(response: Response, request: Request, name: str, value: str, max_age: int,
+               path: str = "/") -> None:
+    response.set_cookie(name, value, max_age=max_age, path=path, httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https")

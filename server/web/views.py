@@ -1,0 +1,215 @@
+"""What the pages show, computed from ``shared.schemas`` models only: rows of
+the results table and their sort orders, filter parameters, variant names,
+the compare matrix with one chart per device, and job progress summaries."""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
+from urllib.parse import urlencode
+
+from shared.enums import JobState, RunState
+from shared.schemas import CompareCell, CompareOut, DeviceOut, JobOut, ModelOut, ResultOut, Variant
+
+from ..compare import headline, pareto_flags
+from . import charts
+
+FILTER_LABELS = {"model": "Model", "family": "Family", "variant": "Variant", "device": "Device",
+                 "platform": "Platform", "runtime": "Runtime", "task": "Task"}
+FILTERS = tuple(FILTER_LABELS)
+METRIC_NAMES = {"miou": "mIoU", "top1": "top-1"}
+PROGRESS_ORDER = ("done", "running", "leased", "queued")
+ACTIVE_JOB_STATES = (JobState.waiting, JobState.queued, JobState.running)
+
+
+def variant_name(variant: Variant) -> str:
+    """'int8', 'pruned 90%', 'fp16, pruned 50%'; the label when there is one; else 'original'."""
+    if variant.label:
+        return variant.label
+    parts = [str(variant.quantization)] if str(variant.quantization) != "none" else []
+    if variant.sparsity:
+        parts.append(f"pruned {variant.sparsity * 100:.0f}%")
+    return ", ".join(parts) or "original"
+
+
+# ---------------------------------------------------------------- results table
+
+
+@dataclass
+class ResultRow:
+    id: int
+    platform: str
+    device: str
+    runtime: str
+    runtime_detail: str
+    model: str
+    family: str
+    task: str
+    quantization: str
+    sparsity: Optional[float]
+    accuracy: Optional[float]
+    metric: Optional[str]
+    p50: Optional[float]
+    p90: Optional[float]
+    size: Optional[int]
+    memory: Optional[int]
+    created_at: datetime
+
+
+def result_row(result: ResultOut) -> ResultRow:
+    accuracy, metric = headline(result)
+    latency = result.latency_ms
+    detail = " ".join(x for x in (result.runtime.version, result.runtime.accelerator) if x)
+    return ResultRow(
+        id=result.id, platform=result.platform, device=result.device_name,
+        runtime=result.runtime.name, runtime_detail=detail, model=result.model_name,
+        family=result.family, task=str(result.task),
+        quantization=str(result.variant.quantization), sparsity=result.variant.sparsity,
+        accuracy=accuracy, metric=METRIC_NAMES.get(metric or "", metric),
+        p50=latency.p50 if latency else None, p90=latency.p90 if latency else None,
+        size=result.model_size_bytes, memory=result.peak_rss_bytes, created_at=result.created_at,
+    )
+
+
+SORTS: Dict[str, Callable[[ResultRow], object]] = {
+    "id": lambda r: r.id, "platform": lambda r: r.platform, "device": lambda r: r.device,
+    "runtime": lambda r: r.runtime, "model": lambda r: r.model,
+    "quantization": lambda r: r.quantization, "sparsity": lambda r: r.sparsity,
+    "accuracy": lambda r: r.accuracy, "p50": lambda r: r.p50, "p90": lambda r: r.p90,
+    "size": lambda r: r.size, "memory": lambda r: r.memory,
+}
+
+
+def sort_rows(rows: List[ResultRow], sort: str, order: str) -> List[ResultRow]:
+    """Sorted by one column (ties by id); rows without a value go last either way."""
+    key = SORTS.get(sort, SORTS["id"])
+    known = sorted((r for r in rows if key(r) is not None), key=lambda r: (key(r), r.id),
+                   reverse=order == "desc")
+    return known + [r for r in rows if key(r) is None]
+
+
+def read_table_params(params: Mapping[str, str]) -> Tuple[Dict[str, str], str, str]:
+    """Filters (non-empty ones), sort column and order from a query string."""
+    filters = {k: params[k].strip()[:200] for k in FILTERS if params.get(k, "").strip()}
+    sort = params.get("sort", "id") if params.get("sort") in SORTS else "id"
+    order = "desc" if params.get("order") == "desc" else "asc"
+    return filters, sort, order
+
+
+COLUMNS = (
+    ("id", "#"), ("platform", "Platform"), ("runtime", "Runtime"), ("model", "Model"),
+    ("quantization", "Quantization"), ("sparsity", "Pruning"), ("accuracy", "Accuracy / mIoU"),
+    ("p50", "p50"), ("p90", "p90"), ("size", "Size"), ("memory", "Peak memory"),
+    ("device", "Device"),
+)
+
+
+def column_headers(filters: Dict[str, str], sort: str, order: str) -> List[dict]:
+    """Each column's title and link: a click sorts by it, a second click reverses."""
+    headers = []
+    for key, title in COLUMNS:
+        current = key == sort
+        next_order = "desc" if current and order == "asc" else "asc"
+        aria = ("ascending" if order == "asc" else "descending") if current else "none"
+        headers.append({"key": key, "title": title, "current": current, "order": order,
+                        "aria": aria, "href": query(**filters, sort=key, order=next_order)})
+    return headers
+
+
+def query(**params: Optional[str]) -> str:
+    """A query string with the empty parameters left out ('' when none is left)."""
+    kept = {k: v for k, v in params.items() if v not in (None, "")}
+    return "?" + urlencode(kept) if kept else ""
+
+
+# ---------------------------------------------------------------- compare
+
+
+@dataclass
+class MatrixRow:
+    model: ModelOut
+    variant: str
+    is_base: bool
+    cells: List[Optional[CompareCell]]
+
+
+@dataclass
+class DeviceChart:
+    device: DeviceOut
+    chart: Optional[charts.Scatter]
+    y_metric: str
+    missing: List[str] = field(default_factory=list)  # variants that could not be placed
+
+
+def compare_matrix(compare: CompareOut) -> List[MatrixRow]:
+    cells = {(c.model_id, c.device_id): c for c in compare.cells}
+    models = sorted(compare.models, key=lambda m: (m.id != compare.base_model_id, m.id))
+    return [MatrixRow(m, variant_name(m.variant), m.id == compare.base_model_id,
+                      [cells.get((m.id, d.id)) for d in compare.devices]) for m in models]
+
+
+def device_chart(compare: CompareOut, device: DeviceOut) -> DeviceChart:
+    """Accuracy (or, when no variant has one, model size) against p50 latency."""
+    names = {m.id: m.name for m in compare.models}
+    cells = [c for c in compare.cells if c.device_id == device.id]
+    timed = [c for c in cells if c.p50_ms is not None]
+    if any(c.accuracy is not None for c in timed):
+        metric = next(c.accuracy_metric for c in timed if c.accuracy is not None)
+        y_label = "mIoU" if metric == "miou" else "top-1 accuracy"
+        placed = [c for c in timed if c.accuracy is not None]
+        points = [charts.Point(names[c.model_id], c.result_id, c.p50_ms, c.accuracy, c.pareto)
+                  for c in placed]
+    else:
+        y_label = "model size (MiB), lower is better"
+        placed = [c for c in timed if c.model_size_bytes is not None]
+        sizes = [c.model_size_bytes / 1024**2 for c in placed]
+        fronts = pareto_flags([(-s, c.p50_ms) for s, c in zip(sizes, placed)])
+        points = [charts.Point(names[c.model_id], c.result_id, c.p50_ms, s, f)
+                  for c, s, f in zip(placed, sizes, fronts)]
+    shown = {c.result_id for c in placed}
+    missing = [names[c.model_id] for c in cells if c.result_id not in shown]
+    chart = charts.scatter(points, "p50 latency (ms)", y_label) if points else None
+    return DeviceChart(device, chart, y_label, missing)
+
+
+# ---------------------------------------------------------------- jobs
+
+
+@dataclass
+class RunLine:
+    id: int
+    model: str
+    device: str
+    state: str
+    attempt: str
+    progress: str
+    error: Optional[str]
+    result_id: Optional[int]
+
+
+@dataclass
+class JobCard:
+    job: JobOut
+    models: List[str]
+    summary: Dict[str, int]
+    segments: List[charts.Segment]
+    runs: List[RunLine]
+    active: bool
+
+
+def progress_text(progress: Optional[dict]) -> str:
+    if not progress:
+        return ""
+    return ", ".join(f"{k} {v}" for k, v in list(progress.items())[:4])
+
+
+def job_card(job: JobOut, model_names: Mapping[int, str], device_names: Mapping[int, str]) -> JobCard:
+    finished = sum(job.counts.get(str(s), 0) for s in RunState if s.is_final)
+    summary = {"queued": job.counts.get("queued", 0), "leased": job.counts.get("leased", 0),
+               "running": job.counts.get("running", 0), "done": finished}
+    runs = [RunLine(r.id, model_names.get(r.model_id, f"model {r.model_id}"),
+                    device_names.get(r.device_id, f"device {r.device_id}"), str(r.state),
+                    f"{r.attempt}/{r.max_attempts}", progress_text(r.progress), r.error, r.result_id)
+            for r in job.runs]
+    return JobCard(job, [model_names.get(m, f"model {m}") for m in job.models], summary,
+                   charts.progress_segments(summary, PROGRESS_ORDER), runs,
+                   job.state in ACTIVE_JOB_STATES)
