@@ -1,9 +1,13 @@
 """One run, start to end, in its own process: load the model with the chosen
-runtime, run the latency protocol, evaluate on the dataset, and write a
-``RunResult``. The worker starts ``python -m agent.execute SPEC RESULT`` for
-every run, so that a crashing runtime cannot take the agent down, peak RSS
-belongs to this run alone, and cancellation is a kill. ``edgefarm-agent
-bench`` calls ``run_benchmark`` directly.
+runtime, run the latency protocol, evaluate on the dataset, compare the outputs
+with the reference's when the job names one (``agent.agreement``), and write a
+``RunResult``. Runtimes that run whole batches (``supports_batch``, SNPE) go
+through ``agent.batch`` instead of the harness and the evaluation pipeline.
+
+The worker starts ``python -m agent.execute SPEC RESULT`` for every run, so
+that a crashing runtime cannot take the agent down, peak RSS belongs to this
+run alone, and cancellation is a kill. ``edgefarm-agent bench`` calls
+``run_benchmark`` directly.
 
 Progress is printed to stdout as JSON lines ``{"phase": ..., "done": n, "total": m}``.
 """
@@ -16,7 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
-from shared.schemas import Environment, LatencyStats, Metrics, Preprocessing, RunResult, RunSettings
+from shared.schemas import (
+    Agreement,
+    Environment,
+    LatencyStats,
+    Metrics,
+    Preprocessing,
+    RunResult,
+    RunSettings,
+)
 
 from . import __version__
 from .errors import Cancelled
@@ -41,6 +53,8 @@ class RunSpec:
     labels: Optional[list] = None
     runtime_options: Dict[str, Any] = field(default_factory=dict)
     default_threads: Optional[int] = None
+    # runtime, accelerator, max_samples, model_id, model_name, model_sha256, model_path, options
+    reference: Optional[Dict[str, Any]] = None
 
     @classmethod
     def from_json(cls, data: dict) -> "RunSpec":
@@ -92,6 +106,7 @@ def _latency_inputs(spec: RunSpec, runtime, input_spec, pre):
 def _evaluate(spec: RunSpec, runtime, input_spec, pre, progress, should_stop):
     from shared.layouts import validate_directory
 
+    from .batch import evaluate_batch
     from .evaluation.datasets import iter_decoded
     from .evaluation.evaluate import evaluate
 
@@ -102,16 +117,98 @@ def _evaluate(spec: RunSpec, runtime, input_spec, pre, progress, should_stop):
         num_classes = summary.num_classes or int(runtime.outputs[0].shape[-1])
     limit = spec.settings.sample_limit
     samples = iter_decoded(Path(spec.dataset_dir), spec.dataset_layout, spec.dataset_split, limit)
-    return evaluate(runtime, samples, spec.task, input_spec, pre, num_classes,
-                    progress=progress, should_stop=should_stop, limit=limit,
-                    label_offset=spec.settings.options.get("label_offset"))
+    run = evaluate_batch if getattr(runtime, "supports_batch", False) else evaluate
+    return run(runtime, samples, spec.task, input_spec, pre, num_classes,
+               progress=progress, should_stop=should_stop, limit=limit,
+               label_offset=spec.settings.options.get("label_offset"))
+
+
+def _measure_latency(spec: RunSpec, runtime, inputs, report, should_stop):
+    """(BenchResult, the runtime's own init ms or None, extra facts) by the protocol."""
+    from .batch import benchmark_batch
+    from .harness import Protocol, benchmark
+
+    protocol = Protocol.from_settings(spec.settings)
+
+    def progress(done: int, phase: str) -> None:
+        report({"phase": phase, "done": done})
+
+    if getattr(runtime, "supports_batch", False):
+        return benchmark_batch(runtime, inputs, protocol, progress=progress)
+    return benchmark(runtime, inputs, protocol, progress=progress, should_stop=should_stop), None, {}
+
+
+def _agreement_images(spec: RunSpec, runtime, limit: Optional[int]):
+    from .evaluation.datasets import iter_decoded
+
+    evaluating = spec.task in ("classification", "segmentation")
+    if not spec.dataset_dir or not evaluating or len(runtime.inputs) != 1:
+        return None
+    caps = [n for n in (limit, spec.settings.sample_limit) if n]
+    samples = iter_decoded(Path(spec.dataset_dir), spec.dataset_layout, spec.dataset_split,
+                           min(caps) if caps else None)
+    return [sample.image for sample in samples]
+
+
+def _agreement(spec: RunSpec, runtime, pre, latency_inputs) -> Optional[Agreement]:
+    """Agreement with the reference, or an ``error`` saying why there is none."""
+    from .agreement import compute_agreement
+
+    ref = spec.reference
+    if not ref:
+        return None
+    info = {k: ref.get(k) for k in ("runtime", "accelerator", "model_id", "model_name", "model_sha256")}
+    try:
+        settings = RunSettings(runtime=ref["runtime"], accelerator=ref.get("accelerator") or "cpu",
+                               threads=spec.settings.threads)
+        reference, _ = _load(RunSpec(model_path=ref["model_path"], settings=settings,
+                                     runtime_options=ref.get("options") or {},
+                                     default_threads=spec.default_threads))
+        try:
+            images = _agreement_images(spec, runtime, ref.get("max_samples"))
+            data = compute_agreement(runtime, reference, spec.task, images, latency_inputs, pre)
+        finally:
+            reference.close()
+    except Cancelled:
+        raise
+    except Exception as exc:  # agreement is extra information: the run still succeeds
+        return Agreement(reference=info, error=f"{type(exc).__name__}: {exc}")
+    return Agreement(reference=info, **data)
+
+
+def _peak_rss(runtime, extra: dict) -> Optional[int]:
+    """Peak RSS of this process; for a batch runtime, whose inference runs in a child
+    process (snpe-net-run), the larger of this process and its biggest child."""
+    from .harness import peak_rss_bytes
+
+    peak = peak_rss_bytes()
+    if not getattr(runtime, "supports_batch", False) or peak is None:
+        return peak
+    import resource
+
+    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    child = int(child) if sys.platform == "darwin" else int(child) * 1024
+    extra["runtime_process_peak_rss_bytes"] = child
+    return max(peak, child)
+
+
+def _evaluation_figures(spec: RunSpec, runtime, input_spec, pre, report, should_stop, extra: dict):
+    """(Metrics, end-to-end LatencyStats); stage and inference figures go into ``extra``."""
+    from .stats import latency_stats
+
+    def progress(done: int, total: Optional[int] = None) -> None:
+        report({"phase": "evaluate", "done": done, "total": total})
+
+    outcome = _evaluate(spec, runtime, input_spec, pre, progress, should_stop)
+    extra.update({"evaluation_wall_seconds": outcome.wall_seconds, "stage_ms": outcome.stage_ms,
+                  "evaluation_inference_ms": latency_stats(outcome.inference_ms, keep_samples=False)})
+    return (Metrics(**_name_classes(outcome.metrics, spec.labels)),
+            LatencyStats(**latency_stats(outcome.end_to_end_ms, keep_samples=False)))
 
 
 def run_benchmark(spec: RunSpec, progress: Optional[Progress] = None,
                   should_stop: Optional[Callable[[], bool]] = None) -> RunResult:
     from .evaluation.preprocess import InputSpec
-    from .harness import Protocol, benchmark, peak_rss_bytes
-    from .stats import latency_stats
     from .sysinfo import environment_delta, read_environment
 
     report = progress or (lambda info: None)
@@ -122,21 +219,18 @@ def run_benchmark(spec: RunSpec, progress: Optional[Progress] = None,
         input_spec = InputSpec.from_tensor(runtime.inputs[0], runtime.layout) if evaluating else None
         pre = _preprocessing(spec, runtime.inputs[0].dtype)
         inputs = _latency_inputs(spec, runtime, input_spec, pre)
-        protocol = Protocol.from_settings(spec.settings)
-        bench = benchmark(runtime, inputs, protocol,
-                          progress=lambda done, phase: report({"phase": phase, "done": done}),
-                          should_stop=should_stop)
-        metrics, end_to_end, extra = None, None, {}
+        bench, runtime_init_ms, extra = _measure_latency(spec, runtime, inputs, report, should_stop)
+        if runtime_init_ms is not None:  # the runtime's own figure, e.g. SNPE's diagnostic log
+            extra["load_ms"], init_ms = init_ms, runtime_init_ms
+        metrics, end_to_end = None, None
         if evaluating:
-            outcome = _evaluate(spec, runtime, input_spec, pre,
-                                lambda done, total=None: report({"phase": "evaluate", "done": done,
-                                                                 "total": total}),
-                                should_stop)
-            metrics = Metrics(**_name_classes(outcome.metrics, spec.labels))
-            end_to_end = LatencyStats(**latency_stats(outcome.end_to_end_ms, keep_samples=False))
-            extra = {"evaluation_wall_seconds": outcome.wall_seconds, "stage_ms": outcome.stage_ms,
-                     "evaluation_inference_ms": latency_stats(outcome.inference_ms, keep_samples=False)}
+            metrics, end_to_end = _evaluation_figures(spec, runtime, input_spec, pre, report,
+                                                      should_stop, extra)
+        peak_rss = _peak_rss(runtime, extra)  # before the reference is loaded for the agreement
         after = read_environment()
+        if spec.reference:
+            report({"phase": "agreement"})
+        agreement = _agreement(spec, runtime, pre, inputs)
         return RunResult(
             runtime={"name": runtime.name, "version": runtime.version(),
                      "accelerator": spec.settings.accelerator,
@@ -144,11 +238,12 @@ def run_benchmark(spec: RunSpec, progress: Optional[Progress] = None,
                      "delegate": runtime.describe().get("delegate")},
             agent_version=__version__, init_ms=init_ms, first_inference_ms=bench.first_inference_ms,
             latency_ms=LatencyStats(**bench.stats), end_to_end_ms=end_to_end,
-            model_size_bytes=os.path.getsize(spec.model_path), peak_rss_bytes=peak_rss_bytes(),
+            model_size_bytes=os.path.getsize(spec.model_path), peak_rss_bytes=peak_rss,
             metrics=metrics, environment=Environment(**environment_delta(before, after)),
             extra={"warmup_runs": bench.warmup_count, "latency_wall_seconds": bench.wall_seconds,
                    "latency_samples_stride": bench.samples_stride,
                    "inputs": "dataset sample" if spec.dataset_dir else "synthetic", **extra},
+            agreement=agreement,
         )
     finally:
         runtime.close()

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Optional
 
 from shared.enums import RunState
-from shared.schemas import DeviceCapabilities, Intervals, Lease, RunReport, RunResult
+from shared.schemas import DeviceCapabilities, Intervals, Lease, ReferenceSpec, RunReport, RunResult
 
 from .artifacts import ArtifactCache, CacheError
 from .client import AgentClient, Backoff, Fatal, LeaseLost, Rejected, Retryable
@@ -179,6 +179,7 @@ class Worker:
             else:
                 dataset_dir = self.cache.get_dataset_dir(ds.sha256, ds.download_url, fetch)
         runtime = str(lease.settings.runtime)
+        reference = self._reference(lease, fetch)
         return RunSpec(
             model_path=str(model_path), settings=lease.settings, task=str(lease.task),
             dataset_dir=str(dataset_dir) if dataset_dir else None,
@@ -186,8 +187,20 @@ class Worker:
             dataset_split=lease.dataset.split if lease.dataset else None,
             preprocessing=lease.model.preprocessing, labels=lease.model.labels,
             runtime_options=self.config.runtime_options.get(runtime, {}),
-            default_threads=self.config.threads,
+            default_threads=self.config.threads, reference=reference,
         )
+
+    def _reference(self, lease: Lease, fetch) -> Optional[dict]:
+        """The reference model (downloaded) and how to run it, when the job names one."""
+        model, spec = lease.reference_model, lease.settings.reference
+        if model is None or spec is None:
+            return None
+        spec = ReferenceSpec() if isinstance(spec, str) else spec
+        path = self.cache.get_blob(model.sha256, model.download_url, fetch)
+        return {"runtime": str(spec.runtime), "accelerator": spec.accelerator,
+                "max_samples": spec.max_samples, "model_id": model.id, "model_name": model.name,
+                "model_sha256": model.sha256, "model_path": str(path),
+                "options": self.config.runtime_options.get(str(spec.runtime), {})}
 
     def _run_child(self, run: RunContext, spec: RunSpec) -> RunResult:
         run.progress = {"phase": "load"}

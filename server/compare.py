@@ -13,6 +13,7 @@ CSV_COLUMNS = (
     "latency_mean_ms", "latency_std_ms", "latency_min_ms", "latency_p50_ms", "latency_p90_ms",
     "latency_p99_ms", "latency_max_ms", "end_to_end_p50_ms", "model_size_bytes", "peak_rss_bytes",
     "throttled", "model_sha256", "dataset_sha256", "agent_version", "permalink",
+    "agreement_psnr_db", "agreement_top1",
 )
 
 
@@ -35,6 +36,8 @@ def flat_row(result: ResultOut) -> Dict[str, object]:
         "throttled": env.throttled if env else None, "model_sha256": result.model_sha256,
         "dataset_sha256": result.dataset_sha256, "agent_version": result.agent_version,
         "permalink": result.permalink,
+        "agreement_psnr_db": result.agreement.psnr_db if result.agreement else None,
+        "agreement_top1": result.agreement.top1_agreement if result.agreement else None,
     }
     for key in ("top1", "top5", "miou", "pixel_accuracy", "sample_count"):
         row[key] = metrics.get(key)

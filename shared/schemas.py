@@ -6,7 +6,7 @@ fields freely, rename only with a protocol version bump.
 """
 
 from datetime import datetime
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -260,8 +260,34 @@ class DeviceOut(Schema):
 # ---------------------------------------------------------------- jobs and runs
 
 
+class ReferenceSpec(Schema):
+    """What a run's outputs are compared with (output agreement).
+
+    ``model`` is a model id, name or sha256; None means the run's own model. The
+    server fills ``resolved`` at submission: job model id (as a string) -> the id of
+    the reference model it resolved for it, which the lease then carries.
+    ``max_samples`` caps how many evaluated samples are compared (None: all).
+    """
+
+    runtime: Runtime = Runtime.tflite
+    accelerator: str = "cpu"
+    model: Optional[str] = None
+    max_samples: Optional[int] = Field(100, ge=1)
+    resolved: Dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model_as_string(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 class RunSettings(Schema):
-    """How each run benchmarks: runtime and the latency protocol (BRIEF section 4)."""
+    """How each run benchmarks: runtime and the latency protocol (BRIEF section 4).
+
+    ``reference``: None (no output agreement), "auto" (the same model on tflite CPU,
+    or for a variant its family's base model; the server resolves it at submission)
+    or a ``ReferenceSpec``.
+    """
 
     runtime: Runtime = Runtime.tflite
     accelerator: str = "cpu"
@@ -274,6 +300,7 @@ class RunSettings(Schema):
     sample_limit: Optional[int] = Field(None, ge=1)
     preprocessing: Optional[Preprocessing] = None  # overrides the model's defaults
     options: Dict[str, Any] = Field(default_factory=dict)
+    reference: Optional[Union[Literal["auto"], ReferenceSpec]] = None
 
 
 class JobCreate(Schema):
@@ -399,6 +426,7 @@ class Lease(Schema):
     dataset: Optional[DatasetRef] = None
     settings: RunSettings
     intervals: Intervals
+    reference_model: Optional[ModelRef] = None  # the model to compare outputs with
 
 
 class RunHeartbeat(Schema):
@@ -467,6 +495,38 @@ class Environment(Schema):
     throttled: Optional[bool] = None
 
 
+class OutputAgreement(Schema):
+    """How far one output is from the reference's, over the compared samples.
+
+    ``psnr_db`` is ``10 * log10(peak^2 / MSE)`` with ``peak = max|reference|`` over
+    the compared values; it is None when the outputs are identical (MSE 0).
+    """
+
+    max_abs_error: float
+    mean_abs_error: float
+    psnr_db: Optional[float] = None
+    identical: bool = False
+    reference_name: Optional[str] = None
+
+
+class Agreement(Schema):
+    """Output agreement of a run with its reference (``RunSettings.reference``).
+
+    ``outputs`` is keyed by the run's output names; ``psnr_db`` is the lowest of them.
+    ``top1_agreement`` (classification) is the rate at which the argmax of the first
+    output agrees; ``error`` says why agreement could not be computed.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    reference: Dict[str, Any] = Field(default_factory=dict)
+    sample_count: int = 0
+    outputs: Dict[str, OutputAgreement] = Field(default_factory=dict)
+    psnr_db: Optional[float] = None
+    top1_agreement: Optional[float] = None
+    error: Optional[str] = None
+
+
 class RunResult(Schema):
     """The figures an agent posts for a run (also ``edgefarm-agent bench --json``)."""
 
@@ -481,6 +541,7 @@ class RunResult(Schema):
     metrics: Optional[Metrics] = None
     environment: Optional[Environment] = None
     extra: Dict[str, Any] = Field(default_factory=dict)
+    agreement: Optional[Agreement] = None
 
 
 class RunReport(Schema):

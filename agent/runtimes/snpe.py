@@ -67,7 +67,10 @@ _VALIDATED = ("gpu", "dsp", "aip")
 
 @lru_cache(maxsize=8)
 def _version(tool: str) -> str:
-    text = run_tool(NET_RUN, ["--version"], timeout=60)
+    try:
+        text = run_tool(NET_RUN, ["--version"], timeout=60)
+    except ToolFailed as exc:
+        raise RuntimeUnavailable(f"{tool} does not run here: {exc}") from exc
     version = parse_version(text)
     if version is None:
         raise RuntimeUnavailable(f"{tool} --version printed no SNPE version: {text.strip()[:200]!r}")
@@ -191,21 +194,24 @@ class SNPERuntime(Runtime):
         return np.ascontiguousarray(value, dtype=np.float32)
 
     def _write_inputs(self, batch: Iterable[Sequence[Any]], folder: Path) -> List[str]:
-        """One input-list line per sample; an array repeated (latency) is written once."""
+        """One input-list line per sample; the same array object in consecutive samples
+        (the latency protocol's repeated input) is written once."""
         folder.mkdir(parents=True, exist_ok=True)
-        written: Dict[int, str] = {}
+        previous: List[Any] = []  # (array, path) of the previous sample, by position
         lines = []
         for index, sample in enumerate(batch):
             if len(sample) != len(self._inputs):
                 raise ValueError(f"the model takes {len(self._inputs)} inputs, got {len(sample)}")
-            paths = []
+            current = []
             for position, (array, info) in enumerate(zip(sample, self._inputs)):
-                key = id(array)
-                if key not in written:
-                    path = folder / f"{index}_{position}.raw"
-                    self._checked(array, info).tofile(path)
-                    written[key] = str(path)
-                paths.append(written[key])
+                if position < len(previous) and previous[position][0] is array:
+                    current.append(previous[position])
+                    continue
+                path = folder / f"{index}_{position}.raw"
+                self._checked(array, info).tofile(path)
+                current.append((array, str(path)))
+            previous = current
+            paths = [path for _, path in current]
             if len(paths) == 1:
                 lines.append(paths[0])
             else:

@@ -105,16 +105,27 @@ def try_claim(ctx: AppContext, device_id: int, base_url: str):
         return build_lease(session, run, ctx, base_url)
 
 
+def reference_model(session, job: Job, run: Run):
+    """The model this run compares its outputs with, when its job names a reference."""
+    reference = (job.settings or {}).get("reference")
+    if not isinstance(reference, dict):
+        return None
+    model_id = (reference.get("resolved") or {}).get(str(run.model_id))
+    return session.get(Model, model_id) if model_id is not None else None
+
+
 def build_lease(session, run: Run, ctx: AppContext, base_url: str) -> Lease:
     job = session.get(Job, run.job_id)
     model = session.get(Model, run.model_id)
     dataset = session.get(Dataset, job.dataset_id) if job.dataset_id else None
+    reference = reference_model(session, job, run)
     return Lease(
         run_id=run.id, job_id=job.id, lease_id=run.lease_id, lease_expires_at=run.lease_expires_at,
         attempt=run.attempt, max_attempts=run.max_attempts, task=job.task,
         timeout_seconds=job.timeout_seconds, model=model_ref(model, base_url),
         dataset=dataset_ref(dataset, base_url) if dataset else None, settings=job.settings,
         intervals=ctx.settings.intervals(),
+        reference_model=model_ref(reference, base_url) if reference is not None else None,
     )
 
 

@@ -15,6 +15,7 @@ from ..convert import job_out
 from ..models import Job, JobModel, Model, Result, Run
 from ..problems import ProblemException, conflict, not_found
 from ..queue import cancel_job, fan_out, matching_devices, notify_new_work
+from ..references import resolve_reference
 from .datasets import find_dataset
 from .models import find_model
 
@@ -71,8 +72,8 @@ def submit_job(
         task = _resolve_task(body, models, dataset is not None)
         if dataset is not None:
             _check_dataset_task(task, dataset.layout)
+        reference, warnings = resolve_reference(session, settings.reference, models, find_model)
         devices = matching_devices(session, selector, str(settings.runtime), settings.accelerator)
-        warnings = []
         if not devices:
             message = (
                 f"no enrolled, enabled device matches '{format_selector(selector)}' with runtime "
@@ -84,7 +85,8 @@ def submit_job(
         job = Job(
             name=body.name, state=str(JobState.queued if devices else JobState.waiting),
             task=str(task), dataset_id=dataset.id if dataset else None,
-            settings=settings.model_dump(mode="json"), selector=format_selector(selector),
+            settings={**settings.model_dump(mode="json"), "reference": reference},
+            selector=format_selector(selector),
             priority=body.priority, timeout_seconds=body.timeout_seconds,
             max_attempts=body.max_attempts, created_by=principal.token_id,
         )

@@ -12,6 +12,7 @@ from sqlalchemy import delete, or_, select
 
 from shared.enums import ModelFormat, Task
 from shared.formats import ModelFormatError, detect_format, read_tflite_info
+from shared.onnx_reader import read_onnx_info
 from shared.schemas import ModelMeta, ModelOut, TensorSpec
 
 from ..artifacts import artifact_response
@@ -51,6 +52,9 @@ def inspect_file(path: Path):
     outputs: List[dict] = []
     if fmt == ModelFormat.tflite:
         info = read_tflite_info(path)
+        inputs, outputs = info["inputs"], info["outputs"]
+    elif fmt == ModelFormat.onnx:  # DLC tensors stay unknown: the agent reads them on the device
+        info = read_onnx_info(path)
         inputs, outputs = info["inputs"], info["outputs"]
     return fmt, inputs, outputs
 

@@ -1,13 +1,19 @@
 """The dashboard in a real browser: Debian's ``chromium``, headless, driven by
 Playwright's Python package (never ``playwright install``) against a real farm
-(uvicorn on SQLite) holding study-like results (``study_data``).
+(uvicorn on SQLite).
 
-It signs in through the form, filters and sorts the results table, downloads
-the CSV with the session cookie, counts one chart point per variant on the
-compare page, follows a point to its result page, watches the jobs page
-refresh itself and cancels a job through its form. Screenshots go to
-``docs/screenshots/`` (the README shows them). Every request any page makes
-is recorded: all must go to the server's own host and port.
+The results, compare and result pages show measured results: the demo's digits
+classifiers (``tools.digits``: fp32, pruned-0.5, pruned-0.8) and the digits test
+split are pushed as ``server/demo.py`` pushes them, and two real
+``edgefarm-agent`` processes on this machine (devices "pc-a" and "pc-b") run
+one job over every variant. The test signs in through the form, filters and
+sorts the results table, downloads the CSV with the session cookie, counts one
+chart point per variant on the compare page and checks its Pareto front,
+follows a point to its result page, then watches the jobs page refresh itself
+and cancels a job through its form (that test drives run states with a fake
+agent over HTTP and checks no figure). Screenshots go to ``docs/screenshots/``
+(the README shows them). Every request any page makes is recorded: all must go
+to the server's own host and port.
 
 Skipped when ``/usr/bin/chromium`` or the playwright package is missing,
 except when ``CI`` is set: then the test fails instead.
@@ -18,12 +24,12 @@ import importlib.util
 import io
 import os
 from pathlib import Path
-from typing import List
+from typing import Dict, List
 from urllib.parse import urlsplit
 
 import pytest
 
-from tests.browser.study_data import load_study_results
+from tests.agents import AgentProcess, wait_job
 from tests.servers import PROJECT
 from tests.tflite_builder import tiny_tflite
 
@@ -90,18 +96,68 @@ def shown_rows(page) -> List[dict]:
         "tr[data-result-id]", "rows => rows.map(r => Object.assign({}, r.dataset))")
 
 
-def test_results_compare_and_result_pages(farm, browser, tmp_path):
-    load_study_results(farm, tmp_path / "models")
+FAMILY = "digits-mlp"
+VARIANTS = ("digits-mlp-fp32", "digits-mlp-pruned-0.5", "digits-mlp-pruned-0.8")
+DEVICES = ("pc-a", "pc-b")  # two agent processes on this machine, not two boards
+SETTINGS = {"runtime": "tflite", "threads": 1, "measured_runs": 30, "min_seconds": 0.3}
+
+
+@pytest.fixture
+def measured(farm, tmp_path):
+    """The digits variants and test split pushed, two real agents, one job run to the end.
+
+    Returns the models, the dataset, the job, the results (by id) and the
+    in-process accuracy of each variant."""
+    from server.demo import push_dataset, push_digits
+    from shared.layouts import pack_directory
+    from tools.digits import write_imagefolder, write_variants
+
+    files = tmp_path / "digits"
+    variants = write_variants(files / "models")
+    write_imagefolder(files / "digits-test")
+    pack_directory(files / "digits-test", files / "digits-test.tar")
+    models = push_digits(farm.user, variants)
+    dataset = push_dataset(farm.user, files / "digits-test.tar")
+    assert [m["name"] for m in models] == list(VARIANTS)
+    agents = [AgentProcess(farm, tmp_path / name, name=name, labels=["local"]) for name in DEVICES]
+    try:
+        for agent in agents:
+            agent.start()
+        job = farm.submit(name="browser test: digits-mlp variants", models=[m["id"] for m in models],
+                          dataset=dataset["id"], task="classification", devices="all", settings=SETTINGS)
+        job = wait_job(farm, job["id"], timeout=300)
+        assert job["state"] == "succeeded", (job, *(agent.log() for agent in agents))
+    finally:
+        for agent in agents:
+            agent.stop()
+    results = farm.user.get("/api/v1/results", params={"job": job["id"]}).json()
+    return {"models": models, "dataset": dataset, "job": job,
+           "results": {str(r["id"]): r for r in results},
+           "accuracy": {v["name"]: v["accuracy_in_process"] for v in variants}}
+
+
+def test_results_compare_and_result_pages(browser, farm, measured):
+    results = measured["results"]
+    assert sorted((r["model_name"], r["device_name"]) for r in results.values()) == sorted(
+        (model, device) for model in VARIANTS for device in DEVICES)
+    for r in results.values():  # the agents' evaluation reproduces the accuracy computed at training
+        assert r["metrics"]["top1"] == pytest.approx(measured["accuracy"][r["model_name"]], abs=1e-9)
+        assert r["latency_ms"]["count"] >= SETTINGS["measured_runs"]
     context, requests = browser
     page = context.new_page()
     sign_in_through_the_form(page, farm, "/results")
     rows = shown_rows(page)
-    assert len(rows) == 18 and {r["platform"] for r in rows} == {"pc", "rpi3", "rb5"}
+    assert sorted((r["model"], r["device"]) for r in rows) == sorted(
+        (model, device) for model in VARIANTS for device in DEVICES)
+    for row in rows:  # the table shows what the agents reported
+        result = results[row["resultId"]]
+        assert float(row["p50"]) == pytest.approx(result["latency_ms"]["p50"])
+        assert float(row["accuracy"]) == pytest.approx(result["metrics"]["top1"])
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "results.png"), full_page=True)
     filter_sort_and_download(page)
-    compare_deeplab(page)
-    follow_a_point_to_its_result(page, farm)
+    compare_digits(page, results)
+    follow_a_point_to_its_result(page, measured)
     page.get_by_role("link", name="Sign out").click()
     page.wait_for_url("**/login?signed_out=1")
     assert page.goto(farm.url + "/results").status == 401
@@ -111,16 +167,17 @@ def test_results_compare_and_result_pages(farm, browser, tmp_path):
 
 def filter_sort_and_download(page) -> None:
     """The filter form, a column header clicked twice, and the CSV of exactly those rows."""
-    page.select_option("select[name=platform]", "rpi3")
-    page.select_option("select[name=family]", "deeplabv3")
+    page.select_option("select[name=device]", "pc-b")
+    page.select_option("select[name=family]", FAMILY)
     page.get_by_role("button", name="Apply").click()
-    page.wait_for_url("**platform=rpi3**")
+    page.wait_for_url("**device=pc-b**")
     rows = shown_rows(page)
-    assert len(rows) == 4 and {r["platform"] for r in rows} == {"rpi3"}
+    assert len(rows) == len(VARIANTS) and {r["device"] for r in rows} == {"pc-b"}
+    assert {r["model"] for r in rows} == set(VARIANTS)
     page.click("a[data-sort=p50]")
     page.wait_for_url("**sort=p50&order=asc**")
     fastest_first = [float(r["p50"]) for r in shown_rows(page)]
-    assert fastest_first == sorted(fastest_first) and len(fastest_first) == 4
+    assert fastest_first == sorted(fastest_first) and len(fastest_first) == len(VARIANTS)
     page.click("a[data-sort=p50]")
     page.wait_for_url("**order=desc**")
     shown = [r["resultId"] for r in shown_rows(page)]
@@ -128,37 +185,62 @@ def filter_sort_and_download(page) -> None:
     with page.expect_download() as download:
         page.click("#download-csv")
     exported = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
-    assert [r["id"] for r in exported] == shown and {r["platform"] for r in exported} == {"rpi3"}
+    assert [r["id"] for r in exported] == shown
+    page.select_option("select[name=model]", "digits-mlp-fp32")
+    page.get_by_role("button", name="Apply").click()
+    page.wait_for_url("**model=digits-mlp-fp32**")
+    rows = shown_rows(page)
+    assert [(r["model"], r["device"]) for r in rows] == [("digits-mlp-fp32", "pc-b")]
 
 
-def compare_deeplab(page) -> None:
-    """One chart per device, exactly one point per variant, a Pareto polyline in each."""
+def pareto_front(points: Dict[str, tuple]) -> set:
+    """Names of the (accuracy, latency) points no other point beats on one and matches on the other."""
+    return {name for name, (acc, lat) in points.items()
+            if not any(a >= acc and t <= lat and (a > acc or t < lat)
+                       for other, (a, t) in points.items() if other != name)}
+
+
+def compare_digits(page, results: Dict[str, dict]) -> None:
+    """One chart per device, exactly one point per variant, the Pareto front marked and joined."""
     page.get_by_role("link", name="Compare", exact=True).click()
-    page.get_by_role("link", name="deeplabv3", exact=True).click()
-    page.wait_for_url("**/compare/deeplabv3")
+    page.get_by_role("link", name=FAMILY, exact=True).click()
+    page.wait_for_url(f"**/compare/{FAMILY}")
     charts = page.locator("svg.scatter")
-    assert charts.count() == 3
-    for i in range(3):
-        points = charts.nth(i).locator("circle.point")
-        assert points.count() == 4
-        names = {points.nth(j).get_attribute("data-model") for j in range(4)}
-        assert names == {"deeplabv3-fp32", "deeplabv3-fp16", "deeplabv3-dynamic", "deeplabv3-int8"}
-        assert charts.nth(i).locator("polyline.pareto").count() == 1
+    assert sorted(charts.nth(i).get_attribute("data-device") for i in range(charts.count())) == list(DEVICES)
+    for device in DEVICES:
+        chart = page.locator(f"svg.scatter[data-device='{device}']")
+        points = chart.locator("circle.point")
+        assert points.count() == len(VARIANTS)
+        shown = {points.nth(j).get_attribute("data-model"): points.nth(j) for j in range(len(VARIANTS))}
+        assert set(shown) == set(VARIANTS)
+        measured = {r["model_name"]: (r["metrics"]["top1"], r["latency_ms"]["p50"])
+                    for r in results.values() if r["device_name"] == device}
+        front = pareto_front(measured)
+        assert {name for name, point in shown.items() if point.get_attribute("data-pareto") == "true"} == front
+        # The front is joined by a polyline through its points in latency order, once it has two.
+        polyline = chart.locator("polyline.pareto")
+        assert polyline.count() == (1 if len(front) > 1 else 0)
+        if len(front) > 1:
+            ordered = sorted(front, key=lambda name: (measured[name][1], -measured[name][0]))
+            through = [f"{shown[name].get_attribute('cx')},{shown[name].get_attribute('cy')}"
+                       for name in ordered]
+            assert polyline.get_attribute("points").split() == through
     page.screenshot(path=str(SCREENSHOTS / "compare.png"), full_page=True)
 
 
-def follow_a_point_to_its_result(page, farm) -> None:
-    page.click("svg[data-device='rpi3-a'] circle.point[data-model='deeplabv3-int8']")
+def follow_a_point_to_its_result(page, measured: dict) -> None:
+    page.click("svg[data-device='pc-b'] circle.point[data-model='digits-mlp-pruned-0.5']")
     page.wait_for_url("**/results/*")
-    assert "deeplabv3-int8" in page.locator("h1").inner_text()
+    assert "digits-mlp-pruned-0.5" in page.locator("h1").inner_text()
+    result = measured["results"][page.url.rsplit("/", 1)[1]]
+    assert (result["model_name"], result["device_name"]) == ("digits-mlp-pruned-0.5", "pc-b")
     bins = int(page.get_attribute("svg.histogram", "data-bins"))
     assert page.locator("svg.histogram rect.bar").count() == bins > 1
-    assert page.locator("[data-sha=model]").inner_text().strip() == load_sha(farm, "deeplabv3-int8")
+    assert int(page.get_attribute("svg.histogram", "data-samples")) == len(result["latency_ms"]["samples"])
+    model = next(m for m in measured["models"] if m["name"] == "digits-mlp-pruned-0.5")
+    assert page.locator("[data-sha=model]").inner_text().strip() == model["sha256"]
+    assert page.locator("[data-sha=dataset]").inner_text().strip() == measured["dataset"]["sha256"]
     page.screenshot(path=str(SCREENSHOTS / "result.png"), full_page=True)
-
-
-def load_sha(farm, name: str) -> str:
-    return next(m["sha256"] for m in farm.user.get("/api/v1/models").json() if m["name"] == name)
 
 
 def test_jobs_page_refreshes_itself_and_cancels(farm, browser, tmp_path):
