@@ -72,7 +72,7 @@ def run_results(ctx: Context) -> int:
 
 
 RESULT_COLUMNS = ("id", "platform", "device", "runtime", "model", "quantization", "sparsity",
-                  "accuracy/mIoU", "p50 ms", "p90 ms", "size", "peak RSS")
+                  "accuracy/mIoU", "p50 ms", "p90 ms", "size", "peak RSS", "agreement")
 
 
 def headline(metrics: Optional[Dict[str, Any]]) -> Tuple[Optional[float], Optional[str]]:
@@ -100,7 +100,22 @@ def result_row(result: ResultOut) -> List[Any]:
         result.variant.quantization, result.variant.sparsity, format_accuracy(*headline(metrics)),
         format_ms(latency.p50 if latency else None), format_ms(latency.p90 if latency else None),
         format_bytes(result.model_size_bytes), format_bytes(result.peak_rss_bytes),
+        format_agreement(result.agreement),
     ]
+
+
+def format_agreement(agreement: Any) -> Optional[str]:
+    """Output agreement with the reference: lowest PSNR over outputs, and top-1 agreement."""
+    if agreement is None:
+        return None
+    if agreement.error:
+        return "n/a"
+    identical = agreement.outputs and all(o.identical for o in agreement.outputs.values())
+    parts = ["identical" if identical else
+             (f"{agreement.psnr_db:.1f} dB" if agreement.psnr_db is not None else None)]
+    if agreement.top1_agreement is not None:
+        parts.append(f"top-1 {format_percent(agreement.top1_agreement)}")
+    return ", ".join(p for p in parts if p) or None
 
 
 # ---------------------------------------------------------------- compare

@@ -33,9 +33,17 @@ def register(subparsers: Any) -> None:
     _register_quantize(sub)
     _register_prune(sub)
     convert = _command(sub, "convert", run_convert, "Keras (.keras, .h5) or SavedModel to float32 TFLite "
-                                                    "(needs edgefarm[tools-tf])")
-    convert.add_argument("source", type=Path, metavar="SOURCE", help="a Keras file or SavedModel folder")
-    convert.add_argument("-o", "--output", type=Path, metavar="OUT", help="default: SOURCE.tflite")
+                                                    "(needs edgefarm[tools-tf]); .tflite/.onnx to an SNPE "
+                                                    "DLC with --to dlc (needs the SNPE SDK)")
+    convert.add_argument("source", type=Path, metavar="SOURCE",
+                         help="a Keras file or SavedModel folder; a .tflite or .onnx file with --to dlc")
+    convert.add_argument("-o", "--output", type=Path, metavar="OUT", help="default: SOURCE.tflite / .dlc")
+    convert.add_argument("--to", choices=["tflite", "dlc"], default="tflite")
+    convert.add_argument("--calibration-dataset", type=Path, metavar="DIR",
+                         help="with --to dlc: quantize the DLC (snpe-dlc-quantize) with samples of this "
+                              "extracted dataset, pre-processed as the agent does")
+    convert.add_argument("--layout", default="imagefolder", help="the calibration dataset's layout")
+    convert.add_argument("--samples", type=int, default=100, help="calibration samples (default 100)")
 
 
 def _command(sub: Any, name: str, handler: Callable[[Context], int], help: str) -> Any:
@@ -201,6 +209,8 @@ def _preprocessing(args: Any) -> Any:
 
 
 def run_convert(ctx: Context) -> int:
+    if ctx.args.to == "dlc":
+        return run_convert_dlc(ctx)
     from tools.convert import convert_model
 
     source = ctx.args.source
@@ -211,6 +221,33 @@ def run_convert(ctx: Context) -> int:
     else:
         print_fields([("model", report["model"]), ("from", f"{report['from']} {report['source']}"),
                       ("size", format_bytes(report["size_bytes"])), ("lineage", report["lineage_file"])])
+    return 0
+
+
+def run_convert_dlc(ctx: Context) -> int:
+    """SNPE's converters (snpe-tflite-to-dlc / snpe-onnx-to-dlc, snpe-dlc-quantize)."""
+    from tools.dlc import SDKMissing, calibration_from_dataset, convert_to_dlc
+
+    args = ctx.args
+    if not args.source.is_file():
+        raise CliError(f"model {args.source} does not exist")
+    output = args.output or args.source.with_suffix(".dlc")
+    calibration = None
+    if args.calibration_dataset:
+        calibration = calibration_from_dataset(args.source, args.calibration_dataset, args.layout,
+                                               limit=args.samples)
+    try:
+        written = convert_to_dlc(args.source, output, calibration)
+    except SDKMissing as exc:
+        raise CliError(str(exc))
+    report = {"model": str(written), "from": str(args.source), "size_bytes": written.stat().st_size,
+              "quantized": calibration is not None}
+    if ctx.json:
+        emit_json(report)
+    else:
+        print_fields([("model", report["model"]), ("from", report["from"]),
+                      ("size", format_bytes(report["size_bytes"])),
+                      ("quantized", "yes" if report["quantized"] else "no")])
     return 0
 
 

@@ -297,3 +297,25 @@ def test_devices_and_jobs_pages(farm, family):
     runs = {a["data-run-id"]: a["data-state"] for a in tags.having("tr", "data-run-id")}
     assert runs[str(lease["run_id"])] == "running"
     assert any(a.get("data-count-running") == "1" for _, a in tags.tags)
+
+
+def test_result_page_shows_output_agreement(farm, tmp_path):
+    from tests.servers import sample_result
+    from tests.tflite_builder import tiny_tflite
+
+    path = tmp_path / "m.tflite"
+    path.write_bytes(tiny_tflite())
+    model = farm.push_model(path, name="m")
+    agent = farm.enrol("pc")
+    farm.submit(models=[model["id"]], devices="all")
+    lease = agent.lease()
+    result = sample_result(top1=0.9)
+    result["agreement"] = {"reference": {"runtime": "tflite", "accelerator": "cpu"}, "sample_count": 20,
+                           "psnr_db": 60.2, "top1_agreement": 0.95,
+                           "outputs": {"probabilities": {"max_abs_error": 0.0159, "mean_abs_error": 0.001,
+                                                         "psnr_db": 60.2}}}
+    posted = agent.report(lease, result=result).json()
+    page = farm.user.get(f"/results/{posted['result_id']}")
+    assert page.status_code == 200
+    assert "Output agreement" in page.text and "PSNR 60.2 dB" in page.text
+    assert 'data-agreement="top1"' in page.text

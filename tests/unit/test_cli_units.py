@@ -340,3 +340,16 @@ def test_progress_text_and_line_display(capsys):
     for state in (job("queued", queued=1), job("queued", queued=1), job("running", running=1)):
         display.update(state)
     assert len(capsys.readouterr().err.splitlines()) == 2
+
+
+def test_results_table_shows_output_agreement():
+    from cli.commands.results import format_agreement
+    from shared.schemas import Agreement
+
+    lossy = Agreement(psnr_db=60.2, top1_agreement=0.98,
+                      outputs={"o": {"max_abs_error": 0.01, "mean_abs_error": 0.001, "psnr_db": 60.2}})
+    assert format_agreement(lossy) == "60.2 dB, top-1 98.00%"
+    same = Agreement(outputs={"o": {"max_abs_error": 0, "mean_abs_error": 0, "identical": True}})
+    assert format_agreement(same) == "identical"
+    assert format_agreement(Agreement(error="reference runtime missing")) == "n/a"
+    assert format_agreement(None) is None
