@@ -139,7 +139,9 @@ def format_bytes(size: Optional[float]) -> Optional[str]:
 def format_ms(value: Optional[float]) -> Optional[str]:
     if value is None:
         return None
-    return f"{value:.1f}" if value >= 100 else f"{value:.2f}"
+    if value >= 100:
+        return f"{value:.1f}"
+    return f"{value:.2f}" if value >= 0.1 else f"{value:.3g}"  # keep sub-µs models readable
 
 
 def format_percent(fraction: Optional[float]) -> Optional[str]:

@@ -32,7 +32,9 @@ def fmt_ms(value: Optional[float]) -> str:
         return "—"
     if value >= 100:
         return f"{value:,.0f} ms"
-    return f"{value:.1f} ms" if value >= 10 else f"{value:.2f} ms"
+    if value >= 0.1:
+        return f"{value:.1f} ms" if value >= 10 else f"{value:.2f} ms"
+    return f"{value * 1000:.3g} µs"  # sub-millisecond models (a tiny MLP runs in about 1 µs)
 
 
 def fmt_bytes(value: Optional[int]) -> str:

@@ -132,8 +132,8 @@ def measured(farm, tmp_path):
             agent.stop()
     results = farm.user.get("/api/v1/results", params={"job": job["id"]}).json()
     return {"models": models, "dataset": dataset, "job": job,
-           "results": {str(r["id"]): r for r in results},
-           "accuracy": {v["name"]: v["accuracy_in_process"] for v in variants}}
+            "results": {str(r["id"]): r for r in results},
+            "accuracy": {v["name"]: v["accuracy_in_process"] for v in variants}}
 
 
 def test_results_compare_and_result_pages(browser, farm, measured):
