@@ -83,13 +83,21 @@ class Runtime:
     def load(self, model_path: Path, options: LoadOptions) -> None:
         raise NotImplementedError
 
+    #: Filled by ``load``; subclasses set ``self._inputs`` / ``self._outputs``.
+    _inputs: List[TensorInfo] = []
+    _outputs: List[TensorInfo] = []
+
     @property
     def inputs(self) -> List[TensorInfo]:
-        raise NotImplementedError
+        return list(self._inputs)
 
     @property
     def outputs(self) -> List[TensorInfo]:
-        raise NotImplementedError
+        return list(self._outputs)
+
+    def _check_input_count(self, arrays: Sequence[Any]) -> None:
+        if len(arrays) != len(self._inputs):
+            raise ValueError(f"the model takes {len(self._inputs)} inputs, got {len(arrays)}")
 
     def set_inputs(self, arrays: Sequence[Any]) -> None:
         raise NotImplementedError

@@ -70,17 +70,8 @@ class NullRuntime(Runtime):
         self._zeros = [np.zeros(_concrete(t.shape), _numpy_dtype(t.dtype)) for t in self._outputs]
         self._threads = options.threads
 
-    @property
-    def inputs(self) -> List[TensorInfo]:
-        return list(self._inputs)
-
-    @property
-    def outputs(self) -> List[TensorInfo]:
-        return list(self._outputs)
-
     def set_inputs(self, arrays: Sequence[Any]) -> None:
-        if len(arrays) != len(self._inputs):
-            raise ValueError(f"the model takes {len(self._inputs)} inputs, got {len(arrays)}")
+        self._check_input_count(arrays)
 
     def invoke(self) -> None:
         pass

@@ -147,17 +147,8 @@ class ONNXRuntime(Runtime):
         session_options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, levels[level])
         return session_options
 
-    @property
-    def inputs(self) -> List[TensorInfo]:
-        return list(self._inputs)
-
-    @property
-    def outputs(self) -> List[TensorInfo]:
-        return list(self._outputs)
-
     def set_inputs(self, arrays: Sequence[Any]) -> None:
-        if len(arrays) != len(self._inputs):
-            raise ValueError(f"the model takes {len(self._inputs)} inputs, got {len(arrays)}")
+        self._check_input_count(arrays)
         feed = {}
         for array, info in zip(arrays, self._inputs):
             value = np.asarray(array)

@@ -202,18 +202,9 @@ class OpenCVRuntime(Runtime):
         outputs = [by_name.get(name, TensorInfo(name, (), "float32")) for name in self._forward_names]
         return inputs, outputs
 
-    @property
-    def inputs(self) -> List[TensorInfo]:
-        return list(self._inputs)
-
-    @property
-    def outputs(self) -> List[TensorInfo]:
-        return list(self._outputs)
-
     def set_inputs(self, arrays: Sequence[Any]) -> None:
         """NCHW float32 arrays, one per input, in ``inputs`` order."""
-        if len(arrays) != len(self._inputs):
-            raise ValueError(f"the model takes {len(self._inputs)} inputs, got {len(arrays)}")
+        self._check_input_count(arrays)
         for array, info in zip(arrays, self._inputs):
             blob = np.ascontiguousarray(np.asarray(array), dtype=np.float32)
             known = bool(info.shape) and all(d > 0 for d in info.shape)

@@ -155,19 +155,10 @@ class SNPERuntime(Runtime):
         self._settings = dict(options.options or {})
         self._flags = list(ACCELERATOR_FLAGS[options.accelerator])
 
-    @property
-    def inputs(self) -> List[TensorInfo]:
-        return list(self._inputs)
-
-    @property
-    def outputs(self) -> List[TensorInfo]:
-        return list(self._outputs)
-
     # ------------------------------------------------------------ one-sample fallback
 
     def set_inputs(self, arrays: Sequence[Any]) -> None:
-        if len(arrays) != len(self._inputs):
-            raise ValueError(f"the model takes {len(self._inputs)} inputs, got {len(arrays)}")
+        self._check_input_count(arrays)
         self._pending = [self._checked(array, info) for array, info in zip(arrays, self._inputs)]
 
     def invoke(self) -> None:

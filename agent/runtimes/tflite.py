@@ -170,17 +170,8 @@ class TFLiteRuntime(Runtime):
             )
         return backend.interpreter_cls(**kwargs)
 
-    @property
-    def inputs(self) -> List[TensorInfo]:
-        return list(self._inputs)
-
-    @property
-    def outputs(self) -> List[TensorInfo]:
-        return list(self._outputs)
-
     def set_inputs(self, arrays: Sequence[Any]) -> None:
-        if len(arrays) != len(self._inputs):
-            raise ValueError(f"the model takes {len(self._inputs)} inputs, got {len(arrays)}")
+        self._check_input_count(arrays)
         for array, info, index in zip(arrays, self._inputs, self._input_indices):
             self._interpreter.set_tensor(index, _prepared_input(array, info))
 
