@@ -191,3 +191,34 @@ def sample_result(p50: float = 10.0, miou: Optional[float] = None, top1: Optiona
         "model_size_bytes": size, "peak_rss_bytes": 50_000_000,
         "metrics": {k: v for k, v in metrics.items() if v is not None},
     }
+
+
+FAMILY_FIGURES = {  # (model index, platform) -> (p50 ms, top-1)
+    (0, "pc"): (10.0, 0.90), (1, "pc"): (5.0, 0.88), (2, "pc"): (12.0, 0.85),
+    (0, "rpi3"): (100.0, 0.90), (1, "rpi3"): (50.0, 0.89), (2, "rpi3"): (40.0, 0.80),
+}
+
+
+def populate_family(farm: Farm, folder: Path) -> dict:
+    """A base model and two variants of family 'net', each run on a pc and an rpi3
+    (agents spoken over HTTP), with the figures of ``FAMILY_FIGURES``."""
+    from tests.tflite_builder import tiny_tflite
+
+    specs = [("net-fp32", {}), ("net-int8", {"quantization": "int8"}),
+             ("net-pruned", {"quantization": "none", "sparsity": 0.9, "label": "pruned-0.9"})]
+    models = []
+    for i, (name, variant) in enumerate(specs):
+        path = Path(folder) / f"{name}.tflite"
+        path.write_bytes(tiny_tflite(seed=i))
+        models.append(farm.push_model(path, name=name, family="net", task="classification",
+                                      variant=variant))
+    pc, pi = farm.enrol("pc-1"), farm.enrol("pi-1", platform="rpi3", labels=["lab2"])
+    job = farm.submit(models=[str(m["id"]) for m in models], devices="all")
+    index = {m["id"]: i for i, m in enumerate(models)}
+    for agent, platform in ((pc, "pc"), (pi, "rpi3")):
+        while (lease := agent.lease()) is not None:
+            which = index[lease["model"]["id"]]
+            p50, top1 = FAMILY_FIGURES[(which, platform)]
+            response = agent.report(lease, result=sample_result(p50=p50, top1=top1, size=1000 + which))
+            assert response.status_code == 200
+    return {"models": models, "pc": pc, "pi": pi, "job": job}

@@ -15,7 +15,7 @@ from typing import Dict, List, Optional
 import httpx
 import pytest
 
-from tests.servers import sample_result
+from tests.servers import populate_family, sample_result
 from tests.tflite_builder import tiny_tflite
 
 
@@ -56,27 +56,8 @@ def sign_in(farm, token: str, next_page: str = "/") -> httpx.Client:
 @pytest.fixture
 def family(farm, tmp_path):
     """A base model and two variants of family 'net', each run on two devices."""
-    specs = [("net-fp32", {}), ("net-int8", {"quantization": "int8"}),
-             ("net-pruned", {"quantization": "none", "sparsity": 0.9, "label": "pruned-0.9"})]
-    models = []
-    for i, (name, variant) in enumerate(specs):
-        path = tmp_path / f"{name}.tflite"
-        path.write_bytes(tiny_tflite(seed=i))
-        models.append(farm.push_model(path, name=name, family="net", task="classification",
-                                      variant=variant))
-    pc, pi = farm.enrol("pc-1"), farm.enrol("pi-1", platform="rpi3", labels=["lab2"])
-    figures = {  # (model index, platform) -> (p50, top1)
-        (0, "pc"): (10.0, 0.90), (1, "pc"): (5.0, 0.88), (2, "pc"): (12.0, 0.85),
-        (0, "rpi3"): (100.0, 0.90), (1, "rpi3"): (50.0, 0.89), (2, "rpi3"): (40.0, 0.80),
-    }
-    farm.submit(models=[str(m["id"]) for m in models], devices="all")
-    index = {m["id"]: i for i, m in enumerate(models)}
-    for agent, platform in ((pc, "pc"), (pi, "rpi3")):
-        while (lease := agent.lease()) is not None:
-            which = index[lease["model"]["id"]]
-            p50, top1 = figures[(which, platform)]
-            response = agent.report(lease, result=sample_result(p50=p50, top1=top1, size=1000 + which))
-            assert response.status_code == 200
+    data = populate_family(farm, tmp_path)
+    models, pc, pi = data["models"], data["pc"], data["pi"]
     user = sign_in(farm, farm.user_token)
     yield {"models": models, "pc": pc, "pi": pi, "user": user}
     user.close()
