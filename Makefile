@@ -24,10 +24,13 @@ $(DEMO_STAMP): pyproject.toml
 	touch $(DEMO_STAMP)
 
 demo: $(DEMO_STAMP)
-	$(BIN)/python -m server.demo
+	$(BIN)/python -m edgefarm.cli.demo
 
+# ruff, then the import contracts of pyproject.toml (imports flow one way:
+# contract <- formats <- datasets <- {server, agent} <- tools <- {cli, main job}).
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 
 # agent/, shared/ and cli/ must run on Python 3.9 (devices run old distributions):
 # vermin checks the syntax and library calls, and when a Python 3.9 interpreter is

@@ -5,4 +5,6 @@ them with the device's runtime, and reports the figures.
 Runs on Python 3.9 (devices run old distributions).
 """
 
-__version__ = "0.1.0"
+from edgefarm.shared import __version__
+
+__all__ = ["__version__"]

@@ -4,7 +4,7 @@ model on TFLite CPU fp32, or a variant's fp32 base) on the same inputs.
 This module owns the error statistics (``OutputStats``, ``psnr_db``), the
 matching of outputs between two runtimes (``align``) and ``compute_agreement``,
 which runs both runtimes on the compared inputs and returns a
-``shared.schemas.Agreement`` dict.
+``edgefarm.shared.contract.schemas.Agreement`` dict.
 
 Inputs compared: with a dataset, the first ``max_samples`` dataset samples (the
 first is also the latency input), each decoded once and pre-processed for each
@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .evaluation.preprocess import InputSpec, dequantize, preprocess_image
+from edgefarm.shared.datasets.preprocess import InputSpec, dequantize, preprocess_image
 
 BATCH_CHUNK = 16  # samples per run_batch call, to bound the outputs held at once
 

@@ -9,7 +9,6 @@ are registered on the device (not downloaded) are verified against their
 expected sha256 once and remembered.
 """
 
-import hashlib
 import json
 import os
 import shutil
@@ -19,21 +18,14 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Tuple
 
-from shared.layouts import pack_directory, safe_extract
+from edgefarm.shared.contract.digests import sha256_file
+from edgefarm.shared.datasets import pack_directory, safe_extract
 
 Fetch = Callable[[str, Path, str], None]  # (url, destination, expected sha256)
 
 
 class CacheError(RuntimeError):
     """An artifact could not be made available (wrong checksum, missing path)."""
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1024 * 1024), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def tree_size(path: Path) -> int:

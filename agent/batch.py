@@ -2,7 +2,7 @@
 one go (``Runtime.supports_batch``, e.g. SNPE's ``snpe-net-run``).
 
 This module owns ``benchmark_batch`` and ``evaluate_batch``, the batch twins of
-``agent.harness.benchmark`` and ``agent.evaluation.evaluate.evaluate``:
+``edgefarm.agent.harness.benchmark`` and ``edgefarm.agent.evaluation.evaluate.evaluate``:
 
 * Latency: ``1 + warmup_runs + measured_runs`` inferences of the same input in one
   batch. The runtime's own per-inference times (its diagnostic log, not process
@@ -11,7 +11,7 @@ This module owns ``benchmark_batch`` and ``evaluate_batch``, the batch twins of
   cannot steer a batch that is fixed before it starts (the result says so).
 * Evaluation: every sample is decoded and pre-processed (in the runtime's layout)
   as the batch is written, the batch runs once, then each output goes through the
-  same scorers (``agent.evaluation.scoring``) as for the other runtimes. Per-sample
+  same scorers (``edgefarm.agent.evaluation.scoring``) as for the other runtimes. Per-sample
   inference times are the runtime's; decode, pre- and post-processing are timed here.
 """
 
@@ -21,9 +21,10 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, 
 
 import numpy as np
 
+from edgefarm.shared.datasets.preprocess import InputSpec, preprocess_image
+
 from .errors import Cancelled
 from .evaluation.evaluate import EvalOutcome, SampleTiming, _outcome
-from .evaluation.preprocess import InputSpec, preprocess_image
 from .evaluation.scoring import make_scorer
 from .harness import BenchResult, Protocol
 from .runtimes.base import Runtime

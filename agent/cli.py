@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import List, Optional
 
-from shared.schemas import DeviceCapabilities, RunSettings
+from edgefarm.shared.contract.schemas import DeviceCapabilities, RunSettings
 
 from . import __version__
 from .config import AgentConfig, ConfigError, default_config_path, load_config, save_config, write_secret
@@ -97,7 +97,7 @@ def _bench_dataset(path: Optional[str], layout: Optional[str], tmp: str) -> Opti
         raise UsageError(
             "--dataset needs --layout (voc-seg, imagenet-val, imagefolder, mnist-idx, cifar10-bin)"
         )
-    from shared.layouts import DatasetError, safe_extract, validate_archive, validate_directory
+    from edgefarm.shared.datasets import DatasetError, safe_extract, validate_archive, validate_directory
 
     source = Path(path)
     try:

@@ -9,8 +9,9 @@ from typing import Callable, Optional
 
 import httpx
 
-from shared import PROTOCOL_HEADER, PROTOCOL_VERSION
-from shared.schemas import (
+from edgefarm.shared.contract import PROTOCOL_HEADER, PROTOCOL_VERSION
+from edgefarm.shared.contract.digests import sha256_file
+from edgefarm.shared.contract.schemas import (
     AgentHeartbeat,
     AgentHeartbeatResponse,
     DeviceCapabilities,
@@ -25,7 +26,6 @@ from shared.schemas import (
 )
 
 from . import __version__
-from .artifacts import sha256_file
 
 
 class AgentError(Exception):

@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Optional
 
-from shared.schemas import RunResult
+from edgefarm.shared.contract.schemas import RunResult
 
 from . import __version__
 

@@ -1,10 +1,10 @@
 """One run, start to end, in its own process: load the model with the chosen
 runtime, run the latency protocol, evaluate on the dataset, compare the outputs
-with the reference's when the job names one (``agent.agreement``), and write a
+with the reference's when the job names one (``edgefarm.agent.agreement``), and write a
 ``RunResult``. Runtimes that run whole batches (``supports_batch``, SNPE) go
-through ``agent.batch`` instead of the harness and the evaluation pipeline.
+through ``edgefarm.agent.batch`` instead of the harness and the evaluation pipeline.
 
-The worker starts ``python -m agent.execute SPEC RESULT`` for every run, so
+The worker starts ``python -m edgefarm.agent.execute SPEC RESULT`` for every run, so
 that a crashing runtime cannot take the agent down, peak RSS belongs to this
 run alone, and cancellation is a kill. ``edgefarm-agent bench`` calls
 ``run_benchmark`` directly.
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
-from shared.schemas import (
+from edgefarm.shared.contract.schemas import (
     Agreement,
     Environment,
     LatencyStats,
@@ -86,15 +86,16 @@ def _load(spec: RunSpec):
 
 
 def _preprocessing(spec: RunSpec, input_dtype: str) -> Preprocessing:
-    from .evaluation.preprocess import default_preprocessing
+    from edgefarm.shared.datasets.preprocess import default_preprocessing
 
     return spec.settings.preprocessing or spec.preprocessing or default_preprocessing(input_dtype)
 
 
 def _latency_inputs(spec: RunSpec, runtime, input_spec, pre):
     """A real pre-processed sample when there is a dataset, else synthetic data."""
-    from .evaluation.datasets import iter_decoded
-    from .evaluation.preprocess import preprocess_image
+    from edgefarm.shared.datasets.preprocess import preprocess_image
+    from edgefarm.shared.datasets.readers import iter_decoded
+
     from .harness import synthetic_inputs
 
     if input_spec is not None and len(runtime.inputs) == 1:
@@ -104,10 +105,10 @@ def _latency_inputs(spec: RunSpec, runtime, input_spec, pre):
 
 
 def _evaluate(spec: RunSpec, runtime, input_spec, pre, progress, should_stop):
-    from shared.layouts import validate_directory
+    from edgefarm.shared.datasets import validate_directory
+    from edgefarm.shared.datasets.readers import iter_decoded
 
     from .batch import evaluate_batch
-    from .evaluation.datasets import iter_decoded
     from .evaluation.evaluate import evaluate
 
     if spec.task == "segmentation":
@@ -139,7 +140,7 @@ def _measure_latency(spec: RunSpec, runtime, inputs, report, should_stop):
 
 
 def _agreement_images(spec: RunSpec, runtime, limit: Optional[int]):
-    from .evaluation.datasets import iter_decoded
+    from edgefarm.shared.datasets.readers import iter_decoded
 
     evaluating = spec.task in ("classification", "segmentation")
     if not spec.dataset_dir or not evaluating or len(runtime.inputs) != 1:
@@ -208,7 +209,8 @@ def _evaluation_figures(spec: RunSpec, runtime, input_spec, pre, report, should_
 
 def run_benchmark(spec: RunSpec, progress: Optional[Progress] = None,
                   should_stop: Optional[Callable[[], bool]] = None) -> RunResult:
-    from .evaluation.preprocess import InputSpec
+    from edgefarm.shared.datasets.preprocess import InputSpec
+
     from .sysinfo import environment_delta, read_environment
 
     report = progress or (lambda info: None)
@@ -262,7 +264,7 @@ def _name_classes(metrics: dict, labels: Optional[list]) -> dict:
 
 
 def main(argv=None) -> int:
-    """``python -m agent.execute SPEC.json RESULT.json``: exit 0 with a result,
+    """``python -m edgefarm.agent.execute SPEC.json RESULT.json``: exit 0 with a result,
     3 with ``{"error": ...}`` for a run that failed, 4 when cancelled."""
     spec_path, result_path = (argv or sys.argv[1:])[:2]
     spec = RunSpec.from_json(json.loads(Path(spec_path).read_text()))

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Iterator, Tuple
 
-from shared.schemas import RunReport
+from edgefarm.shared.contract.schemas import RunReport
 
 
 class Spool:

@@ -1,7 +1,7 @@
 """Summary statistics of per-run latencies: pure functions, no timing, no I/O.
 
 ``latency_stats`` turns raw samples (milliseconds) into the ``LatencyStats``
-fields of ``shared.schemas``: count, mean, std, min, p50, p90, p99, max and,
+fields of ``edgefarm.shared.contract.schemas``: count, mean, std, min, p50, p90, p99, max and,
 optionally, the samples themselves.
 
 Conventions, chosen to match TFLite ``benchmark_model``:

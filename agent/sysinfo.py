@@ -5,11 +5,11 @@ This module owns:
 * ``detect_platform``: "rpi3", "rb5", "pc" or a slug of the board's name.
 * The static facts of the capability report: ``cpu_model``, ``cpu_count``,
   ``memory_bytes``, ``os_release``, ``python_version``, ``machine_arch``,
-  ``hostname`` and ``capabilities`` (a ``shared.schemas.DeviceCapabilities`` dict).
+  ``hostname`` and ``capabilities`` (a ``edgefarm.shared.contract.schemas.DeviceCapabilities`` dict).
 * The thermal and frequency provenance of a run: ``read_environment`` takes a
   snapshot (governor, per-CPU frequencies, temperature, Raspberry Pi firmware
   throttle flags) and ``environment_delta`` turns a before/after pair into a
-  ``shared.schemas.Environment`` dict with a ``throttled`` verdict.
+  ``edgefarm.shared.contract.schemas.Environment`` dict with a ``throttled`` verdict.
 
 Every reader takes ``root`` (default "/") so tests can point it at a fake tree;
 a file that is missing or unreadable gives None, never an exception.

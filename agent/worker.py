@@ -4,7 +4,7 @@ watches for cancellation, and deliver the report (spooled first, so nothing is
 lost when the server is away).
 
 Background tasks are small named threads; if one dies unexpectedly the agent
-stops loudly. Errors come sorted from ``agent.client``: retryable ones back
+stops loudly. Errors come sorted from ``edgefarm.agent.client``: retryable ones back
 off, fatal ones stop the agent with their message.
 """
 
@@ -20,8 +20,9 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from shared.enums import RunState
-from shared.schemas import DeviceCapabilities, Intervals, Lease, ReferenceSpec, RunReport, RunResult
+from edgefarm.shared.contract.enums import RunState
+from edgefarm.shared.contract.rules import DEFAULT_INTERVALS
+from edgefarm.shared.contract.schemas import DeviceCapabilities, Lease, ReferenceSpec, RunReport, RunResult
 
 from .artifacts import ArtifactCache, CacheError
 from .client import AgentClient, Backoff, Fatal, LeaseLost, Rejected, Retryable
@@ -53,8 +54,7 @@ class Worker:
         self.config, self.client, self.capabilities = config, client, capabilities
         self.cache = ArtifactCache(Path(config.cache_dir), config.cache_max_bytes)
         self.spool = Spool(Path(config.state_dir) / "spool")
-        self.intervals = Intervals(poll_wait_seconds=25, poll_jitter_seconds=5,
-                                   heartbeat_seconds=30, lease_seconds=120)
+        self.intervals = DEFAULT_INTERVALS  # until the server answers with its own
         self.stopping = threading.Event()
         self.current: Optional[RunContext] = None
         self.fatal: Optional[str] = None
@@ -208,7 +208,7 @@ class Worker:
             spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
             spec_path.write_text(json.dumps(spec.to_json()))
             run.process = subprocess.Popen(
-                [sys.executable, "-m", "agent.execute", str(spec_path), str(result_path)],
+                [sys.executable, "-m", "edgefarm.agent.execute", str(spec_path), str(result_path)],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             )
             if run.cancel_reason:  # cancelled while downloading

@@ -1,6 +1,6 @@
 """Agent overhead on the DeepLab fixture, measured side by side in one run.
 
-1. Latency: the agent harness's p50 (``agent.execute.run_benchmark``, as
+1. Latency: the agent harness's p50 (``edgefarm.agent.execute.run_benchmark``, as
    ``edgefarm-agent bench`` runs it) divided by the p50 of a bare
    ``interpreter.invoke()`` loop on the same model, threads and input.
    Target <= 1.03.
@@ -48,8 +48,8 @@ def bare_p50(threads: int, x: np.ndarray, seconds: float, runs: int) -> float:
 
 
 def agent_run(threads: int, seconds: float, runs: int, dataset: Path = None):
-    from agent.execute import RunSpec, run_benchmark
-    from shared.schemas import RunSettings
+    from edgefarm.agent.execute import RunSpec, run_benchmark
+    from edgefarm.shared.contract.schemas import RunSettings
 
     settings = RunSettings(threads=threads, measured_runs=runs, min_seconds=seconds,
                            warmup_runs=3, warmup_seconds=0.2)

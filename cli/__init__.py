@@ -14,4 +14,6 @@ It imports ``shared`` (the wire schemas), ``httpx`` and ``rich`` and nothing
 else, and runs on Python 3.9.
 """
 
-__version__ = "0.1.0"
+from edgefarm.shared import __version__
+
+__all__ = ["__version__"]

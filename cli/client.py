@@ -3,7 +3,7 @@
 Errors are sorted here, once: an answer with status 4xx becomes a ``CliError``
 with exit code 2 carrying the problem's title and detail; 5xx answers and
 network failures become exit code 1 with a message that names the server URL.
-Responses are parsed into the ``shared.schemas`` models.
+Responses are parsed into the ``edgefarm.shared.contract.schemas`` models.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from shared.schemas import CompareOut, DatasetOut, DeviceOut, JobOut, ModelOut, ResultOut
+from edgefarm.shared.contract.schemas import CompareOut, DatasetOut, DeviceOut, JobOut, ModelOut, ResultOut
 
 from . import __version__
 from .errors import EXIT_FAILURE, EXIT_USAGE, CliError

@@ -1,7 +1,7 @@
 """The one exception the CLI raises on purpose, and its exit codes.
 
 Every handler and helper signals failure with ``CliError(message, code)``;
-``cli.main`` prints ``edgefarm: error: <message>`` on stderr and exits with
+``edgefarm.cli.main`` prints ``edgefarm: error: <message>`` on stderr and exits with
 ``code``. The codes are part of the interface that scripts rely on:
 
 * ``EXIT_USAGE`` (2): bad input, missing configuration, any HTTP 4xx answer;

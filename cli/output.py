@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from shared.schemas import TensorSpec
+from edgefarm.shared.contract.schemas import TensorSpec
 
 #: Width used for tables when stdout is a pipe or a file (rich would use 80).
 PIPE_WIDTH = 240

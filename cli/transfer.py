@@ -105,7 +105,7 @@ def dataset_archive(path: Path) -> Iterator[Tuple[Path, str]]:
 
 def _pack(src: Path, dest: Path) -> None:
     try:
-        from shared.layouts import pack_directory
+        from edgefarm.shared.datasets import pack_directory
     except ImportError as exc:
         raise CliError(f"cannot pack folders with this installation ({exc}); pass a zip or tar archive",
                        EXIT_FAILURE)

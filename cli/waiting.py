@@ -21,8 +21,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from shared.enums import FINAL_RUN_STATES, JobState
-from shared.schemas import JobOut
+from edgefarm.shared.contract.enums import FINAL_RUN_STATES, JobState
+from edgefarm.shared.contract.schemas import JobOut
 
 from .client import Client
 from .errors import EXIT_USAGE, CliError

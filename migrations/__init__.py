@@ -1,1 +1,1 @@
-"""Alembic migrations of the EdgeFarm server database (see ``server.migrate``)."""
+"""Alembic migrations of the EdgeFarm server database (see ``edgefarm.server.migrate``)."""

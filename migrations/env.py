@@ -1,10 +1,10 @@
 """Alembic environment: the target metadata is the server's ORM schema, and the
-database URL is passed in by ``server.migrate`` (or ``-x url=...``)."""
+database URL is passed in by ``edgefarm.server.migrate`` (or ``-x url=...``)."""
 
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-from server.models import Base
+from edgefarm.server.tables import Base
 
 config = context.config
 target_metadata = Base.metadata

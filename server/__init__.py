@@ -1,8 +1,10 @@
 """The EdgeFarm server: a FastAPI application that queues benchmark jobs in a SQL
 database, leases their runs to device agents and keeps the results.
 
-``server.app.create_app(settings)`` builds the application; ``server.cli`` is the
+``edgefarm.server.app.create_app(settings)`` builds the application; ``edgefarm.server.cli`` is the
 ``edgefarm-server`` command.
 """
 
-__version__ = "0.1.0"
+from edgefarm.shared import __version__
+
+__all__ = ["__version__"]

@@ -15,10 +15,10 @@ from typing import Optional, Tuple
 from fastapi import Request
 from sqlalchemy.orm import Session
 
-from shared.enums import Role
+from edgefarm.shared.contract.enums import Role
 
-from .models import Token, utcnow
 from .problems import ProblemException
+from .tables import Token, utcnow
 
 PREFIX = "ef_"
 

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from shared.enums import Role
+from edgefarm.shared.contract.enums import Role
 
 from .auth import issue_token
 from .config import Settings

@@ -3,7 +3,8 @@ deltas against the base model, and the Pareto front per device."""
 
 from typing import Dict, Iterable, List, Optional, Sequence
 
-from shared.schemas import CompareCell, ResultOut
+from edgefarm.shared.contract.rules import headline_metric
+from edgefarm.shared.contract.schemas import CompareCell, ResultOut
 
 CSV_COLUMNS = (
     "id", "created_at", "job_id", "run_id", "model_id", "model_name", "family", "quantization",
@@ -48,11 +49,8 @@ def flat_row(result: ResultOut) -> Dict[str, object]:
 
 
 def headline(result: ResultOut):
-    metrics = result.metrics.model_dump() if result.metrics else {}
-    for key in ("miou", "top1"):
-        if metrics.get(key) is not None:
-            return float(metrics[key]), key
-    return None, None
+    """The result's headline metric, ``(value, key)`` (``rules.headline_metric``)."""
+    return headline_metric(result.metrics)
 
 
 def pareto_flags(points: Sequence[tuple]) -> List[bool]:

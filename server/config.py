@@ -6,7 +6,8 @@ from typing import Optional
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.schemas import Intervals
+from edgefarm.shared.contract.rules import DEFAULT_INTERVALS
+from edgefarm.shared.contract.schemas import Intervals
 
 
 class Settings(BaseSettings):
@@ -18,10 +19,10 @@ class Settings(BaseSettings):
     max_model_bytes: int = 2 * 1024**3
     max_dataset_bytes: int = 64 * 1024**3
 
-    poll_wait_seconds: float = 25.0
-    poll_jitter_seconds: float = 5.0
-    heartbeat_seconds: float = 30.0
-    lease_seconds: float = 120.0
+    poll_wait_seconds: float = DEFAULT_INTERVALS.poll_wait_seconds
+    poll_jitter_seconds: float = DEFAULT_INTERVALS.poll_jitter_seconds
+    heartbeat_seconds: float = DEFAULT_INTERVALS.heartbeat_seconds
+    lease_seconds: float = DEFAULT_INTERVALS.lease_seconds
     sweep_interval_seconds: float = 5.0
     offline_after_seconds: float = 90.0
 

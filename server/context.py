@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 from fastapi import Depends, Request
 
-from shared import PROTOCOL_HEADER, PROTOCOL_VERSION
-from shared.enums import Role
+from edgefarm.shared.contract import PROTOCOL_HEADER, PROTOCOL_VERSION
+from edgefarm.shared.contract.enums import Role
 
 from .auth import Principal, authenticate, check_role
 from .config import Settings

@@ -1,10 +1,10 @@
-"""Turning table rows into wire schemas (``shared.schemas``)."""
+"""Turning table rows into wire schemas (``edgefarm.shared.contract.schemas``)."""
 
 from datetime import datetime, timedelta
 from typing import Dict, List, Optional
 
-from shared.enums import DeviceStatus, JobState, RunState, Task
-from shared.schemas import (
+from edgefarm.shared.contract.enums import DeviceStatus, JobState, RunState, Task
+from edgefarm.shared.contract.schemas import (
     DatasetOut,
     DatasetRef,
     DeviceCapabilities,
@@ -18,7 +18,7 @@ from shared.schemas import (
     Variant,
 )
 
-from .models import Dataset, Device, Job, Model, Result, Run, utcnow
+from .tables import Dataset, Device, Job, Model, Result, Run, utcnow
 
 
 def model_variant(model: Model) -> Variant:

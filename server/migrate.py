@@ -1,9 +1,11 @@
-"""Applying the Alembic migrations in ``migrations/`` to a database URL.
+"""Applying the Alembic migrations (``edgefarm.migrations``, the ``migrations/``
+folder of a checkout, shipped inside the wheel) to a database URL.
 
 The embedded SQLite default is upgraded on every server start; PostgreSQL is
 upgraded by ``edgefarm-server migrate`` (so replicas never race to migrate).
 """
 
+import importlib.util
 from pathlib import Path
 from typing import Optional
 
@@ -12,9 +14,17 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine
 
-import migrations
 
-MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
+def _migrations_dir() -> Path:
+    """The Alembic script folder. Found, not imported: its ``env.py`` imports the
+    server's tables, so the server treats the folder as data it hands to Alembic."""
+    spec = importlib.util.find_spec("edgefarm.migrations")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the edgefarm.migrations package is missing from this installation")
+    return Path(list(spec.submodule_search_locations)[0]).resolve()
+
+
+MIGRATIONS_DIR = _migrations_dir()
 
 
 def alembic_config(url: str) -> Config:

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.schemas import Problem, ProblemError
+from edgefarm.shared.contract.schemas import Problem, ProblemError
 
 PROBLEM_TYPE_BASE = "https://edgefarm.dev/problems/"
 MEDIA_TYPE = "application/problem+json"

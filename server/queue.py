@@ -20,11 +20,12 @@ from typing import Dict, Iterable, List, Optional, Sequence
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
-from shared.enums import JobState, RunState
-from shared.schemas import RunReport
-from shared.selectors import DeviceSelector, parse_selector
+from edgefarm.shared.contract.enums import JobState, RunState
+from edgefarm.shared.contract.rules import headline_metric, report_problem
+from edgefarm.shared.contract.schemas import RunReport, RunSettings
+from edgefarm.shared.contract.selectors import DeviceSelector, parse_selector
 
-from .models import Dataset, Device, Job, JobModel, Model, Result, Run, utcnow
+from .tables import Dataset, Device, Job, JobModel, Model, Result, Run, utcnow
 
 ACTIVE = (str(RunState.leased), str(RunState.running))
 FINAL = tuple(str(s) for s in (RunState.succeeded, RunState.failed, RunState.cancelled, RunState.lost))
@@ -89,9 +90,9 @@ def expand_waiting_jobs(session: Session, device: Device) -> int:
     """Give a newly enrolled (or changed) device the runs of jobs that were waiting for one."""
     made = 0
     for job in session.scalars(select(Job).where(Job.state == str(JobState.waiting))):
-        settings = job.settings or {}
-        runtime, accelerator = settings.get("runtime", "tflite"), settings.get("accelerator", "cpu")
-        if not device_matches(device, parse_selector(job.selector), runtime, accelerator):
+        settings = RunSettings.model_validate(job.settings or {})
+        if not device_matches(device, parse_selector(job.selector), str(settings.runtime),
+                              settings.accelerator):
             continue
         made += fan_out(session, job, job_model_ids(job), [device])
         job.state = str(JobState.queued)
@@ -209,11 +210,10 @@ def record_report(
             return ReportOutcome(run, result, duplicate=True)
         raise LeaseConflict(f"run {run_id} already has a different report for this lease")
     run = _current_run(session, run_id, device_id, report.lease_id, now)
+    problem = report_problem(report)
+    if problem is not None:
+        raise ValueError(problem)
     state = report.state
-    if state not in (RunState.succeeded, RunState.failed, RunState.cancelled):
-        raise ValueError("a report's state must be succeeded, failed or cancelled")
-    if state == RunState.succeeded and report.result is None:
-        raise ValueError("a succeeded report must carry a result")
     if run.cancel_requested and state != RunState.succeeded:
         state = RunState.cancelled
     result = None
@@ -234,7 +234,7 @@ def _store_result(
     if job.dataset_id is not None:
         dataset_sha = session.get(Dataset, job.dataset_id).sha256
     body = report.result
-    accuracy, metric = headline_accuracy(body.metrics.model_dump() if body.metrics else {})
+    accuracy, metric = headline_metric(body.metrics)
     result = Result(
         run_id=run.id, job_id=run.job_id, model_id=run.model_id, device_id=run.device_id,
         dataset_id=job.dataset_id, lease_id=report.lease_id, digest=digest,
@@ -248,14 +248,6 @@ def _store_result(
     session.add(result)
     session.flush()
     return result
-
-
-def headline_accuracy(metrics: dict):
-    """The one number a table shows: mIoU for segmentation, top-1 for classification."""
-    for key in ("miou", "top1", "accuracy"):
-        if metrics.get(key) is not None:
-            return float(metrics[key]), key
-    return None, None
 
 
 def _finish(run: Run, state: RunState, error: Optional[str], now: datetime) -> None:

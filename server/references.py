@@ -18,16 +18,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from sqlalchemy import select
 
-from shared.schemas import ReferenceSpec
+from edgefarm.shared.contract.rules import runtime_formats
+from edgefarm.shared.contract.schemas import ReferenceSpec
 
-from .models import Model
 from .problems import ProblemException
+from .tables import Model
 
-#: Model formats each runtime reads (the null runtime reads anything).
-RUNTIME_FORMATS: Dict[str, Tuple[str, ...]] = {
-    "tflite": ("tflite",), "opencv": ("tflite", "onnx"), "onnxruntime": ("onnx",),
-    "snpe": ("dlc",), "null": ("tflite", "onnx", "dlc"),
-}
 _MAX_ANCESTORS = 20
 
 
@@ -72,7 +68,7 @@ def auto_candidates(session, model: Model) -> List[Model]:
 
 
 def _auto(session, spec: ReferenceSpec, models: Sequence[Model]) -> Tuple[ReferenceSpec, List[str]]:
-    readable = RUNTIME_FORMATS[str(spec.runtime)]
+    readable = runtime_formats(spec.runtime)
     warnings = []
     for model in models:
         found = next((c for c in auto_candidates(session, model) if c.format in readable), None)
@@ -96,7 +92,7 @@ def resolve_reference(session, reference, models: Sequence[Model],
     spec = reference.model_copy(deep=True)
     spec.resolved = {}
     explicit = find_model(session, spec.model) if spec.model else None
-    readable = RUNTIME_FORMATS.get(str(spec.runtime), ())
+    readable = runtime_formats(spec.runtime)
     for model in models:
         target = explicit or model
         if target.format not in readable:

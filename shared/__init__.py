@@ -1,14 +1,16 @@
-"""The wire contract between the EdgeFarm server, its agents and its CLI.
+"""What the EdgeFarm server, its agents and its tools share, one sub-package per concern.
 
-Everything here is imported by both sides and must run on Python 3.9 with only
-pydantic installed: request and response schemas (`schemas`), enumerations
-(`enums`), device selectors (`selectors`), and the model-file and dataset
-layouts that both sides read (`formats`, `layouts`).
+* ``contract``: the wire contract (pydantic schemas, enums, selectors, the protocol
+  version and the rules that belong to the wire); pydantic only.
+* ``formats``: model files (TFLite reader and builder, ONNX, SNPE DLC), by content.
+* ``datasets``: evaluation datasets (archive safety, the layouts, readers and
+  pre-processing) for the server's upload checks, the agent's evaluation and the
+  tools' calibration.
+* ``client``: the typed HTTP SDK (``FarmClient`` for users, the agent's session).
+
+Imports flow one way: contract <- formats <- datasets, contract <- client. Everything
+here runs on Python 3.9.
 """
 
+#: The version of the whole distribution (``pyproject.toml`` reads it from here).
 __version__ = "0.1.0"
-
-#: Bumped on any incompatible change of the wire contract. Agents send it in the
-#: ``X-EdgeFarm-Protocol`` header; the server refuses other versions with 426.
-PROTOCOL_VERSION = 1
-PROTOCOL_HEADER = "X-EdgeFarm-Protocol"

@@ -3,7 +3,7 @@
 Fixtures:
 
 ``pg_cluster`` (session)
-    A running ``tests.pgcluster.PgCluster``: a private throwaway cluster, or
+    A running ``tests.support.pgcluster.PgCluster``: a private throwaway cluster, or
     the server named by ``$EDGEFARM_TEST_PG_URL``.  Skipped when PostgreSQL is
     unavailable, except when ``$CI`` is set: then the tests fail instead.
 ``database_url`` (function, parametrised ``sqlite`` / ``postgresql``)
@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.pgcluster import PgCluster, PgClusterError, pg_available
+from tests.support.pgcluster import PgCluster, PgClusterError, pg_available
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -84,7 +84,7 @@ def start_farm(database_url, tmp_path):
 
     Keyword arguments become ``EDGEFARM_*`` settings, e.g. ``lease_seconds=2``.
     """
-    from tests.servers import Farm, ServerProcess
+    from tests.support.servers import Farm, ServerProcess
 
     farms = []
 

@@ -1,18 +1,17 @@
-"""What the compression tools share: their error type, file hashes, the
-flatbuffers object API of a ``.tflite`` file, and samples of a local dataset
-read through the agent's own dataset readers and pre-processing.
+"""What the compression tools share: their error type, a ``.tflite`` file as
+objects (``edgefarm.shared.formats.tflite_objects``, errors as ToolError), and
+samples of a local dataset read through the shared dataset readers and
+pre-processing.
 
-Samples are never invented: calibration (``tools.quantize``) and fine-tuning
-(``tools.prune``) see the tensors an agent would feed the model, decoded by
-``agent.evaluation.datasets`` and built by ``agent.evaluation.preprocess``.
+Samples are never invented: calibration (``edgefarm.tools.quantize``) and fine-tuning
+(``edgefarm.tools.prune``) see the tensors an agent would feed the model, decoded by
+``edgefarm.shared.datasets.readers`` and built by ``edgefarm.shared.datasets.preprocess``.
 A dataset is a folder, or a zip/tar archive that is extracted (with the
 agent's safety checks) into a temporary folder for the duration.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,70 +25,24 @@ class ToolError(Exception):
     """A tool cannot do what was asked; the message says why, for a person."""
 
 
-def file_sha256(path: Any) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def schema_module() -> Any:
-    """LiteRT's generated TFLite schema (``ModelT`` and friends), from the first
-    interpreter package that ships it."""
-    for name in ("ai_edge_litert.schema_py_generated", "tflite_runtime.schema_py_generated",
-                 "tensorflow.lite.python.schema_py_generated"):
-        try:
-            return __import__(name, fromlist=["ModelT"])
-        except ImportError:
-            continue
-    raise ToolError("rewriting .tflite files needs LiteRT: pip install 'edgefarm[tools]'")
-
-
 def read_model_object(path: Any) -> Tuple[Any, Any]:
-    """``(schema module, ModelT)`` of the ``.tflite`` file: the whole model as
-    mutable Python objects (buffers as numpy uint8 arrays). Buffers stored after
-    the flatbuffer (``offset > 1``, as ai-edge-quantizer writes them) are read
-    in, so that ``model_object_bytes`` writes a self-contained file."""
-    import numpy as np
+    """``(schema module, ModelT)`` of a ``.tflite`` file (``formats.tflite_objects``),
+    with its errors as ToolError."""
+    from edgefarm.shared.formats import ModelFormatError
+    from edgefarm.shared.formats.tflite_objects import SchemaUnavailable
+    from edgefarm.shared.formats.tflite_objects import read_model_object as read_object
 
-    schema = schema_module()
-    data = Path(path).read_bytes()
-    if len(data) < 8 or data[4:8] != b"TFL3":
-        raise ToolError(f"{path} is not a TFLite model (no TFL3 identifier)")
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(data, 0))
-    for buffer in model.buffers or []:
-        if buffer.offset > 1:
-            if buffer.offset + buffer.size > len(data):
-                raise ToolError(f"{path}: a buffer lies outside the file (truncated?)")
-            chunk = data[buffer.offset:buffer.offset + buffer.size]
-            buffer.data = np.frombuffer(chunk, dtype=np.uint8)
-            buffer.offset, buffer.size = 0, 0
-    return schema, model
-
-
-def model_object_bytes(model: Any) -> bytes:
-    """The ``ModelT`` serialised as a ``.tflite`` file."""
-    import flatbuffers
-
-    builder = flatbuffers.Builder(1024 * 1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
-
-
-def write_atomically(path: Any, data: bytes) -> None:
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial")
-    partial.write_bytes(data)
-    os.replace(partial, target)
+    try:
+        return read_object(path)
+    except (ModelFormatError, SchemaUnavailable) as exc:
+        raise ToolError(str(exc))
 
 
 @contextmanager
 def dataset_folder(path: Any, layout: str) -> Iterator[Path]:
     """The folder holding the ``layout`` dataset at ``path`` (a folder, or an
     archive extracted into a temporary folder that is removed afterwards)."""
-    from shared.layouts import DatasetError, safe_extract, validate_archive
+    from edgefarm.shared.datasets import DatasetError, safe_extract, validate_archive
 
     source = Path(path)
     if source.is_dir():
@@ -117,8 +70,8 @@ def decoded_samples(root: Path, layout: str, split: Optional[str],
                     positions: Sequence[int]) -> Iterator[Tuple[Any, Optional[int]]]:
     """``(HxWx3 or HxW uint8 image, label)`` of the samples at ``positions``,
     decoded by the agent's readers."""
-    from agent.evaluation.datasets import iter_decoded, load_image
-    from shared.layouts import list_samples
+    from edgefarm.shared.datasets import list_samples
+    from edgefarm.shared.datasets.readers import iter_decoded, load_image
 
     wanted = set(positions)
     if layout in RECORD_LAYOUTS:
@@ -135,8 +88,8 @@ def model_inputs(root: Path, layout: str, split: Optional[str], count: Optional[
                  shape: Sequence[int], dtype: str, pre: Any = None) -> Tuple[List[Any], List[Any]]:
     """Up to ``count`` samples (all when None), spread over the dataset, as input
     tensors of ``shape``/``dtype`` (NHWC) and their labels."""
-    from agent.evaluation.preprocess import InputSpec, preprocess_image
-    from shared.layouts import DatasetError, list_samples
+    from edgefarm.shared.datasets import DatasetError, list_samples
+    from edgefarm.shared.datasets.preprocess import InputSpec, preprocess_image
 
     try:
         total = len(list_samples(root, layout, split))

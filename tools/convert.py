@@ -17,7 +17,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, Sequence, Tuple
 
-from .common import ToolError, file_sha256, write_atomically
+from edgefarm.shared.contract.digests import sha256_file
+from edgefarm.shared.formats.tflite_objects import write_atomically
+
+from .common import ToolError
 from .lineage import write_sidecar
 
 TF_MISSING = "TensorFlow is needed for this: pip install 'edgefarm[tools-tf]'"
@@ -106,7 +109,7 @@ def convert_model(source: Any, dest: Any) -> Dict[str, Any]:
                 raise first
     write_atomically(dest, data)
     recipe = {"method": "convert", "from": kind, "source": source.name,
-              "source_sha256": file_sha256(source) if source.is_file() else None}
+              "source_sha256": sha256_file(source) if source.is_file() else None}
     sidecar = write_sidecar(dest, None, recipe, {"quantization": "none", "label": "fp32"}, PACKAGES)
     return {"model": str(dest), "source": str(source), "from": kind, "size_bytes": len(data),
             "lineage_file": str(sidecar)}

@@ -11,7 +11,7 @@ The transform is the agent's default pre-processing, so the farm's evaluation
 reproduces the accuracy computed here: a digit value v becomes the 8-bit pixel
 ``round(v * 255 / 16)`` (what the PNGs of the dataset hold), and a pixel p
 becomes the float input ``(p - 127.5) / 127.5`` (mean = std = 127.5, as in
-``agent.evaluation.preprocess.default_preprocessing``).
+``edgefarm.shared.datasets.preprocess.default_preprocessing``).
 
 The model: input ``image`` [1, 8, 8, 1] float32, RESHAPE to [1, 64],
 FULLY_CONNECTED 64 -> 32 with ReLU, FULLY_CONNECTED 32 -> 10, SOFTMAX. Pruned
@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .tflite_builder import build_mlp
+from edgefarm.shared.formats.tflite_builder import build_mlp
 
 Layers = List[Tuple[np.ndarray, np.ndarray]]  # (weights [out][in], bias [out]) per dense layer
 

@@ -9,8 +9,8 @@ list (one raw float32 file per sample, in the DLC's NHWC input layout) and
 ``calibration_from_dataset``, which makes those samples from a dataset through
 the agent's own decoding and pre-processing, so calibration sees exactly what
 the farm's evaluation feeds the model. The SDK is found as the agent finds it
-(``$SNPE_ROOT/bin/<arch>`` or ``$PATH``, see ``agent.runtimes.snpe_sdk``); it is
-never installed from PyPI. ``main`` is ``python -m tools.dlc``.
+(``$SNPE_ROOT/bin/<arch>`` or ``$PATH``, see ``edgefarm.agent.runtimes.snpe_sdk``); it is
+never installed from PyPI. ``main`` is ``python -m edgefarm.tools.dlc``.
 """
 
 import argparse
@@ -21,8 +21,8 @@ from typing import Iterable, List, Optional
 
 import numpy as np
 
-from agent.runtimes.snpe_sdk import find_tool, run_tool
-from shared.formats import detect_format
+from edgefarm.agent.runtimes.snpe_sdk import find_tool, run_tool
+from edgefarm.shared.formats import detect_format
 
 CONVERTERS = {"tflite": "snpe-tflite-to-dlc", "onnx": "snpe-onnx-to-dlc"}
 QUANTIZERS = ("snpe-dlc-quantize", "snpe-dlc-quant")
@@ -84,14 +84,14 @@ def convert_to_dlc(model_path, dest, calibration_inputs: Optional[Iterable[np.nd
 
 def _model_input(model_path: Path) -> dict:
     if detect_format(model_path) == "onnx":
-        from shared.onnx_reader import read_onnx_info
+        from edgefarm.shared.formats.onnx import read_onnx_info
 
         record = read_onnx_info(model_path)["inputs"][0]
         shape = [d if d > 0 else 1 for d in record["shape"]]
         if len(shape) == 4 and shape[1] in (1, 3):  # the DLC takes it channels-last
             shape = [shape[0], shape[2], shape[3], shape[1]]
         return {"shape": shape}
-    from shared.formats import read_tflite_info
+    from edgefarm.shared.formats import read_tflite_info
 
     return {"shape": read_tflite_info(model_path)["inputs"][0]["shape"]}
 
@@ -100,8 +100,8 @@ def calibration_from_dataset(model_path, dataset_dir, layout: str, split: Option
                              limit: int = 100, preprocessing=None) -> List[np.ndarray]:
     """Up to ``limit`` samples of the dataset, decoded and pre-processed by the agent's
     code into the model's (NHWC, float32) input: the calibration inputs."""
-    from agent.evaluation.datasets import iter_decoded
-    from agent.evaluation.preprocess import InputSpec, preprocess_image
+    from edgefarm.shared.datasets.preprocess import InputSpec, preprocess_image
+    from edgefarm.shared.datasets.readers import iter_decoded
 
     spec = InputSpec(tuple(_model_input(Path(model_path))["shape"]), "float32", "nhwc")
     return [preprocess_image(sample.image, spec, preprocessing)
@@ -109,7 +109,7 @@ def calibration_from_dataset(model_path, dataset_dir, layout: str, split: Option
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.dlc",
+    parser = argparse.ArgumentParser(prog="python -m edgefarm.tools.dlc",
                                      description="Convert a .tflite or .onnx model to an SNPE DLC.")
     parser.add_argument("model")
     parser.add_argument("dest")

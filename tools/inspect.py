@@ -18,9 +18,8 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from shared.formats import iter_tflite_tensors, read_tflite_info, tflite_constant_arrays
-
-from .common import file_sha256
+from edgefarm.shared.contract.digests import sha256_file
+from edgefarm.shared.formats import iter_tflite_tensors, read_tflite_info, tflite_constant_arrays
 
 WEIGHT_DTYPES = ("float32", "float16", "int8", "uint8", "int16")
 
@@ -72,7 +71,7 @@ def tensor_records(path: Any) -> List[Dict[str, Any]]:
 
 
 def model_quantization(inputs: List[dict], operators: Dict[str, int], layers: List[dict]) -> str:
-    """The ``shared.enums.Quantization`` value the model's tensors show."""
+    """The ``edgefarm.shared.contract.enums.Quantization`` value the model's tensors show."""
     weight_types = {layer["dtype"] for layer in layers}
     input_types = {tensor["dtype"] for tensor in inputs}
     if input_types & {"int8", "uint8"}:
@@ -107,7 +106,7 @@ def inspect_model(path: Any) -> Dict[str, Any]:
         dtypes[tensor["dtype"]] = dtypes.get(tensor["dtype"], 0) + 1
     return {
         "file": os.fspath(path), "format": "tflite", "size_bytes": os.path.getsize(path),
-        "sha256": file_sha256(path),
+        "sha256": sha256_file(path),
         "quantization": model_quantization(info["inputs"], info["operators"], layers),
         "inputs": info["inputs"], "outputs": info["outputs"],
         "operators": dict(sorted(info["operators"].items(), key=lambda kv: (-kv[1], kv[0]))),

@@ -4,7 +4,7 @@
 A sidecar holds the model's own sha256 (so a sidecar is never applied to
 another file), its ``Variant`` (quantization, sparsity, label) and its
 ``Lineage`` (parent sha256, recipe, calibration dataset sha256, tool and
-versions), both validated with the wire schemas of ``shared.schemas``.
+versions), both validated with the wire schemas of ``edgefarm.shared.contract.schemas``.
 
 A dataset's sha256 is the one the server records for it: the archive's bytes,
 or for a folder the deterministic tar that ``edgefarm datasets push`` packs.
@@ -21,9 +21,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
-from shared.schemas import Lineage, Variant
+from edgefarm.shared.contract.digests import sha256_file
+from edgefarm.shared.contract.schemas import Lineage, Variant
 
-from .common import ToolError, file_sha256
+from .common import ToolError
 
 SIDECAR_SUFFIX = ".lineage.json"
 SIDECAR_FORMAT = "edgefarm-lineage/1"
@@ -50,13 +51,13 @@ def dataset_sha256(path: Any) -> str:
     """The sha256 the server gives this dataset when it is pushed as it is."""
     source = Path(path)
     if source.is_file():
-        return file_sha256(source)
-    from shared.layouts import pack_directory
+        return sha256_file(source)
+    from edgefarm.shared.datasets import pack_directory
 
     with tempfile.TemporaryDirectory(prefix="edgefarm-hash-") as tmp:
         archive = Path(tmp) / "dataset.tar"
         pack_directory(source, archive)
-        return file_sha256(archive)
+        return sha256_file(archive)
 
 
 def write_sidecar(model_path: Any, parent_path: Optional[Any], recipe: Dict[str, Any],
@@ -66,14 +67,14 @@ def write_sidecar(model_path: Any, parent_path: Optional[Any], recipe: Dict[str,
     ``parent_path`` is the model it derives from (None for an original, such as
     a converted Keras model, which is the base of its family)."""
     lineage = Lineage(
-        parent_sha256=file_sha256(parent_path) if parent_path is not None else None,
+        parent_sha256=sha256_file(parent_path) if parent_path is not None else None,
         recipe=json.loads(json.dumps(recipe, default=str)),
         calibration_dataset_sha256=dataset_sha256(calibration) if calibration else None,
         tool=tool_name(packages),
     )
     document = {
         "format": SIDECAR_FORMAT, "model": Path(model_path).name,
-        "model_sha256": file_sha256(model_path),
+        "model_sha256": sha256_file(model_path),
         "parent": Path(parent_path).name if parent_path is not None else None,
         "variant": Variant.model_validate(variant).model_dump(mode="json", exclude_none=True),
         "lineage": lineage.model_dump(mode="json"),
@@ -92,7 +93,7 @@ def read_sidecar(path: Any, model_path: Optional[Any] = None) -> Dict[str, Any]:
         raise ToolError(f"cannot read the lineage file {path}: {exc}")
     if not isinstance(document, dict) or document.get("format") != SIDECAR_FORMAT:
         raise ToolError(f"{path} is not an EdgeFarm lineage file (format {SIDECAR_FORMAT})")
-    if model_path is not None and document.get("model_sha256") != file_sha256(model_path):
+    if model_path is not None and document.get("model_sha256") != sha256_file(model_path):
         raise ToolError(f"the lineage file {path} describes another file than {model_path} "
                         "(sha256 differs)")
     try:

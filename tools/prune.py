@@ -14,7 +14,7 @@
   weights in TFLite's sparse encoding that XNNPACK's sparse kernels read.
 
 Both write the pruned model, its lineage sidecar, and report the sparsity of
-each layer as ``tools.inspect`` reads it back from the written file.
+each layer as ``edgefarm.tools.inspect`` reads it back from the written file.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from .common import ToolError, model_object_bytes, read_model_object, write_atomically
+from edgefarm.shared.formats.tflite_objects import model_object_bytes, write_atomically
+
+from .common import ToolError, read_model_object
 from .inspect import inspect_model
 from .lineage import dataset_sha256, write_sidecar
 
@@ -119,9 +121,9 @@ def pruning_report(source: Path, dest: Path, recipe: Dict[str, Any], pruned_laye
 def measure_accuracy(model: Any, dataset: Any, layout: str, split: Optional[str] = None,
                      limit: Optional[int] = None) -> Dict[str, Any]:
     """Top-1 (classification) or mIoU (voc-seg) of a ``.tflite`` model on a local
-    dataset, measured by the agent's benchmark (``agent.execute.run_benchmark``)."""
-    from agent.execute import RunFailed, RunSpec, run_benchmark
-    from shared.schemas import RunSettings
+    dataset, measured by the agent's benchmark (``edgefarm.agent.execute.run_benchmark``)."""
+    from edgefarm.agent.execute import RunFailed, RunSpec, run_benchmark
+    from edgefarm.shared.contract.schemas import RunSettings
 
     from .common import dataset_folder
 

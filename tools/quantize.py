@@ -3,9 +3,9 @@ model with Google's ``ai-edge-quantizer`` (no TensorFlow needed).
 
 ``MODES`` is the registry of what can be asked for, keyed by the name given
 on the command line; each mode names its ai-edge-quantizer recipe, the
-``shared.enums.Quantization`` value the result carries, and whether it needs
+``edgefarm.shared.contract.enums.Quantization`` value the result carries, and whether it needs
 calibration samples. Calibration samples come from a real dataset through the
-agent's readers and pre-processing (``tools.common.model_inputs``), never
+agent's readers and pre-processing (``edgefarm.tools.common.model_inputs``), never
 from random data. ai-edge-quantizer runs calibration through a model
 signature; a model without one (older converters wrote none) is given a
 ``serving_default`` signature over its inputs and outputs first, which does
@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from .common import ToolError, model_inputs, model_object_bytes, read_model_object, write_atomically
+from edgefarm.shared.formats.tflite_objects import model_object_bytes, write_atomically
+
+from .common import ToolError, model_inputs, read_model_object
 from .lineage import write_sidecar
 
 SIGNATURE_KEY = "serving_default"
@@ -33,7 +35,7 @@ PACKAGES = ("ai-edge-quantizer", "ai-edge-litert")
 @dataclass(frozen=True)
 class QuantMode:
     recipe: str  # name of the ai_edge_quantizer.recipe function, or "fp16"
-    quantization: str  # shared.enums.Quantization value of the result
+    quantization: str  # edgefarm.shared.contract.enums.Quantization value of the result
     calibrated: bool
     about: str
 
@@ -67,7 +69,7 @@ class Calibration:
     layout: str
     split: Optional[str] = None
     samples: int = 100
-    preprocessing: Any = None  # a shared.schemas.Preprocessing, None for the agent's default
+    preprocessing: Any = None  # a contract Preprocessing; None: the agent's default
 
 
 def _quantizer_modules() -> Any:

@@ -2,7 +2,7 @@
 compressed variants that the input allows, each written with its lineage.
 
 Variant names: ``fp32`` (the base itself), a quantization mode of
-``tools.quantize.MODES`` (``fp16``, ``dynamic``, ``int8``, ...) and
+``edgefarm.tools.quantize.MODES`` (``fp16``, ``dynamic``, ``int8``, ...) and
 ``pruned-S`` for post-training magnitude pruning to sparsity S. A Keras or
 SavedModel base is converted to float32 TFLite first (TensorFlow needed);
 every variant then derives from that ``.tflite``. Calibrated modes are
@@ -69,7 +69,7 @@ class SweepFiles:
 
 def tflite_base(base: Path, workdir: Path) -> Path:
     """The base as a ``.tflite`` file, converted from Keras/SavedModel when needed."""
-    from shared.formats import ModelFormatError, detect_format
+    from edgefarm.shared.formats import ModelFormatError, detect_format
 
     try:
         if base.is_file() and detect_format(base) == "tflite":

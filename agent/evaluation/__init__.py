@@ -3,7 +3,7 @@ pre-processing (``preprocess``), pure metrics (``metrics``), per-task scoring an
 dataset/model checks (``scoring``) and the pipelined evaluation loop (``evaluate``).
 
 Submodules import numpy and Pillow; import them directly (``from
-agent.evaluation.evaluate import evaluate``) where a light import matters.
+edgefarm.agent.evaluation.evaluate import evaluate``) where a light import matters.
 """
 
 from ..errors import Cancelled, DatasetModelMismatch

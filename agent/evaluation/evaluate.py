@@ -19,7 +19,7 @@ latency figures of a run come from the harness's separate benchmark.
 
 An exception in any stage stops the other two and is raised to the caller (a
 failing sample is named in the message); ``should_stop()`` is checked before every
-sample and raises ``agent.errors.Cancelled``.
+sample and raises ``edgefarm.agent.errors.Cancelled``.
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 
 import numpy as np
 
-from shared.layouts import DatasetError
+from edgefarm.shared.datasets import DatasetError
+from edgefarm.shared.datasets.preprocess import InputSpec, preprocess_image
 
 from ..errors import Cancelled, DatasetModelMismatch
-from .preprocess import InputSpec, preprocess_image
 from .scoring import make_scorer
 
 QUEUE_DEPTH = 3

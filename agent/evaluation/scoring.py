@@ -16,9 +16,10 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
+from edgefarm.shared.datasets.preprocess import dequantize
+
 from ..errors import DatasetModelMismatch
 from .metrics import ConfusionMatrix, TopK, argmax_map, resize_logits
-from .preprocess import dequantize
 
 IGNORE_INDEX = 255
 

@@ -7,11 +7,11 @@ from typing import Dict, List, Type
 from .base import BatchRun, LoadOptions, ModelLoadError, Runtime, RuntimeUnavailable, TensorInfo
 
 REGISTRY: Dict[str, str] = {
-    "tflite": "agent.runtimes.tflite:TFLiteRuntime",
-    "opencv": "agent.runtimes.opencv:OpenCVRuntime",
-    "onnxruntime": "agent.runtimes.onnxruntime:ONNXRuntime",
-    "snpe": "agent.runtimes.snpe:SNPERuntime",
-    "null": "agent.runtimes.null:NullRuntime",
+    "tflite": "edgefarm.agent.runtimes.tflite:TFLiteRuntime",
+    "opencv": "edgefarm.agent.runtimes.opencv:OpenCVRuntime",
+    "onnxruntime": "edgefarm.agent.runtimes.onnxruntime:ONNXRuntime",
+    "snpe": "edgefarm.agent.runtimes.snpe:SNPERuntime",
+    "null": "edgefarm.agent.runtimes.null:NullRuntime",
 }
 
 __all__ = ["REGISTRY", "BatchRun", "LoadOptions", "ModelLoadError", "Runtime", "RuntimeUnavailable",

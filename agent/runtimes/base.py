@@ -66,7 +66,7 @@ class Runtime:
     name = "base"
     #: "nhwc" or "nchw": the layout the runtime wants image inputs in.
     layout = "nhwc"
-    #: Model formats (shared.enums.ModelFormat values) this runtime reads.
+    #: Model formats (edgefarm.shared.contract.enums.ModelFormat values) this runtime reads.
     formats: Sequence[str] = ()
     #: True when ``run_batch`` is the way to run this runtime (one process per batch).
     supports_batch = False

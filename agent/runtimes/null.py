@@ -3,7 +3,7 @@ it measures the harness's own overhead (the cost of the timing loop around an
 empty ``invoke``) and lets the rest of the pipeline run without a real runtime.
 
 For a TFLite file it presents the model's real input and output tensors (read
-with ``shared.formats.read_tflite_info``, NHWC like the TFLite runtime); for any
+with ``edgefarm.shared.formats.read_tflite_info``, NHWC like the TFLite runtime); for any
 other file, one float32 input "input" and one float32 output "output" of shape
 (1, 1). ``get_outputs`` returns zeros of the output shapes.
 """
@@ -13,7 +13,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from shared.formats import FORMAT_TFLITE, ModelFormatError, detect_format, read_tflite_info
+from edgefarm.shared.contract.rules import RUNTIME_FORMATS
+from edgefarm.shared.formats import FORMAT_TFLITE, ModelFormatError, detect_format, read_tflite_info
 
 from .base import LoadOptions, ModelLoadError, Runtime, TensorInfo
 
@@ -40,7 +41,7 @@ def _from_record(record: dict) -> TensorInfo:
 class NullRuntime(Runtime):
     name = "null"
     layout = "nhwc"
-    formats = ("tflite", "onnx", "dlc")
+    formats = RUNTIME_FORMATS["null"]
 
     def __init__(self) -> None:
         self._inputs: List[TensorInfo] = []
@@ -50,7 +51,7 @@ class NullRuntime(Runtime):
 
     @classmethod
     def version(cls) -> Optional[str]:
-        from agent import __version__
+        from edgefarm.agent import __version__
 
         return __version__
 

@@ -25,7 +25,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from shared.formats import FORMAT_ONNX, ModelFormatError, detect_format
+from edgefarm.shared.contract.rules import RUNTIME_FORMATS
+from edgefarm.shared.formats import FORMAT_ONNX, ModelFormatError, detect_format
 
 from .base import LoadOptions, ModelLoadError, Runtime, RuntimeUnavailable, TensorInfo
 
@@ -84,7 +85,7 @@ def _fits(shape: Sequence[int], declared: Sequence[int]) -> bool:
 class ONNXRuntime(Runtime):
     name = "onnxruntime"
     layout = "nchw"
-    formats = ("onnx",)
+    formats = RUNTIME_FORMATS["onnxruntime"]
 
     def __init__(self) -> None:
         self._session: Any = None

@@ -21,9 +21,9 @@ DeepLabv3 fixture (input ``sub_7`` 1x513x513x3, output ``ResizeBilinear_2``
   dilated convolutions are read as they are.
 
 ``cv2.dnn.readNet`` picks the importer by file extension, so this runtime picks
-it from the file's content (``shared.formats.detect_format``) instead. OpenCV
+it from the file's content (``edgefarm.shared.formats.detect_format``) instead. OpenCV
 does not expose input shapes before a forward pass; for ``.tflite`` they come
-from ``shared.formats.read_tflite_info``, for ``.onnx`` from the ``onnx``
+from ``edgefarm.shared.formats.read_tflite_info``, for ``.onnx`` from the ``onnx``
 package when it is installed (else the shape is unknown: ``()``).
 
 Options: ``backend`` ("opencv", "cuda", ...), ``target`` ("cpu", "opencl",
@@ -38,7 +38,14 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from shared.formats import FORMAT_ONNX, FORMAT_TFLITE, ModelFormatError, detect_format, read_tflite_info
+from edgefarm.shared.contract.rules import RUNTIME_FORMATS
+from edgefarm.shared.formats import (
+    FORMAT_ONNX,
+    FORMAT_TFLITE,
+    ModelFormatError,
+    detect_format,
+    read_tflite_info,
+)
 
 from .base import LoadOptions, ModelLoadError, Runtime, RuntimeUnavailable, TensorInfo
 
@@ -108,7 +115,7 @@ def _choose_backend(options: LoadOptions) -> tuple:
 class OpenCVRuntime(Runtime):
     name = "opencv"
     layout = "nchw"
-    formats = ("tflite", "onnx")
+    formats = RUNTIME_FORMATS["opencv"]
 
     def __init__(self) -> None:
         self._net: Any = None

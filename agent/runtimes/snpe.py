@@ -46,6 +46,8 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
+from edgefarm.shared.contract.rules import RUNTIME_FORMATS
+
 from .base import BatchRun, LoadOptions, ModelLoadError, Runtime, RuntimeUnavailable, TensorInfo
 from .snpe_sdk import (
     NET_RUN,
@@ -107,7 +109,7 @@ def result_paths(out_dir: Path, index: int, name: str) -> List[Path]:
 class SNPERuntime(Runtime):
     name = "snpe"
     layout = "nhwc"
-    formats = ("dlc",)
+    formats = RUNTIME_FORMATS["snpe"]
     supports_batch = True
 
     def __init__(self) -> None:

@@ -6,7 +6,7 @@ and the parsers of the tools' text: ``parse_version`` (``snpe-net-run
 --version``), ``parse_validator`` (``snpe-platform-validator``),
 ``parse_dlc_info`` (``snpe-dlc-info``) and ``parse_diagview_text`` /
 ``parse_diagview_csv`` (``snpe-diagview``). They are pure functions of the text
-so they are tested without an SDK; ``agent.runtimes.snpe`` drives the tools.
+so they are tested without an SDK; ``edgefarm.agent.runtimes.snpe`` drives the tools.
 
 Discovery: ``$SNPE_ROOT/bin/<arch>/`` first (``$SNPE_TARGET_ARCH`` names the
 arch folder, as in the SDK's own set-up; otherwise the folder that matches this
@@ -15,7 +15,7 @@ Windows folders last), then ``$PATH``. With ``SNPE_ROOT`` the matching
 ``$SNPE_ROOT/lib/<arch>`` is put in front of ``LD_LIBRARY_PATH`` for the tools.
 The SDK never comes from PyPI.
 
-What the text looks like (see ``agent.runtimes.snpe`` for the sources):
+What the text looks like (see ``edgefarm.agent.runtimes.snpe`` for the sources):
 
 * ``snpe-net-run --version``: a line ``SNPE v2.10.0.4541``.
 * ``snpe-platform-validator --runtime gpu [--testRuntime]``: ``SNPE is supported

@@ -20,6 +20,8 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
 
+from edgefarm.shared.contract.rules import RUNTIME_FORMATS
+
 from .base import LoadOptions, ModelLoadError, Runtime, RuntimeUnavailable, TensorInfo
 
 
@@ -101,7 +103,7 @@ def _prepared_input(array: Any, info: TensorInfo) -> np.ndarray:
 class TFLiteRuntime(Runtime):
     name = "tflite"
     layout = "nhwc"
-    formats = ("tflite",)
+    formats = RUNTIME_FORMATS["tflite"]
 
     def __init__(self) -> None:
         self._interpreter: Any = None

@@ -13,24 +13,12 @@ Uses the flatbuffers object API that LiteRT ships (``schema_py_generated``).
 """
 
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, List
+
+from edgefarm.shared.formats.tflite_objects import find_schema_module
 
 CONV_2D, DEPTHWISE_CONV_2D, PAD = 3, 4, 34
 SAME, VALID = 0, 1
-
-
-def _schema() -> Optional[Any]:
-    for name in (
-        "ai_edge_litert.schema_py_generated",
-        "tflite_runtime.schema_py_generated",
-        "tensorflow.lite.python.schema_py_generated",
-    ):
-        try:
-            module = __import__(name, fromlist=["ModelT"])
-            return module
-        except ImportError:
-            continue
-    return None
 
 
 def _builtin(opcode: Any) -> int:
@@ -107,7 +95,7 @@ def _pad_op(schema: Any, model: Any, graph: Any, op: Any, number: int) -> Any:
 
 def pad_dilated_convolutions(source: Path, destination: Path) -> int:
     """Write the rewritten model; returns how many convolutions were changed (0: nothing written)."""
-    schema = _schema()
+    schema = find_schema_module()
     if schema is None:
         return 0
     import flatbuffers

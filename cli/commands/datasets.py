@@ -13,8 +13,8 @@ import re
 from pathlib import Path
 from typing import Any, List, Tuple
 
-from shared.enums import DatasetLayout
-from shared.schemas import DatasetOut
+from edgefarm.shared.contract.enums import DatasetLayout
+from edgefarm.shared.contract.schemas import DatasetOut
 
 from ..errors import CliError
 from ..output import emit_json, format_bytes, print_fields, print_table, say, short_sha

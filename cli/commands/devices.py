@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
-from shared.schemas import DeviceOut
+from edgefarm.shared.contract.schemas import DeviceOut
 
 from ..output import emit_json, format_bytes, print_table, say
 from . import Context, add_command

@@ -13,9 +13,9 @@ from typing import Any, Dict, List, Tuple
 
 from pydantic import ValidationError
 
-from shared.enums import JobState, Runtime, Task
-from shared.schemas import JobCreate, JobOut
-from shared.selectors import SelectorError, parse_selector
+from edgefarm.shared.contract.enums import JobState, Runtime, Task
+from edgefarm.shared.contract.schemas import JobCreate, JobOut
+from edgefarm.shared.contract.selectors import SelectorError, parse_selector
 
 from ..errors import EXIT_FAILURE, EXIT_TIMEOUT, CliError, validation_summary
 from ..output import emit_json, print_fields, print_table, say, warn

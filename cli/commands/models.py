@@ -15,8 +15,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from pydantic import ValidationError
 
-from shared.enums import ColorOrder, Layout, Quantization, Task
-from shared.schemas import ModelMeta, ModelOut, Variant
+from edgefarm.shared.contract.enums import ColorOrder, Layout, Quantization, Task
+from edgefarm.shared.contract.schemas import ModelMeta, ModelOut, Variant
 
 from ..errors import CliError, validation_summary
 from ..output import (
@@ -120,8 +120,8 @@ def apply_lineage(meta: Dict[str, Any], args: argparse.Namespace, path: Path) ->
     describe this very file; options given on the command line win."""
     if getattr(args, "lineage", None) is None:
         return meta
-    from tools.common import ToolError
-    from tools.lineage import read_sidecar
+    from edgefarm.tools.common import ToolError
+    from edgefarm.tools.lineage import read_sidecar
 
     existing_file(args.lineage, "lineage file")
     try:

@@ -11,9 +11,10 @@ export unchanged.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, List, Optional
 
-from shared.schemas import CompareCell, CompareOut, ModelOut, ResultOut
+from edgefarm.shared.contract.rules import headline_metric, metric_name
+from edgefarm.shared.contract.schemas import CompareCell, CompareOut, ModelOut, ResultOut
 
 from ..errors import CliError
 from ..output import (
@@ -31,7 +32,6 @@ from . import Context, add_command, add_json_option
 from .models import variant_text
 
 FILTERS = ("model", "family", "variant", "device", "platform", "runtime", "task", "job")
-METRIC_NAMES = {"miou": "mIoU", "top1": "top-1"}
 
 
 def register(subparsers: Any) -> None:
@@ -75,29 +75,21 @@ RESULT_COLUMNS = ("id", "platform", "device", "runtime", "model", "quantization"
                   "accuracy/mIoU", "p50 ms", "p90 ms", "size", "peak RSS", "agreement")
 
 
-def headline(metrics: Optional[Dict[str, Any]]) -> Tuple[Optional[float], Optional[str]]:
-    """The figure a study table shows: mIoU when present, else top-1."""
-    for key in ("miou", "top1"):
-        if metrics and metrics.get(key) is not None:
-            return float(metrics[key]), key
-    return None, None
-
-
 def format_accuracy(value: Optional[float], metric: Optional[str]) -> Optional[str]:
     if value is None:
         return None
-    return f"{format_percent(value)} {METRIC_NAMES.get(metric or '', metric or '')}".strip()
+    return f"{format_percent(value)} {metric_name(metric)}".strip()
 
 
 def result_row(result: ResultOut) -> List[Any]:
-    metrics = result.metrics.model_dump() if result.metrics else None
     latency = result.latency_ms
     runtime = result.runtime.name + (f" {result.runtime.version}" if result.runtime.version else "")
     if result.runtime.accelerator and result.runtime.accelerator != "cpu":
         runtime += f" ({result.runtime.accelerator})"
     return [
         result.id, result.platform, result.device_name, runtime, result.model_name,
-        result.variant.quantization, result.variant.sparsity, format_accuracy(*headline(metrics)),
+        result.variant.quantization, result.variant.sparsity,
+        format_accuracy(*headline_metric(result.metrics)),
         format_ms(latency.p50 if latency else None), format_ms(latency.p90 if latency else None),
         format_bytes(result.model_size_bytes), format_bytes(result.peak_rss_bytes),
         format_agreement(result.agreement),

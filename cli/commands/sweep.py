@@ -1,6 +1,6 @@
 """``edgefarm sweep``: one command from a base model to the family table.
 
-It makes the compressed variants the input allows (``tools.sweep``), pushes
+It makes the compressed variants the input allows (``edgefarm.tools.sweep``), pushes
 the base (family = its name) and every variant into that family with its
 variant metadata and lineage (parent = the base's sha256), submits ONE job of
 all of them on the chosen devices with the tflite runtime, waits with the
@@ -21,9 +21,10 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from pydantic import ValidationError
 
-from shared.enums import DatasetLayout, JobState, Task
-from shared.schemas import CompareCell, CompareOut, JobCreate, ModelOut
-from shared.selectors import SelectorError, parse_selector
+from edgefarm.shared.contract.enums import DatasetLayout, JobState, Task
+from edgefarm.shared.contract.rules import metric_name
+from edgefarm.shared.contract.schemas import CompareCell, CompareOut, JobCreate, ModelOut
+from edgefarm.shared.contract.selectors import SelectorError, parse_selector
 
 from ..errors import EXIT_FAILURE, EXIT_TIMEOUT, CliError, validation_summary
 from ..output import emit_json, format_bytes, format_ms, print_table, say, warn
@@ -32,7 +33,8 @@ from ..waiting import describe_progress, wait_for_job
 from . import Context, add_command
 from .models import float_list
 
-#: The same list as ``tools.sweep.DEFAULT_VARIANTS`` (kept here so building the parser imports no tools).
+#: The same list as ``edgefarm.tools.sweep.DEFAULT_VARIANTS`` (kept here so that building the
+#: parser imports no tools).
 DEFAULT_VARIANTS = ("fp32", "fp16", "dynamic", "int8", "pruned-0.5", "pruned-0.75", "pruned-0.9")
 SETTINGS = (("threads", "threads"), ("runs", "measured_runs"), ("min_seconds", "min_seconds"),
             ("max_seconds", "max_seconds"), ("sample_limit", "sample_limit"))
@@ -67,7 +69,7 @@ def register(subparsers: Any) -> None:
 def run_sweep(ctx: Context) -> int:
     args = ctx.args
     labels, body = _checked_input(args)
-    from tools.common import ToolError
+    from edgefarm.tools.common import ToolError
 
     with ExitStack() as stack:
         workdir = args.output_dir or Path(stack.enter_context(
@@ -99,8 +101,8 @@ def run_sweep(ctx: Context) -> int:
 
 def _checked_input(args: Any) -> Tuple[List[str], Dict[str, Any]]:
     """Variant labels and the job body (without models), checked before any work."""
-    from tools.common import ToolError
-    from tools.sweep import parse_variants
+    from edgefarm.tools.common import ToolError
+    from edgefarm.tools.sweep import parse_variants
 
     if not args.base.exists():
         raise CliError(f"no such model: {args.base}")
@@ -127,8 +129,8 @@ def _checked_input(args: Any) -> Tuple[List[str], Dict[str, Any]]:
 
 
 def _make_files(args: Any, labels: List[str], workdir: Path, quiet: bool) -> Any:
-    from tools.quantize import Calibration
-    from tools.sweep import produce_variants
+    from edgefarm.tools.quantize import Calibration
+    from edgefarm.tools.sweep import produce_variants
 
     calibration = None
     if args.calibration is not None:
@@ -210,17 +212,14 @@ def _show(ctx: Context, compared: CompareOut, job: Any, skipped: List[Tuple[str,
         return
     for table in tables:
         metric = next((r["metric"] for r in table["rows"] if r["metric"]), None)
-        columns = ("", "variant", "model", METRICS.get(metric or "", "accuracy"), "p50 ms", "p90 ms", "size",
-                   "peak RSS")
+        columns = ("", "variant", "model", metric_name(metric) if metric else "accuracy", "p50 ms",
+                   "p90 ms", "size", "peak RSS")
         title = (f"family {compared.family} on {table['device']} ({table['platform']}, "
                  f"id {table['device_id']})")
         print_table(columns, [_cells(row) for row in table["rows"]], title=title,
                     right=("p50 ms", "p90 ms", "size", "peak RSS"))
     say("* on the device's Pareto front (accuracy vs p50 latency); changes against the base (fp32): "
         "accuracy in points, the others in percent")
-
-
-METRICS = {"miou": "mIoU", "top1": "top-1"}
 
 
 def _cells(row: Dict[str, Any]) -> List[str]:

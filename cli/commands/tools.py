@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Dict, List
 
-from shared.enums import DatasetLayout
+from edgefarm.shared.contract.enums import DatasetLayout
 
 from ..errors import CliError
 from ..output import emit_json, format_bytes, format_shape, print_fields, print_table, say, warn
@@ -56,8 +56,8 @@ def _command(sub: Any, name: str, handler: Callable[[Context], int], help: str) 
 def _tool(handler: Callable[[Context], int]) -> Callable[[Context], int]:
     """The handler, with the tools' errors turned into CLI errors."""
     def run(ctx: Context) -> int:
-        from shared.formats import ModelFormatError
-        from tools.common import ToolError
+        from edgefarm.shared.formats import ModelFormatError
+        from edgefarm.tools.common import ToolError
 
         try:
             return handler(ctx)
@@ -108,7 +108,7 @@ def _register_prune(sub: Any) -> None:
 
 
 def run_inspect(ctx: Context) -> int:
-    from tools.inspect import inspect_model
+    from edgefarm.tools.inspect import inspect_model
 
     path = _model_file(ctx.args.model)
     facts = inspect_model(path)
@@ -171,7 +171,7 @@ def _scheme(quantization: Dict[str, Any]) -> str:
 
 
 def run_quantize(ctx: Context) -> int:
-    from tools.quantize import MODES, Calibration, quantize_model
+    from edgefarm.tools.quantize import MODES, Calibration, quantize_model
 
     args = ctx.args
     path = _model_file(args.model)
@@ -202,7 +202,7 @@ def run_quantize(ctx: Context) -> int:
 def _preprocessing(args: Any) -> Any:
     if args.mean is None and args.std is None:
         return None
-    from shared.schemas import Preprocessing
+    from edgefarm.shared.contract.schemas import Preprocessing
 
     values = {key: value for key, value in (("mean", args.mean), ("std", args.std)) if value is not None}
     return Preprocessing(**values)
@@ -211,7 +211,7 @@ def _preprocessing(args: Any) -> Any:
 def run_convert(ctx: Context) -> int:
     if ctx.args.to == "dlc":
         return run_convert_dlc(ctx)
-    from tools.convert import convert_model
+    from edgefarm.tools.convert import convert_model
 
     source = ctx.args.source
     output = ctx.args.output or source.with_name(f"{source.name.rsplit('.', 1)[0]}.tflite")
@@ -226,7 +226,7 @@ def run_convert(ctx: Context) -> int:
 
 def run_convert_dlc(ctx: Context) -> int:
     """SNPE's converters (snpe-tflite-to-dlc / snpe-onnx-to-dlc, snpe-dlc-quantize)."""
-    from tools.dlc import SDKMissing, calibration_from_dataset, convert_to_dlc
+    from edgefarm.tools.dlc import SDKMissing, calibration_from_dataset, convert_to_dlc
 
     args = ctx.args
     if not args.source.is_file():
@@ -255,8 +255,8 @@ def run_convert_dlc(ctx: Context) -> int:
 
 
 def run_prune(ctx: Context) -> int:
-    from shared.formats import ModelFormatError, detect_format
-    from tools import prune
+    from edgefarm.shared.formats import ModelFormatError, detect_format
+    from edgefarm.tools import prune
 
     args = ctx.args
     if not args.model.exists():

@@ -6,9 +6,9 @@ import asyncio
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from shared import PROTOCOL_VERSION
-from shared.enums import Role
-from shared.schemas import (
+from edgefarm.shared.contract import PROTOCOL_VERSION
+from edgefarm.shared.contract.enums import Role
+from edgefarm.shared.contract.schemas import (
     AgentHeartbeat,
     AgentHeartbeatResponse,
     EnrollRequest,
@@ -20,9 +20,9 @@ from shared.schemas import (
 from ..auth import Principal, issue_token, mark_used
 from ..context import AppContext, agent, check_protocol, get_ctx, get_principal
 from ..convert import dataset_ref, device_status, model_ref
-from ..models import Dataset, Device, Job, Model, Run, Token, utcnow
 from ..problems import ProblemException
 from ..queue import active_run_for_device, claim_next_run, expand_waiting_jobs, notify_new_work
+from ..tables import Dataset, Device, Job, Model, Run, Token, utcnow
 
 router = APIRouter(prefix="/agents", tags=["agents"])
 

@@ -7,16 +7,16 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 
-from shared.enums import DatasetLayout, DatasetSource
-from shared.layouts import LAYOUTS, DatasetError, validate_archive
-from shared.schemas import DatasetOut, DatasetRegister
+from edgefarm.shared.contract.enums import DatasetLayout, DatasetSource
+from edgefarm.shared.contract.schemas import DatasetOut, DatasetRegister
+from edgefarm.shared.datasets import LAYOUTS, DatasetError, validate_archive
 
 from ..artifacts import artifact_response
 from ..auth import Principal
 from ..context import AppContext, downloader, get_ctx, reader, submitter
 from ..convert import dataset_out
-from ..models import Dataset, Job
 from ..problems import ProblemException, conflict, not_found
+from ..tables import Dataset, Job
 from ..uploads import receive_upload
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])

@@ -5,14 +5,14 @@ from typing import List
 from fastapi import APIRouter, Depends
 from sqlalchemy import select
 
-from shared.schemas import DeviceOut, DevicePatch
+from edgefarm.shared.contract.schemas import DeviceOut, DevicePatch
 
 from ..auth import Principal
 from ..context import AppContext, admin, get_ctx, reader
 from ..convert import device_out
-from ..models import Device
 from ..problems import not_found
 from ..queue import active_run_for_device, expand_waiting_jobs
+from ..tables import Device
 
 router = APIRouter(prefix="/devices", tags=["devices"])
 

@@ -3,8 +3,8 @@
 from fastapi import APIRouter, Depends
 from sqlalchemy import text
 
-from shared import PROTOCOL_VERSION
-from shared.schemas import ServerInfo
+from edgefarm.shared.contract import PROTOCOL_VERSION
+from edgefarm.shared.contract.schemas import ServerInfo
 
 from .. import __version__
 from ..context import AppContext, get_ctx

@@ -5,17 +5,17 @@ from typing import Dict, List, Optional
 from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy import select
 
-from shared.enums import JobState, Task
-from shared.schemas import JobCancel, JobCreate, JobOut
-from shared.selectors import SelectorError, format_selector, parse_selector
+from edgefarm.shared.contract.enums import JobState, Task
+from edgefarm.shared.contract.schemas import JobCancel, JobCreate, JobOut
+from edgefarm.shared.contract.selectors import SelectorError, format_selector, parse_selector
 
 from ..auth import Principal
 from ..context import AppContext, get_ctx, reader, submitter
 from ..convert import job_out
-from ..models import Job, JobModel, Model, Result, Run
 from ..problems import ProblemException, conflict, not_found
 from ..queue import cancel_job, fan_out, matching_devices, notify_new_work
 from ..references import resolve_reference
+from ..tables import Job, JobModel, Model, Result, Run
 from .datasets import find_dataset
 from .models import find_model
 

@@ -10,18 +10,18 @@ from fastapi.responses import FileResponse
 from pydantic import ValidationError
 from sqlalchemy import delete, or_, select
 
-from shared.enums import ModelFormat, Task
-from shared.formats import ModelFormatError, detect_format, read_tflite_info
-from shared.onnx_reader import read_onnx_info
-from shared.schemas import ModelMeta, ModelOut, TensorSpec
+from edgefarm.shared.contract.enums import ModelFormat, Task
+from edgefarm.shared.contract.schemas import ModelMeta, ModelOut, TensorSpec
+from edgefarm.shared.formats import ModelFormatError, detect_format, read_tflite_info
+from edgefarm.shared.formats.onnx import read_onnx_info
 
 from ..artifacts import artifact_response
 from ..auth import Principal
 from ..context import AppContext, downloader, get_ctx, reader, submitter
 from ..convert import model_out
-from ..models import JobModel, Model, Result, Run
 from ..problems import ProblemError, ProblemException, conflict, not_found
 from ..queue import runs_using_model
+from ..tables import JobModel, Model, Result, Run
 from ..uploads import receive_upload
 
 router = APIRouter(prefix="/models", tags=["models"])

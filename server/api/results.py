@@ -10,14 +10,14 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import or_, select
 
-from shared.schemas import CompareOut, ResultOut
+from edgefarm.shared.contract.schemas import CompareOut, ResultOut
 
 from ..auth import Principal
 from ..compare import CSV_COLUMNS, compare_cells, flat_row
 from ..context import AppContext, get_ctx, reader
 from ..convert import model_out, result_out
-from ..models import Dataset, Device, Job, Model, Result
 from ..problems import not_found
+from ..tables import Dataset, Device, Job, Model, Result
 from .devices import describe
 
 router = APIRouter(prefix="/results", tags=["results"])

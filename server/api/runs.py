@@ -4,8 +4,9 @@ agent that holds the lease. An agent can only touch its own device's runs."""
 from fastapi import APIRouter, Depends
 from sqlalchemy import select
 
-from shared.enums import RunState
-from shared.schemas import (
+from edgefarm.shared.contract.enums import RunState
+from edgefarm.shared.contract.rules import report_problem
+from edgefarm.shared.contract.schemas import (
     RunHeartbeat,
     RunHeartbeatResponse,
     RunOut,
@@ -17,9 +18,9 @@ from shared.schemas import (
 from ..auth import Principal
 from ..context import AppContext, agent, get_ctx, reader
 from ..convert import run_out
-from ..models import Device, Result, Run, utcnow
 from ..problems import ProblemException, not_found
 from ..queue import LeaseConflict, record_report, release_lease, renew_lease
+from ..tables import Device, Result, Run, utcnow
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 
@@ -92,10 +93,9 @@ def report(
     principal: Principal = Depends(agent),
 ) -> RunReportResponse:
     """Post the run's outcome; accepted only with the current lease id."""
-    if body.state not in (RunState.succeeded, RunState.failed, RunState.cancelled):
-        raise ProblemException(422, "Invalid report", "state must be succeeded, failed or cancelled")
-    if body.state == RunState.succeeded and body.result is None:
-        raise ProblemException(422, "Invalid report", "a succeeded run must carry its result")
+    problem = report_problem(body)
+    if problem is not None:
+        raise ProblemException(422, "Invalid report", problem)
     with ctx.db.write() as session:
         device = session.get(Device, principal.device_id)
         device.last_seen_at = utcnow()

@@ -5,13 +5,13 @@ from typing import List
 from fastapi import APIRouter, Depends
 from sqlalchemy import select
 
-from shared.enums import Role
-from shared.schemas import TokenCreate, TokenOut
+from edgefarm.shared.contract.enums import Role
+from edgefarm.shared.contract.schemas import TokenCreate, TokenOut
 
 from ..auth import Principal, issue_token
 from ..context import AppContext, admin, get_ctx
-from ..models import Token
 from ..problems import ProblemException, not_found
+from ..tables import Token
 
 router = APIRouter(prefix="/tokens", tags=["tokens"])
 

@@ -4,7 +4,7 @@ a user or admin token.
 
 Modules: ``routes`` (the pages), ``login`` (sign-in and sign-out),
 ``session`` (secret key, session cookie, CSRF), ``views`` (what the pages
-show, from ``shared.schemas`` models), ``queries`` (the few reads of its own),
+show, from ``edgefarm.shared.contract.schemas`` models), ``queries`` (the few reads of its own),
 ``charts`` (SVG geometry), ``render`` (templates, formats, headers).
 """
 

@@ -9,7 +9,7 @@ import secrets
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from shared.enums import Role
+from edgefarm.shared.contract.enums import Role
 
 from ..auth import verify_token
 from .render import page

@@ -1,15 +1,15 @@
 """The few reads only the dashboard needs, returning plain values (strings,
 numbers, dicts), never table rows: the choices of the filter menus, id-to-name
 maps, the family list and the overview counts. Everything else the pages show
-comes from the API's own functions (``server.api.*``)."""
+comes from the API's own functions (``edgefarm.server.api.*``)."""
 
 from typing import Dict, List
 
 from sqlalchemy import distinct, func, select
 
-from shared.enums import Task
+from edgefarm.shared.contract.enums import Task
 
-from ..models import Device, Job, Model, Result
+from ..tables import Device, Job, Model, Result
 
 
 def _strings(session, column) -> List[str]:

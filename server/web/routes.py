@@ -1,7 +1,7 @@
 """The dashboard's pages (server-rendered HTML): overview, devices, jobs with
 cancel, results with filters, sorting and CSV/JSON export, one result, and
 the family comparison. Data comes from the API's own functions as
-``shared.schemas`` models; ``views`` shapes it and ``render`` draws it."""
+``edgefarm.shared.contract.schemas`` models; ``views`` shapes it and ``render`` draws it."""
 
 import json
 from typing import Dict, List, Optional, Tuple
@@ -9,7 +9,7 @@ from typing import Dict, List, Optional, Tuple
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from shared.schemas import JobCancel, ResultOut
+from edgefarm.shared.contract.schemas import JobCancel, ResultOut
 
 from ..api.devices import list_devices
 from ..api.jobs import cancel, list_jobs

@@ -29,10 +29,10 @@ from urllib.parse import quote
 from fastapi import Request
 from fastapi.responses import Response
 
-from shared.enums import Role
+from edgefarm.shared.contract.enums import Role
 
 from ..auth import Principal, verify_token
-from ..models import Token
+from ..tables import Token
 
 SESSION_COOKIE = "edgefarm_session"
 LOGIN_COOKIE = "edgefarm_login"

@@ -1,4 +1,4 @@
-"""What the pages show, computed from ``shared.schemas`` models only: rows of
+"""What the pages show, computed from ``edgefarm.shared.contract.schemas`` models only: rows of
 the results table and their sort orders, filter parameters, variant names,
 the compare matrix with one chart per device, and job progress summaries."""
 
@@ -7,8 +7,17 @@ from datetime import datetime
 from typing import Callable, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlencode
 
-from shared.enums import JobState, RunState
-from shared.schemas import CompareCell, CompareOut, DeviceOut, JobOut, ModelOut, ResultOut, Variant
+from edgefarm.shared.contract.enums import JobState, RunState
+from edgefarm.shared.contract.rules import metric_name
+from edgefarm.shared.contract.schemas import (
+    CompareCell,
+    CompareOut,
+    DeviceOut,
+    JobOut,
+    ModelOut,
+    ResultOut,
+    Variant,
+)
 
 from ..compare import headline, pareto_flags
 from . import charts
@@ -16,7 +25,6 @@ from . import charts
 FILTER_LABELS = {"model": "Model", "family": "Family", "variant": "Variant", "device": "Device",
                  "platform": "Platform", "runtime": "Runtime", "task": "Task"}
 FILTERS = tuple(FILTER_LABELS)
-METRIC_NAMES = {"miou": "mIoU", "top1": "top-1"}
 PROGRESS_ORDER = ("done", "running", "leased", "queued")
 ACTIVE_JOB_STATES = (JobState.waiting, JobState.queued, JobState.running)
 
@@ -64,7 +72,7 @@ def result_row(result: ResultOut) -> ResultRow:
         runtime=result.runtime.name, runtime_detail=detail, model=result.model_name,
         family=result.family, task=str(result.task),
         quantization=str(result.variant.quantization), sparsity=result.variant.sparsity,
-        accuracy=accuracy, metric=METRIC_NAMES.get(metric or "", metric),
+        accuracy=accuracy, metric=metric_name(metric) if metric else None,
         p50=latency.p50 if latency else None, p90=latency.p90 if latency else None,
         size=result.model_size_bytes, memory=result.peak_rss_bytes, created_at=result.created_at,
     )

@@ -4,9 +4,9 @@ independent computation in the test."""
 
 import pytest
 
-from tests.agents import AgentProcess, wait_job
-from tests.servers import DEEPLAB
-from tests.voc import PHOTO, build_voc_folder, independent_miou, tar_folder
+from tests.support.agents import AgentProcess, wait_job
+from tests.support.servers import DEEPLAB
+from tests.support.voc import PHOTO, build_voc_folder, independent_miou, tar_folder
 
 pytestmark = pytest.mark.skipif(
     not (DEEPLAB.exists() and PHOTO.exists()),

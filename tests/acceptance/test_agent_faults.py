@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from tests.agents import AgentProcess, wait_for, wait_job
-from tests.servers import ServerProcess
-from tests.tflite_builder import broken_tflite, tiny_tflite
+from edgefarm.shared.formats.tflite_builder import broken_tflite, tiny_tflite
+from tests.support.agents import AgentProcess, wait_for, wait_job
+from tests.support.servers import ServerProcess
 
 FAST = {"lease_seconds": 3, "heartbeat_seconds": 1, "poll_wait_seconds": 2,
         "poll_jitter_seconds": 0.2}
@@ -55,7 +55,7 @@ def test_agent_killed_mid_run_is_replaced_and_one_result_stored(fast_farm, tmp_p
 
 
 def test_result_posted_while_server_is_down_arrives_after_restart(database_url, tmp_path):
-    from tests.servers import Farm
+    from tests.support.servers import Farm
 
     server = ServerProcess(tmp_path / "data", database_url, sweep_interval_seconds=0.2,
                            **{**FAST, "lease_seconds": 30}).start()

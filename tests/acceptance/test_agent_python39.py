@@ -7,10 +7,10 @@ import subprocess
 
 import pytest
 
-from tests.agents import AgentProcess, wait_job
-from tests.servers import DEEPLAB, PROJECT
-from tests.tflite_builder import tiny_tflite
-from tests.voc import PHOTO, build_voc_folder, independent_miou, tar_folder
+from edgefarm.shared.formats.tflite_builder import tiny_tflite
+from tests.support.agents import AgentProcess, wait_job
+from tests.support.servers import DEEPLAB, PROJECT
+from tests.support.voc import PHOTO, build_voc_folder, independent_miou, tar_folder
 
 PYTHON39 = PROJECT / ".venv39" / "bin" / "python"
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.servers import PROJECT, Farm, ServerProcess, free_port
+from tests.support.servers import PROJECT, Farm, ServerProcess, free_port
 
 pytest.importorskip("sklearn", reason="the demo trains with scikit-learn (the [tools] extra)")
 
@@ -25,7 +25,7 @@ def run_demo(data_dir, port: int):
                EDGEFARM_DEMO_EXIT="1")
     env.pop("EDGEFARM_DATABASE_URL", None)
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "server.demo"], cwd=PROJECT, env=env,
+    result = subprocess.run([sys.executable, "-m", "edgefarm.cli.demo"], cwd=PROJECT, env=env,
                             capture_output=True, text=True, timeout=300)
     elapsed = time.monotonic() - started
     assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"

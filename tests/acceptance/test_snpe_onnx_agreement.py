@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from tests.agents import AgentProcess, wait_for, wait_job
-from tests.model_builders import (
+from tests.support.agents import AgentProcess, wait_for, wait_job
+from tests.support.model_builders import (
     digits_layers,
     digits_onnx,
     digits_tflite,
@@ -21,8 +21,8 @@ from tests.model_builders import (
     standin_env,
     without_sdk,
 )
-from tests.servers import PROJECT
-from tests.voc import tar_folder
+from tests.support.servers import PROJECT
+from tests.support.voc import tar_folder
 
 pytest.importorskip("onnx", reason="the onnx package builds the test models (the [dev] extra)")
 pytest.importorskip("sklearn", reason="the digits model trains on scikit-learn's digits (the [tools] extra)")
@@ -32,7 +32,7 @@ QUICK = {"threads": 1, "warmup_runs": 1, "warmup_seconds": 0.1, "measured_runs":
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
-    from tools.digits import LABELS, accuracy, load_split, to_input, write_imagefolder
+    from edgefarm.tools.digits import LABELS, accuracy, load_split, to_input, write_imagefolder
 
     folder = tmp_path_factory.mktemp("digits")
     layers = digits_layers()
@@ -73,7 +73,7 @@ def diag_logs(folder):
 
 
 def test_snpe_doctor_and_a_gpu_run_timed_by_the_diag_log(farm, assets, tmp_path):
-    doctor = subprocess.run([sys.executable, "-m", "agent.cli", "doctor", "--json", "--config",
+    doctor = subprocess.run([sys.executable, "-m", "edgefarm.agent.cli", "doctor", "--json", "--config",
                              str(tmp_path / "none.toml")], cwd=PROJECT, env=standin_env(),
                             capture_output=True, text=True, timeout=120)
     runtimes = {r["name"]: r for r in json.loads(doctor.stdout)["runtimes"]}

@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("ai_edge_quantizer", reason="the [tools] extra (ai-edge-quantizer) is not installed")
 pytest.importorskip("sklearn", reason="the digits model needs scikit-learn (the [tools] extra)")
 
-from tests.compression import (  # noqa: E402
+from tests.support.compression import (  # noqa: E402
     build_voc_with_void_boundaries,
     edgefarm,
     sqlite_farm_with_agent,
@@ -21,8 +21,8 @@ from tests.compression import (  # noqa: E402
     write_digits_folder,
     write_digits_model,
 )
-from tests.servers import DEEPLAB  # noqa: E402
-from tests.voc import PHOTO, tar_folder  # noqa: E402
+from tests.support.servers import DEEPLAB  # noqa: E402
+from tests.support.voc import PHOTO, tar_folder  # noqa: E402
 
 DIGITS_VARIANTS = ["fp32", "fp16", "dynamic", "int8", "pruned-0.5", "pruned-0.75", "pruned-0.9"]
 FAST = ("--min-seconds", "0.2", "--runs", "20", "--threads", "2")

@@ -14,8 +14,8 @@ import sys
 
 import pytest
 
-from tests.compression import cli_env, edgefarm, edgefarm_json, write_digits_folder
-from tests.servers import PROJECT
+from tests.support.compression import cli_env, edgefarm, edgefarm_json, write_digits_folder
+from tests.support.servers import PROJECT
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("tf_keras") is None
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def keras_digits(tmp_path_factory):
     root = tmp_path_factory.mktemp("keras-digits")
-    result = subprocess.run([sys.executable, "-m", "tests.keras_digits", str(root)], cwd=PROJECT,
+    result = subprocess.run([sys.executable, "-m", "tests.support.keras_digits", str(root)], cwd=PROJECT,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     write_digits_folder(root / "train", "train")

@@ -3,7 +3,7 @@ Playwright's Python package (never ``playwright install``) against a real farm
 (uvicorn on SQLite).
 
 The results, compare and result pages show measured results: the demo's digits
-classifiers (``tools.digits``: fp32, pruned-0.5, pruned-0.8) and the digits test
+classifiers (``edgefarm.tools.digits``: fp32, pruned-0.5, pruned-0.8) and the digits test
 split are pushed as ``server/demo.py`` pushes them, and two real
 ``edgefarm-agent`` processes on this machine (devices "pc-a" and "pc-b") run
 one job over every variant. The test signs in through the form, filters and
@@ -29,9 +29,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.agents import AgentProcess, wait_job
-from tests.servers import PROJECT
-from tests.tflite_builder import tiny_tflite
+from edgefarm.shared.formats.tflite_builder import tiny_tflite
+from tests.support.agents import AgentProcess, wait_job
+from tests.support.servers import PROJECT
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -108,9 +108,9 @@ def measured(farm, tmp_path):
 
     Returns the models, the dataset, the job, the results (by id) and the
     in-process accuracy of each variant."""
-    from server.demo import push_dataset, push_digits
-    from shared.layouts import pack_directory
-    from tools.digits import write_imagefolder, write_variants
+    from edgefarm.cli.demo import push_dataset, push_digits
+    from edgefarm.shared.datasets import pack_directory
+    from edgefarm.tools.digits import write_imagefolder, write_variants
 
     files = tmp_path / "digits"
     variants = write_variants(files / "models")

@@ -6,12 +6,12 @@ import sys
 
 import pytest
 
-from tests.servers import DEEPLAB, PROJECT
-from tests.tflite_builder import tiny_tflite
+from edgefarm.shared.formats.tflite_builder import tiny_tflite
+from tests.support.servers import DEEPLAB, PROJECT
 
 
 def agent_cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "agent.cli", *args], cwd=PROJECT, env=env,
+    return subprocess.run([sys.executable, "-m", "edgefarm.agent.cli", *args], cwd=PROJECT, env=env,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -63,7 +63,7 @@ def test_bench_json_names_its_figures(tmp_path):
 def test_bench_deeplab_on_a_voc_folder(tmp_path):
     if not DEEPLAB.exists():
         pytest.skip("fixture ../shared/fixtures/deeplabv3_mnv2_dm05_pascal_fp32.tflite is absent")
-    from tests.voc import build_voc_folder, independent_miou
+    from tests.support.voc import build_voc_folder, independent_miou
 
     voc = tmp_path / "voc"
     build_voc_folder(voc, DEEPLAB)

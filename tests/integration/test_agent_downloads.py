@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.artifacts import ArtifactCache, CacheError
-from agent.client import AgentClient, Retryable
-from shared.layouts import pack_directory
+from edgefarm.agent.artifacts import ArtifactCache, CacheError
+from edgefarm.agent.client import AgentClient, Retryable
+from edgefarm.shared.datasets import pack_directory
 
 
 class FlakyHandler(http.server.BaseHTTPRequestHandler):

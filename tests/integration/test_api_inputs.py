@@ -8,8 +8,8 @@ import zipfile
 
 import pytest
 
-from tests.servers import DEEPLAB, DEEPLAB_SHA256
-from tests.tflite_builder import tiny_tflite
+from edgefarm.shared.formats.tflite_builder import tiny_tflite
+from tests.support.servers import DEEPLAB, DEEPLAB_SHA256
 
 
 def assert_problem(response, status, *words):

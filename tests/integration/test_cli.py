@@ -3,7 +3,7 @@ and talk over real HTTP on a loopback port.
 
 One server serves the whole module (``cli_farm``); the tests that need an
 empty farm start their own (``empty_farm``). The CLI runs as
-``python -m cli.main`` with ``EDGEFARM_URL`` / ``EDGEFARM_TOKEN`` in its
+``python -m edgefarm.cli.main`` with ``EDGEFARM_URL`` / ``EDGEFARM_TOKEN`` in its
 environment and a private ``XDG_CONFIG_HOME`` so that no config file of the
 person running the tests is read.
 """
@@ -18,8 +18,8 @@ from typing import Dict, Iterator, Optional
 
 import pytest
 
-from tests.servers import DEEPLAB_SHA256, Farm, ServerProcess, sample_result
-from tests.tflite_builder import tiny_tflite
+from edgefarm.shared.formats.tflite_builder import tiny_tflite
+from tests.support.servers import DEEPLAB_SHA256, Farm, ServerProcess, sample_result
 
 PROJECT = Path(__file__).resolve().parents[2]
 FIXTURES = PROJECT.parent / "shared" / "fixtures"
@@ -82,7 +82,7 @@ def cli_env(farm: Optional[Farm], tmp_path: Path, token: Optional[str] = None) -
 def edgefarm(farm: Optional[Farm], tmp_path: Path, *args: str, token: Optional[str] = None,
              timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args], cwd=PROJECT, env=cli_env(farm, tmp_path, token),
+        [sys.executable, "-m", "edgefarm.cli.main", *args], cwd=PROJECT, env=cli_env(farm, tmp_path, token),
         capture_output=True, text=True, timeout=timeout,
     )
 
@@ -203,7 +203,7 @@ def test_submit_wait_and_results(cli_farm, tmp_path):
     assert job["settings"]["measured_runs"] == 5
 
     waiter = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "jobs", "wait", str(job["id"]), "--timeout", "60", "--json"],
+        [sys.executable, "-m", "edgefarm.cli.main", "jobs", "wait", str(job["id"]), "--timeout", "60", "--json"],
         cwd=PROJECT, env=cli_env(cli_farm, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True,
     )
@@ -285,7 +285,7 @@ def _voc_folder(root: Path) -> Path:
 
 
 def test_datasets_push_folder_and_list(cli_farm, tmp_path):
-    pytest.importorskip("shared.layouts", reason="shared/layouts.py is not written yet")
+    pytest.importorskip("edgefarm.shared.datasets", reason="shared/layouts.py is not written yet")
     folder = _voc_folder(tmp_path / "voc")
     pushed = as_json(edgefarm(cli_farm, tmp_path, "datasets", "push", str(folder), "--layout", "voc-seg",
                               "--name", "voc-two", "--json"))

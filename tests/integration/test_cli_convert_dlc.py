@@ -5,9 +5,9 @@ import os
 import subprocess
 import sys
 
-from shared.formats import detect_format
-from tests.servers import PROJECT
-from tests.tflite_builder import tiny_tflite
+from edgefarm.shared.formats import detect_format
+from edgefarm.shared.formats.tflite_builder import tiny_tflite
+from tests.support.servers import PROJECT
 
 STANDIN = PROJECT / "tests" / "snpe_standin" / "bin"
 
@@ -16,7 +16,7 @@ def convert(*args, path_prefix=None):
     env = dict(os.environ)
     env.pop("SNPE_ROOT", None)
     env["PATH"] = (f"{path_prefix}:" if path_prefix else "") + "/usr/bin:/bin"
-    return subprocess.run([sys.executable, "-m", "cli.main", "tools", "convert", *args], cwd=PROJECT,
+    return subprocess.run([sys.executable, "-m", "edgefarm.cli.main", "tools", "convert", *args], cwd=PROJECT,
                           env=env, capture_output=True, text=True, timeout=120)
 
 

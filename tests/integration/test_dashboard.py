@@ -15,8 +15,8 @@ from typing import Dict, List, Optional
 import httpx
 import pytest
 
-from tests.servers import populate_family, sample_result
-from tests.tflite_builder import tiny_tflite
+from edgefarm.shared.formats.tflite_builder import tiny_tflite
+from tests.support.servers import populate_family, sample_result
 
 
 class Tags(HTMLParser):
@@ -281,8 +281,8 @@ def test_devices_and_jobs_pages(farm, family):
 
 
 def test_result_page_shows_output_agreement(farm, tmp_path):
-    from tests.servers import sample_result
-    from tests.tflite_builder import tiny_tflite
+    from edgefarm.shared.formats.tflite_builder import tiny_tflite
+    from tests.support.servers import sample_result
 
     path = tmp_path / "m.tflite"
     path.write_bytes(tiny_tflite())

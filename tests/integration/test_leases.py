@@ -7,13 +7,13 @@ from collections import Counter
 
 import pytest
 
-from tests.servers import sample_result
+from tests.support.servers import sample_result
 
 
 @pytest.fixture
 def null_model(farm, tmp_path):
     """A tiny real TFLite file is not needed for queue tests: any TFLite flatbuffer works."""
-    from tests.tflite_builder import tiny_tflite
+    from edgefarm.shared.formats.tflite_builder import tiny_tflite
 
     path = tmp_path / "tiny.tflite"
     path.write_bytes(tiny_tflite())
@@ -22,7 +22,7 @@ def null_model(farm, tmp_path):
 
 def test_concurrent_leases_claim_each_run_exactly_once(start_farm, tmp_path):
     farm = start_farm()
-    from tests.tflite_builder import tiny_tflite
+    from edgefarm.shared.formats.tflite_builder import tiny_tflite
 
     agent = farm.enrol("pc-1")
     model_ids = []
@@ -60,7 +60,7 @@ def test_concurrent_leases_claim_each_run_exactly_once(start_farm, tmp_path):
 
 def test_expired_lease_is_requeued_then_lost_and_late_report_refused(start_farm, tmp_path):
     farm = start_farm(lease_seconds=1)
-    from tests.tflite_builder import tiny_tflite
+    from edgefarm.shared.formats.tflite_builder import tiny_tflite
 
     path = tmp_path / "m.tflite"
     path.write_bytes(tiny_tflite())
@@ -198,7 +198,7 @@ def test_replicas_wake_each_others_long_polls(database_url, tmp_path, farm, null
     answers a long poll held by the other at once (LISTEN/NOTIFY)."""
     if not database_url.startswith("postgresql"):
         pytest.skip("replicas share a PostgreSQL database; SQLite is the single-process default")
-    from tests.servers import Farm, ServerProcess
+    from tests.support.servers import Farm, ServerProcess
 
     other = Farm(ServerProcess(tmp_path / "replica", database_url, sweep_interval_seconds=0.2).start())
     try:

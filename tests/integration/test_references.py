@@ -5,8 +5,8 @@ reference its runtime cannot read, and exports the agreement in the CSV."""
 import csv
 import io
 
-from tests.servers import sample_result
-from tests.tflite_builder import tiny_tflite
+from edgefarm.shared.formats.tflite_builder import tiny_tflite
+from tests.support.servers import sample_result
 from tests.unit.test_formats import tiny_onnx
 
 CAPS = [{"name": "tflite", "version": "t", "accelerators": ["cpu"]},

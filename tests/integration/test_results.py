@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from tests.servers import populate_family
+from tests.support.servers import populate_family
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """The real runtimes (tflite, opencv, null) on real models: a tiny TFLite MLP written by
-``tests.tflite_builder`` and, when ``../shared/fixtures`` is present, the DeepLabv3 model
+``edgefarm.shared.formats.tflite_builder`` and, when ``../shared/fixtures`` is present, the DeepLabv3 model
 on its demo photo. Runtimes whose library is missing are skipped with the reason."""
 
 import importlib.metadata
@@ -10,16 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import agent
-from agent.harness import Protocol, benchmark, load_runtime, synthetic_inputs
-from agent.runtimes import (
+from edgefarm.agent import __version__ as agent_version
+from edgefarm.agent.harness import Protocol, benchmark, load_runtime, synthetic_inputs
+from edgefarm.agent.runtimes import (
     LoadOptions,
     ModelLoadError,
     RuntimeUnavailable,
     available_runtimes,
     get_runtime_class,
 )
-from tests.tflite_builder import tiny_tflite
+from edgefarm.shared.formats.tflite_builder import tiny_tflite
 from tests.unit.test_formats import tiny_onnx
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
@@ -222,7 +222,7 @@ def test_deeplab_tflite_and_opencv_agree(deeplab_maps):
 
 def test_dilated_padding_rewrite_keeps_the_arithmetic(tmp_path):
     """The rewritten graph gives the TFLite interpreter bit-identical logits."""
-    from agent.runtimes.tflite_rewrite import pad_dilated_convolutions
+    from edgefarm.agent.runtimes.tflite_rewrite import pad_dilated_convolutions
 
     fixture(DEEPLAB)
     rewritten = tmp_path / "rewritten.tflite"
@@ -244,7 +244,7 @@ def _importable(*modules: str) -> bool:
 
 def test_available_runtimes_lists_the_installed_ones_with_versions():
     found = {r["name"]: r for r in available_runtimes()}
-    assert found["null"]["version"] == agent.__version__
+    assert found["null"]["version"] == agent_version
     if _importable("cv2"):
         import cv2
 

@@ -1,6 +1,6 @@
 """The onnxruntime and snpe runtimes on real models: the digits MLP as ``.onnx`` (built
 with onnx.helper) and as a stand-in DLC run by the stand-in SNPE SDK's processes
-(``tests/snpe_standin``), plus ``tools.dlc``. Both are compared with TFLite."""
+(``tests/snpe_standin``), plus ``edgefarm.tools.dlc``. Both are compared with TFLite."""
 
 import json
 import zipfile
@@ -9,15 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.harness import load_runtime
-from agent.runtimes import (
+from edgefarm.agent.harness import load_runtime
+from edgefarm.agent.runtimes import (
     LoadOptions,
     ModelLoadError,
     RuntimeUnavailable,
     available_runtimes,
     get_runtime_class,
 )
-from tests.model_builders import digits_layers, digits_onnx, digits_tflite, standin_dlc, standin_env
+from tests.support.model_builders import digits_layers, digits_onnx, digits_tflite, standin_dlc, standin_env
 
 pytest.importorskip("onnx", reason="the onnx package builds the test models (the [dev] extra)")
 pytest.importorskip("sklearn", reason="the digits model trains on scikit-learn's digits (the [tools] extra)")
@@ -35,7 +35,7 @@ def models(tmp_path_factory):
 @pytest.fixture
 def standin(monkeypatch):
     """The stand-in SDK on PATH for this process; the SDK look-ups are not cached across tests."""
-    from agent.runtimes import snpe
+    from edgefarm.agent.runtimes import snpe
 
     for key, value in standin_env().items():
         monkeypatch.setenv(key, value)
@@ -79,7 +79,7 @@ def test_onnxruntime_reports_cpu_and_reads_the_nchw_model(models):
 
 
 def test_provider_names_map_to_accelerators():
-    from agent.runtimes.onnxruntime import accelerator_name, provider_map
+    from edgefarm.agent.runtimes.onnxruntime import accelerator_name, provider_map
 
     assert accelerator_name("CUDAExecutionProvider") == "gpu"
     assert accelerator_name("TensorrtExecutionProvider") == "tensorrt"
@@ -106,7 +106,7 @@ def test_snpe_is_listed_with_the_accelerators_the_validator_reports(standin):
     found = {r["name"]: r for r in available_runtimes()}
     assert found["snpe"]["accelerators"] == ["cpu", "gpu"]
     assert found["snpe"]["version"] == "snpe 2.39.0.250926-edgefarm-standin"
-    from agent.runtimes import snpe
+    from edgefarm.agent.runtimes import snpe
 
     snpe._validated.cache_clear()
     standin.setenv("SNPE_STANDIN_RUNTIMES", "cpu,gpu,dsp")
@@ -114,7 +114,7 @@ def test_snpe_is_listed_with_the_accelerators_the_validator_reports(standin):
 
 
 def test_snpe_is_absent_without_the_sdk(monkeypatch):
-    from tests.model_builders import without_sdk
+    from tests.support.model_builders import without_sdk
 
     monkeypatch.setenv("PATH", without_sdk()["PATH"])
     monkeypatch.delenv("SNPE_ROOT", raising=False)
@@ -155,12 +155,12 @@ def test_snpe_refuses_a_real_looking_dlc(standin, tmp_path):
         load_runtime(get_runtime_class("snpe"), fake, LoadOptions())
 
 
-# ---------------------------------------------------------------- tools.dlc
+# ---------------------------------------------------------------- edgefarm.tools.dlc
 
 
 def test_convert_to_dlc_with_calibration_through_the_agent_preprocessing(standin, models, tmp_path):
-    from tools.digits import write_imagefolder
-    from tools.dlc import calibration_from_dataset, convert_to_dlc
+    from edgefarm.tools.digits import write_imagefolder
+    from edgefarm.tools.dlc import calibration_from_dataset, convert_to_dlc
 
     write_imagefolder(tmp_path / "digits")
     calibration = calibration_from_dataset(models["tflite"], tmp_path / "digits", "imagefolder", limit=5)
@@ -170,14 +170,14 @@ def test_convert_to_dlc_with_calibration_through_the_agent_preprocessing(standin
     with zipfile.ZipFile(dest) as archive:
         assert "5 calibration raws checked" in archive.read("dlc.metadata").decode()
     plain = convert_to_dlc(models["tflite"], tmp_path / "plain.dlc")
-    from shared.formats import detect_format
+    from edgefarm.shared.formats import detect_format
 
     assert detect_format(plain) == "dlc"
 
 
 def test_convert_to_dlc_without_the_sdk_says_how_to_get_it(models, monkeypatch, tmp_path):
-    from tests.model_builders import without_sdk
-    from tools.dlc import SDKMissing, convert_to_dlc, main
+    from edgefarm.tools.dlc import SDKMissing, convert_to_dlc, main
+    from tests.support.model_builders import without_sdk
 
     monkeypatch.setenv("PATH", without_sdk()["PATH"])
     monkeypatch.delenv("SNPE_ROOT", raising=False)

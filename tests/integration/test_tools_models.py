@@ -13,15 +13,15 @@ import pytest
 pytest.importorskip("ai_edge_quantizer", reason="the [tools] extra (ai-edge-quantizer) is not installed")
 pytest.importorskip("sklearn", reason="the digits model needs scikit-learn (the [tools] extra)")
 
-from tests.compression import (  # noqa: E402
+from tests.support.compression import (  # noqa: E402
     edgefarm,
     edgefarm_json,
     write_calibration_crops,
     write_digits_folder,
     write_digits_model,
 )
-from tests.servers import DEEPLAB, DEEPLAB_SHA256, Farm, ServerProcess  # noqa: E402
-from tests.voc import PHOTO  # noqa: E402
+from tests.support.servers import DEEPLAB, DEEPLAB_SHA256, Farm, ServerProcess  # noqa: E402
+from tests.support.voc import PHOTO  # noqa: E402
 
 needs_deeplab = pytest.mark.skipif(
     not (DEEPLAB.exists() and PHOTO.exists()),
@@ -67,9 +67,9 @@ def _argmax_agreement(quantized: Path) -> float:
     pre-processed by the agent; the share of pixels whose class matches fp32."""
     import numpy as np
 
-    from agent.evaluation.datasets import load_image
-    from agent.evaluation.preprocess import InputSpec, dequantize, preprocess_image
-    from agent.runtimes import LoadOptions, get_runtime_class
+    from edgefarm.agent.runtimes import LoadOptions, get_runtime_class
+    from edgefarm.shared.datasets.preprocess import InputSpec, dequantize, preprocess_image
+    from edgefarm.shared.datasets.readers import load_image
 
     predictions = []
     for path in (DEEPLAB, quantized):

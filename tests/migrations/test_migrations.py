@@ -5,8 +5,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
-from server.migrate import current_revision, downgrade, upgrade
-from server.models import Base
+from edgefarm.server.migrate import current_revision, downgrade, upgrade
+from edgefarm.server.tables import Base
 
 
 def schema_diff(url):

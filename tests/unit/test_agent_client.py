@@ -3,10 +3,17 @@
 import httpx
 import pytest
 
-from agent.client import AgentClient, Backoff, Fatal, LeaseLost, Rejected, Retryable
-from agent.config import AgentConfig, ConfigError, dump_config, load_config, save_config, write_secret
-from agent.spool import Spool
-from shared.schemas import RunReport
+from edgefarm.agent.client import AgentClient, Backoff, Fatal, LeaseLost, Rejected, Retryable
+from edgefarm.agent.config import (
+    AgentConfig,
+    ConfigError,
+    dump_config,
+    load_config,
+    save_config,
+    write_secret,
+)
+from edgefarm.agent.spool import Spool
+from edgefarm.shared.contract.schemas import RunReport
 
 
 def client_answering(status, body=None, headers=None):

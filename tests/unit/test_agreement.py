@@ -1,4 +1,4 @@
-"""agent.agreement: the error statistics, PSNR and output matching, on arrays."""
+"""edgefarm.agent.agreement: the error statistics, PSNR and output matching, on arrays."""
 
 import math
 from types import SimpleNamespace
@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from agent.agreement import AgreementError, Comparison, OutputStats, align, convert_input, psnr_db
+from edgefarm.agent.agreement import AgreementError, Comparison, OutputStats, align, convert_input, psnr_db
 
 
 def test_psnr_is_ten_log10_peak_squared_over_mse():

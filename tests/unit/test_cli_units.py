@@ -11,16 +11,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cli.client import Client, problem_message
-from cli.commands.jobs import build_job
-from cli.commands.models import build_meta, float_list, read_labels
-from cli.commands.results import cell_text, format_accuracy, headline
-from cli.config import Config, parse_simple_toml, read_config_file, resolve_config
-from cli.errors import EXIT_FAILURE, EXIT_USAGE, CliError
-from cli.main import build_parser, main
-from cli.output import format_bytes, format_shape, format_tensor, print_fields, tensor_lines
-from cli.waiting import LineDisplay, counts_text, describe_progress, run_counts, wait_for_job
-from shared.schemas import CompareCell, JobOut, TensorSpec
+from edgefarm.cli.client import Client, problem_message
+from edgefarm.cli.commands.jobs import build_job
+from edgefarm.cli.commands.models import build_meta, float_list, read_labels
+from edgefarm.cli.commands.results import cell_text, format_accuracy
+from edgefarm.cli.config import Config, parse_simple_toml, read_config_file, resolve_config
+from edgefarm.cli.errors import EXIT_FAILURE, EXIT_USAGE, CliError
+from edgefarm.cli.main import build_parser, main
+from edgefarm.cli.output import format_bytes, format_shape, format_tensor, print_fields, tensor_lines
+from edgefarm.cli.waiting import LineDisplay, counts_text, describe_progress, run_counts, wait_for_job
+from edgefarm.shared.contract.rules import headline_metric
+from edgefarm.shared.contract.schemas import CompareCell, JobOut, TensorSpec
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -212,7 +213,7 @@ def test_field_lines_keep_the_tensor_form(capsys):
 
 def test_sizes_accuracy_and_compare_cells():
     assert format_bytes(900) == "900 B" and format_bytes(2789652) == "2.7 MiB"
-    assert headline({"miou": 0.7, "top1": 0.9}) == (0.7, "miou")
+    assert headline_metric({"miou": 0.7, "top1": 0.9}) == (0.7, "miou")
     assert format_accuracy(0.7123, "miou") == "71.23% mIoU"
     cell = CompareCell(result_id=1, model_id=2, device_id=3, accuracy=0.89, accuracy_metric="top1",
                        p50_ms=4.0, model_size_bytes=1024, delta_accuracy=-0.01, latency_ratio=0.4,
@@ -343,8 +344,8 @@ def test_progress_text_and_line_display(capsys):
 
 
 def test_results_table_shows_output_agreement():
-    from cli.commands.results import format_agreement
-    from shared.schemas import Agreement
+    from edgefarm.cli.commands.results import format_agreement
+    from edgefarm.shared.contract.schemas import Agreement
 
     lossy = Agreement(psnr_db=60.2, top1_agreement=0.98,
                       outputs={"o": {"max_abs_error": 0.01, "mean_abs_error": 0.001, "psnr_db": 60.2}})

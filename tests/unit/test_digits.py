@@ -1,4 +1,4 @@
-"""The demo's model family (``tools.digits``): training reaches its accuracy, the
+"""The demo's model family (``edgefarm.tools.digits``): training reaches its accuracy, the
 written TFLite files run in a real interpreter, and on the imagefolder dataset,
 read and pre-processed exactly as the agent does, they score what
 ``write_variants`` reported; the pruned files hold the recorded sparsity."""
@@ -9,11 +9,11 @@ import pytest
 pytest.importorskip("sklearn", reason="the digits tools need scikit-learn (the [tools] extra)")
 pytest.importorskip("flatbuffers", reason="the TFLite writer needs flatbuffers (the [tools] extra)")
 
-from agent.evaluation.datasets import load_image  # noqa: E402
-from agent.evaluation.preprocess import InputSpec, preprocess_image  # noqa: E402
-from shared.formats import read_tflite_info, tflite_constant_arrays  # noqa: E402
-from shared.layouts import list_samples, validate_directory  # noqa: E402
-from tools import digits  # noqa: E402
+from edgefarm.shared.datasets import list_samples, validate_directory  # noqa: E402
+from edgefarm.shared.datasets.preprocess import InputSpec, preprocess_image  # noqa: E402
+from edgefarm.shared.datasets.readers import load_image  # noqa: E402
+from edgefarm.shared.formats import read_tflite_info, tflite_constant_arrays  # noqa: E402
+from edgefarm.tools import digits  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""agent.evaluation.evaluate: the pipelined evaluation on real files with fake runtimes.
+"""edgefarm.agent.evaluation.evaluate: the pipelined evaluation on real files with fake runtimes.
 
 The fake runtimes are "oracles": their outputs are a fixed function of the input
 tensor, so the test can compute the expected metrics independently from the files.
@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agent.errors import Cancelled, DatasetModelMismatch
-from agent.evaluation.datasets import DecodedSample, iter_decoded, load_mask
-from agent.evaluation.evaluate import EvaluationError, evaluate
-from agent.evaluation.preprocess import InputSpec, default_preprocessing
-from agent.runtimes.base import Runtime, TensorInfo
-from shared.layouts import DatasetError
+from edgefarm.agent.errors import Cancelled, DatasetModelMismatch
+from edgefarm.agent.evaluation.evaluate import EvaluationError, evaluate
+from edgefarm.agent.runtimes.base import Runtime, TensorInfo
+from edgefarm.shared.datasets import DatasetError
+from edgefarm.shared.datasets.preprocess import InputSpec, default_preprocessing
+from edgefarm.shared.datasets.readers import DecodedSample, iter_decoded, load_mask
 
 H, W = 12, 16
 SEG_CLASSES = 5  # class 4 appears nowhere; class 3 is only ever predicted

@@ -1,4 +1,4 @@
-"""shared.formats: format detection by content and the hand-written TFLite reader."""
+"""edgefarm.shared.formats: format detection by content and the hand-written TFLite reader."""
 
 import io
 import zipfile
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.formats import (
+from edgefarm.shared.formats import (
     ModelFormatError,
     detect_format,
     iter_tflite_tensors,

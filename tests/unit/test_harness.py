@@ -1,4 +1,4 @@
-"""agent.harness: the latency protocol, what is timed, cancellation, synthetic inputs."""
+"""edgefarm.agent.harness: the latency protocol, what is timed, cancellation, synthetic inputs."""
 
 import time
 from typing import List, Optional
@@ -6,11 +6,11 @@ from typing import List, Optional
 import numpy as np
 import pytest
 
-from agent import harness
-from agent.errors import Cancelled
-from agent.harness import Protocol, benchmark, load_runtime, synthetic_inputs
-from agent.runtimes.base import LoadOptions, Runtime, TensorInfo
-from shared.schemas import RunSettings
+from edgefarm.agent import harness
+from edgefarm.agent.errors import Cancelled
+from edgefarm.agent.harness import Protocol, benchmark, load_runtime, synthetic_inputs
+from edgefarm.agent.runtimes.base import LoadOptions, Runtime, TensorInfo
+from edgefarm.shared.contract.schemas import RunSettings
 
 
 class FakeRuntime(Runtime):

@@ -1,4 +1,4 @@
-"""shared.layouts: layout validation, archive safety, extraction, sample listing, packing."""
+"""edgefarm.shared.datasets: layout validation, archive safety, extraction, sample listing, packing."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Dict, Iterable, List, Optional
 
 import pytest
 
-from shared.layouts import (
+from edgefarm.shared.datasets import (
     LAYOUTS,
     ArchiveSummary,
     DatasetError,

@@ -1,11 +1,11 @@
-"""agent.evaluation.metrics: confusion-matrix mIoU, pixel accuracy, top-k, logits resize."""
+"""edgefarm.agent.evaluation.metrics: confusion-matrix mIoU, pixel accuracy, top-k, logits resize."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from agent.evaluation.metrics import ConfusionMatrix, TopK, argmax_map, resize_logits
+from edgefarm.agent.evaluation.metrics import ConfusionMatrix, TopK, argmax_map, resize_logits
 
 VOID = 255
 

@@ -1,9 +1,9 @@
-"""shared.onnx_reader: graph inputs and outputs, checked against the ``onnx`` package."""
+"""edgefarm.shared.formats.onnx: graph inputs and outputs, checked against the ``onnx`` package."""
 
 import pytest
 
-from shared.formats import ModelFormatError
-from shared.onnx_reader import read_onnx_info
+from edgefarm.shared.formats import ModelFormatError
+from edgefarm.shared.formats.onnx import read_onnx_info
 from tests.unit.test_formats import tiny_onnx, write
 
 onnx = pytest.importorskip("onnx", reason="the onnx package builds the test models (the [dev] extra)")

@@ -1,4 +1,4 @@
-"""agent.evaluation.preprocess: input tensors of the right shape, dtype, order and scale."""
+"""edgefarm.shared.datasets.preprocess: input tensors of the right shape, dtype, order and scale."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agent.evaluation.preprocess import (
+from edgefarm.agent.runtimes.base import TensorInfo
+from edgefarm.shared.contract.schemas import Preprocessing
+from edgefarm.shared.datasets.preprocess import (
     InputSpec,
     default_preprocessing,
     dequantize,
     preprocess_image,
 )
-from agent.runtimes.base import TensorInfo
-from shared.schemas import Preprocessing
 
 RAW = Preprocessing(mean=[0.0], std=[1.0])  # pixels unchanged, as float
 

@@ -1,4 +1,4 @@
-"""agent.runtimes.snpe_sdk: SDK discovery and the parsers of the SNPE tools' text,
+"""edgefarm.agent.runtimes.snpe_sdk: SDK discovery and the parsers of the SNPE tools' text,
 on text written here in the documented forms (no SDK needed)."""
 
 import os
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.runtimes.snpe import result_paths
-from agent.runtimes.snpe_sdk import (
+from edgefarm.agent.runtimes.snpe import result_paths
+from edgefarm.agent.runtimes.snpe_sdk import (
     find_tool,
     parse_diagview_csv,
     parse_diagview_text,
@@ -159,8 +159,8 @@ def test_tools_are_found_under_snpe_root_for_this_machine(tmp_path, monkeypatch)
 
 
 def test_missing_sdk_is_a_clear_runtime_unavailable(monkeypatch):
-    from agent.runtimes import RuntimeUnavailable
-    from agent.runtimes.snpe_sdk import require_tool
+    from edgefarm.agent.runtimes import RuntimeUnavailable
+    from edgefarm.agent.runtimes.snpe_sdk import require_tool
 
     monkeypatch.setenv("PATH", "")
     monkeypatch.delenv("SNPE_ROOT", raising=False)

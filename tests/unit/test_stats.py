@@ -1,12 +1,12 @@
-"""agent.stats: latency statistics against numpy and hand-computed values."""
+"""edgefarm.agent.stats: latency statistics against numpy and hand-computed values."""
 
 import math
 
 import numpy as np
 import pytest
 
-from agent.stats import coefficient_of_variation, latency_stats, percentiles
-from shared.schemas import LatencyStats
+from edgefarm.agent.stats import coefficient_of_variation, latency_stats, percentiles
+from edgefarm.shared.contract.schemas import LatencyStats
 
 KNOWN = [12.0, 10.0, 11.0, 15.0, 10.5, 30.0, 9.5, 10.0, 11.5, 13.0]
 

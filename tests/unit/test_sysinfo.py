@@ -1,4 +1,4 @@
-"""agent.sysinfo on fake /proc, /sys and /etc trees of a Raspberry Pi 3, a Qualcomm RB5
+"""edgefarm.agent.sysinfo on fake /proc, /sys and /etc trees of a Raspberry Pi 3, a Qualcomm RB5
 and an x86 PC: platform, static facts, environment snapshots and the throttle verdict."""
 
 from pathlib import Path
@@ -6,8 +6,8 @@ from typing import Dict, Optional, Sequence
 
 import pytest
 
-from agent import sysinfo
-from shared.schemas import DeviceCapabilities, Environment
+from edgefarm.agent import sysinfo
+from edgefarm.shared.contract.schemas import DeviceCapabilities, Environment
 
 
 def write(root: Path, relative: str, content) -> None:

@@ -10,15 +10,15 @@ import pytest
 
 np = pytest.importorskip("numpy")
 
-from cli.commands import sweep as sweep_command  # noqa: E402
-from cli.commands.models import apply_lineage, build_meta  # noqa: E402
-from cli.errors import CliError  # noqa: E402
-from shared.schemas import CompareCell, CompareOut, ModelOut  # noqa: E402
-from tools.common import ToolError, spread  # noqa: E402
-from tools.inspect import model_quantization, quantization_scheme, weight_layer  # noqa: E402
-from tools.lineage import read_sidecar, sidecar_path, write_sidecar  # noqa: E402
-from tools.prune import magnitude_prune  # noqa: E402
-from tools.sweep import DEFAULT_VARIANTS, parse_variants, pruning_level  # noqa: E402
+from edgefarm.cli.commands import sweep as sweep_command  # noqa: E402
+from edgefarm.cli.commands.models import apply_lineage, build_meta  # noqa: E402
+from edgefarm.cli.errors import CliError  # noqa: E402
+from edgefarm.shared.contract.schemas import CompareCell, CompareOut, ModelOut  # noqa: E402
+from edgefarm.tools.common import ToolError, spread  # noqa: E402
+from edgefarm.tools.inspect import model_quantization, quantization_scheme, weight_layer  # noqa: E402
+from edgefarm.tools.lineage import read_sidecar, sidecar_path, write_sidecar  # noqa: E402
+from edgefarm.tools.prune import magnitude_prune  # noqa: E402
+from edgefarm.tools.sweep import DEFAULT_VARIANTS, parse_variants, pruning_level  # noqa: E402
 
 
 def test_variant_names_are_checked():

@@ -1,7 +1,7 @@
 """Shared helpers of the EdgeFarm stand-in SNPE tools (NOT Qualcomm's SDK).
 
 The stand-in "container" is a ZIP with a ``model`` member holding a ``.tflite``
-file and a ``dlc.metadata`` member: ``shared.formats.detect_format`` calls it
+file and a ``dlc.metadata`` member: ``edgefarm.shared.formats.detect_format`` calls it
 "dlc" (real DLCs are ZIPs with those members too, but their ``model`` is
 Qualcomm's proprietary graph, which the stand-in refuses). The stand-in runs
 the inner model with ai_edge_litert, so its outputs and timings are real.

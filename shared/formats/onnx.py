@@ -18,7 +18,7 @@ Pure standard library; runs on Python 3.9 and later.
 import mmap
 from typing import Dict, Iterator, List, Optional, Tuple
 
-from .formats import ModelFormatError
+from .detect import ModelFormatError
 
 _VARINT, _FIXED64, _LENGTH_DELIMITED, _FIXED32 = 0, 1, 2, 5
 _MODEL_GRAPH = 7

@@ -1,12 +1,12 @@
 """Dataset readers: the decoded images, labels and masks of an extracted dataset, one
-sample at a time, in the order ``shared.layouts.list_samples`` gives.
+sample at a time, in the order ``edgefarm.shared.datasets.list_samples`` gives.
 
 This module owns ``load_image`` (any image file to HxWx3 uint8 RGB), ``load_mask``
 (a segmentation mask's class indices as stored: palette PNGs are read as indices,
 never converted to colours, so VOC's 255 "void" stays 255), the record readers of
 mnist-idx (IDX, possibly gzipped) and cifar10-bin files, and ``iter_decoded``.
 
-Every read error is raised as ``shared.layouts.DatasetError`` naming the sample and
+Every read error is raised as ``edgefarm.shared.datasets.DatasetError`` naming the sample and
 the file, so a corrupt JPEG deep inside an evaluation reports which one it was.
 """
 
@@ -22,7 +22,7 @@ from typing import IO, Dict, Iterator, Optional, Tuple
 import numpy as np
 from PIL import Image
 
-from shared.layouts import CIFAR_RECORD_BYTES, DatasetError, Sample, list_samples
+from edgefarm.shared.datasets import CIFAR_RECORD_BYTES, DatasetError, Sample, list_samples
 
 _IDX_HEADER_BYTES = 16
 _CIFAR_SIDE = 32

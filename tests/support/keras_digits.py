@@ -1,10 +1,10 @@
-"""``python -m tests.keras_digits DIR``: a small Keras (tf-keras) MLP trained on
+"""``python -m tests.support.keras_digits DIR``: a small Keras (tf-keras) MLP trained on
 scikit-learn's digits, saved as ``DIR/digits.keras`` and ``DIR/digits.h5``, with
 its test accuracy printed as JSON. Run as its own process so that the tests'
 interpreter never imports TensorFlow.
 
 The model takes the agent's default pre-processing of the 8x8 gray PNGs
-(``(p - 127.5) / 127.5``, as ``tools.digits.to_input``), so the farm and the
+(``(p - 127.5) / 127.5``, as ``edgefarm.tools.digits.to_input``), so the farm and the
 tools evaluate it exactly as it was trained.
 """
 
@@ -23,7 +23,7 @@ def main(out_dir: str) -> int:
     warnings.simplefilter("ignore")
     import tf_keras as keras
 
-    from tools.digits import load_split, to_input
+    from edgefarm.tools.digits import load_split, to_input
 
     x_train, y_train, x_test, y_test = load_split()
     keras.utils.set_random_seed(0)

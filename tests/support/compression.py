@@ -10,13 +10,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Iterator, Optional, Tuple
 
-from tests.servers import PROJECT, Farm, ServerProcess
+from tests.support.servers import PROJECT, Farm, ServerProcess
 
 
 def write_digits_model(path: Path, seed: int = 0) -> float:
     """The demo's digits MLP (numpy-trained) as a float32 .tflite; its test accuracy."""
-    from tools.digits import INPUT_NAME, INPUT_SHAPE, train_digits
-    from tools.tflite_builder import build_mlp
+    from edgefarm.shared.formats.tflite_builder import build_mlp
+    from edgefarm.tools.digits import INPUT_NAME, INPUT_SHAPE, train_digits
 
     layers, accuracy = train_digits(seed)
     path.write_bytes(build_mlp(layers, input_name=INPUT_NAME, input_shape=INPUT_SHAPE))
@@ -27,7 +27,7 @@ def write_digits_folder(dest: Path, split: str) -> int:
     """The ``train`` or ``test`` split as an imagefolder (``<digit>/<n>.png``)."""
     from PIL import Image
 
-    from tools.digits import load_split
+    from edgefarm.tools.digits import load_split
 
     x_train, y_train, x_test, y_test = load_split()
     pixels, labels = (x_train, y_train) if split == "train" else (x_test, y_test)
@@ -47,8 +47,8 @@ def cli_env(farm: Optional[Farm] = None, **extra: str) -> Dict[str, str]:
 
 def edgefarm(*args: str, farm: Optional[Farm] = None, timeout: float = 600,
              env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
-    """``python -m cli.main ARGS`` in the project, output captured as text."""
-    return subprocess.run([sys.executable, "-m", "cli.main", *map(str, args)], cwd=PROJECT,
+    """``python -m edgefarm.cli.main ARGS`` in the project, output captured as text."""
+    return subprocess.run([sys.executable, "-m", "edgefarm.cli.main", *map(str, args)], cwd=PROJECT,
                           env=env or cli_env(farm), capture_output=True, text=True, timeout=timeout)
 
 
@@ -61,7 +61,7 @@ def edgefarm_json(*args: str, **kwargs) -> Tuple[dict, subprocess.CompletedProce
 @contextmanager
 def sqlite_farm_with_agent(tmp_path: Path) -> Iterator[Tuple[Farm, object]]:
     """A server on SQLite and one real agent process, both stopped afterwards."""
-    from tests.agents import AgentProcess
+    from tests.support.agents import AgentProcess
 
     data = tmp_path / "farm"
     server = ServerProcess(data, f"sqlite:///{data}/edgefarm.db", sweep_interval_seconds=0.2).start()
@@ -94,13 +94,13 @@ def void_boundaries(mask, radius: int = 2):
 
 
 def build_voc_with_void_boundaries(root: Path, model_path: Path) -> None:
-    """``tests.voc``'s dataset (same photos, reference masks, perturbations) with
+    """``tests.support.voc``'s dataset (same photos, reference masks, perturbations) with
     VOC's void band along class boundaries: a quantized model that moves a border
     by a pixel is not charged for it, as on the real VOC validation set."""
     import numpy as np
     from PIL import Image
 
-    from tests.voc import perturb, reference_prediction, source_images, voc_palette
+    from tests.support.voc import perturb, reference_prediction, source_images, voc_palette
 
     for folder in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
         (root / folder).mkdir(parents=True, exist_ok=True)
@@ -122,7 +122,7 @@ def write_calibration_crops(dest: Path) -> None:
     images that are not the evaluation images."""
     from PIL import Image
 
-    from tests.voc import PHOTO
+    from tests.support.voc import PHOTO
 
     folder = dest / "photo"
     folder.mkdir(parents=True, exist_ok=True)

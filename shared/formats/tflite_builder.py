@@ -2,7 +2,7 @@
 input such as ``[1, 8, 8, 1]`` flattened to ``[1, 64]``), FULLY_CONNECTED layers
 with ReLU between them, then SOFTMAX.
 
-The demo's digits classifier (``tools.digits``) and the tests' tiny models are
+The demo's digits classifier (``edgefarm.tools.digits``) and the tests' tiny models are
 built with it, so neither needs TensorFlow. Tables and field numbers follow
 TensorFlow Lite's ``schema.fbs`` (schema version 3, file identifier ``TFL3``).
 Weights may be nested Python lists or numpy arrays (``[out][in]`` per layer).

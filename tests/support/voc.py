@@ -11,7 +11,7 @@ from typing import Dict, List
 import numpy as np
 from PIL import Image
 
-from tests.servers import FIXTURES
+from tests.support.servers import FIXTURES
 
 PHOTO = FIXTURES / "deeplab_demo_person_horse.jpg"
 SIZE = 513

@@ -14,9 +14,9 @@ from typing import Dict, Optional
 
 import httpx
 
-from shared import PROTOCOL_HEADER, PROTOCOL_VERSION
+from edgefarm.shared.contract import PROTOCOL_HEADER, PROTOCOL_VERSION
 
-PROJECT = Path(__file__).resolve().parents[1]
+PROJECT = Path(__file__).resolve().parents[2]
 FIXTURES = PROJECT.parent / "shared" / "fixtures"
 DEEPLAB = FIXTURES / "deeplabv3_mnv2_dm05_pascal_fp32.tflite"
 DEEPLAB_SHA256 = "504e35c9848e5f2f904cacbb7bd92e333071762f761211fa561c1855292bd0c3"
@@ -30,7 +30,7 @@ def free_port() -> int:
 
 def server_cli(*args: str, env: Optional[Dict[str, str]] = None) -> str:
     result = subprocess.run(
-        [sys.executable, "-m", "server.cli", *args], cwd=PROJECT, env=env,
+        [sys.executable, "-m", "edgefarm.server.cli", *args], cwd=PROJECT, env=env,
         capture_output=True, text=True, timeout=120,
     )
     if result.returncode != 0:
@@ -60,7 +60,7 @@ class ServerProcess:
             self.migrate()
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--port", str(self.port),
+            [sys.executable, "-m", "edgefarm.server.cli", "serve", "--port", str(self.port),
              "--log-level", "warning"],
             cwd=PROJECT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )
@@ -202,7 +202,7 @@ FAMILY_FIGURES = {  # (model index, platform) -> (p50 ms, top-1)
 def populate_family(farm: Farm, folder: Path) -> dict:
     """A base model and two variants of family 'net', each run on a pc and an rpi3
     (agents spoken over HTTP), with the figures of ``FAMILY_FIGURES``."""
-    from tests.tflite_builder import tiny_tflite
+    from edgefarm.shared.formats.tflite_builder import tiny_tflite
 
     specs = [("net-fp32", {}), ("net-int8", {"quantization": "int8"}),
              ("net-pruned", {"quantization": "none", "sparsity": 0.9, "label": "pruned-0.9"})]

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from tests.servers import PROJECT
+from tests.support.servers import PROJECT
 
 
 class AgentProcess:
@@ -34,7 +34,7 @@ class AgentProcess:
             args += ["--label", label]
         if platform:
             args += ["--platform", platform]
-        result = subprocess.run([self.python, "-m", "agent.cli", *args], cwd=PROJECT, env=self.env,
+        result = subprocess.run([self.python, "-m", "edgefarm.agent.cli", *args], cwd=PROJECT, env=self.env,
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr
         devices = self.farm.user.get("/api/v1/devices").json()
@@ -42,7 +42,7 @@ class AgentProcess:
 
     def start(self) -> "AgentProcess":
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([self.python, "-m", "agent.cli", "run", "--config", str(self.config)],
+        self.proc = subprocess.Popen([self.python, "-m", "edgefarm.agent.cli", "run", "--config", str(self.config)],
                                      cwd=PROJECT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         return self

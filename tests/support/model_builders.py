@@ -11,7 +11,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from tests.servers import PROJECT
+from tests.support.servers import PROJECT
 
 STANDIN_BIN = PROJECT / "tests" / "snpe_standin" / "bin"
 
@@ -36,15 +36,15 @@ def without_sdk(base: Optional[Dict[str, str]] = None) -> Dict[str, str]:
 
 
 def digits_layers(seed: int = 0):
-    from tools.digits import train_digits
+    from edgefarm.tools.digits import train_digits
 
     layers, _ = train_digits(seed)
     return layers
 
 
 def digits_tflite(layers, path: Path) -> Path:
-    from tools.digits import INPUT_NAME, INPUT_SHAPE
-    from tools.tflite_builder import build_mlp
+    from edgefarm.shared.formats.tflite_builder import build_mlp
+    from edgefarm.tools.digits import INPUT_NAME, INPUT_SHAPE
 
     path.write_bytes(build_mlp(layers, input_name=INPUT_NAME, input_shape=INPUT_SHAPE))
     return path

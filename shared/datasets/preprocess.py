@@ -30,7 +30,7 @@ from typing import Any, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
-from shared.schemas import Preprocessing
+from edgefarm.shared.contract.schemas import Preprocessing
 
 _RESAMPLE = {
     "nearest": Image.NEAREST,

@@ -10,7 +10,7 @@ In the data dir (``./edgefarm-data`` or ``$EDGEFARM_DATA_DIR``) it
 3. enrols a local agent once (``agent/agent.toml``) and runs it (``agent/agent.log``),
 4. trains the ``digits-mlp`` family on scikit-learn's bundled digits and writes
    its fp32, pruned-0.5 and pruned-0.8 TFLite variants and the test split as an
-   imagefolder dataset into ``demo/`` (``tools.digits``), and uploads them through
+   imagefolder dataset into ``demo/`` (``edgefarm.tools.digits``), and uploads them through
    the REST API (the DeepLabv3 fixture too when ``../shared/fixtures`` holds it),
 5. submits a benchmark job on the local device, shows its progress on stderr and
    prints the results table, the URLs and the CLI's ``export`` line on stdout,
@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import httpx
+
+from edgefarm.shared.contract.rules import headline_metric
 
 PROJECT = Path(__file__).resolve().parents[1]
 DEEPLAB = PROJECT.parent / "shared" / "fixtures" / "deeplabv3_mnv2_dm05_pascal_fp32.tflite"
@@ -107,7 +109,7 @@ def choose_port(wanted: int) -> int:
 
 
 def start_server(data_dir: Path, port: int, env: Dict[str, str]) -> Child:
-    server = Child("server", ["-m", "server.cli", "serve", "--data-dir", str(data_dir),
+    server = Child("server", ["-m", "edgefarm.server.cli", "serve", "--data-dir", str(data_dir),
                               "--port", str(port), "--log-level", "warning"],
                    data_dir / "server.log", env)
     url = f"http://127.0.0.1:{port}"
@@ -139,7 +141,8 @@ def demo_tokens(data_dir: Path, url: str, env: Dict[str, str]) -> Dict[str, str]
         if tokens.get(role) and _token_works(url, tokens[role], check):
             continue
         result = subprocess.run(
-            [sys.executable, "-m", "server.cli", "create-token", "--role", role, "--name", f"demo {role}",
+            [sys.executable, "-m", "edgefarm.server.cli", "create-token", "--role", role,
+             "--name", f"demo {role}",
              "--data-dir", str(data_dir)], env=env, capture_output=True, text=True, timeout=120)
         if result.returncode != 0:
             raise DemoError(f"edgefarm-server create-token --role {role} failed:\n{result.stderr}")
@@ -159,7 +162,7 @@ def enrol_agent(data_dir: Path, url: str, admin: httpx.Client, user: httpx.Clien
                 env: Dict[str, str]) -> Tuple[Path, int]:
     """The agent's config and device id: enrolled the first time, reused after
     (pointed at this run's URL when the port changed)."""
-    from agent.config import load_config, save_config
+    from edgefarm.agent.config import load_config, save_config
 
     home = data_dir / "agent"
     config_path = home / "agent.toml"
@@ -174,7 +177,7 @@ def enrol_agent(data_dir: Path, url: str, admin: httpx.Client, user: httpx.Clien
             return config_path, device["id"]
     enrol_token = _ok(admin.post("/api/v1/tokens", json={"role": "enrol", "name": "demo agent"}))["token"]
     result = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "enroll", "--server", url, "--token", enrol_token,
+        [sys.executable, "-m", "edgefarm.agent.cli", "enroll", "--server", url, "--token", enrol_token,
          "--config", str(config_path), "--state-dir", str(home / "state"),
          "--cache-dir", str(home / "cache"), "--name", DEVICE_NAME],
         env=env, capture_output=True, text=True, timeout=120)
@@ -192,8 +195,8 @@ def enrol_agent(data_dir: Path, url: str, admin: httpx.Client, user: httpx.Clien
 
 def build_demo_files(demo_dir: Path) -> Tuple[List[Dict[str, Any]], Path]:
     """The digits variants (``variants.json``) and the packed test split, built once."""
-    from shared.layouts import pack_directory
-    from tools.digits import write_imagefolder, write_variants
+    from edgefarm.shared.datasets import pack_directory
+    from edgefarm.tools.digits import write_imagefolder, write_variants
 
     manifest = demo_dir / "variants.json"
     variants = json.loads(manifest.read_text()) if manifest.exists() else []
@@ -247,7 +250,7 @@ def quantized_variants(base: Path) -> List[Dict[str, Any]]:
     """fp16 and dynamic-range int8 variants of the base, with ai-edge-quantizer when it
     is installed (the [tools] extra on Python 3.10+); none otherwise."""
     try:
-        from tools.quantize import quantize_model
+        from edgefarm.tools.quantize import quantize_model
     except ImportError:
         return []
     made = []
@@ -267,7 +270,7 @@ def quantized_variants(base: Path) -> List[Dict[str, Any]]:
 
 def push_digits(user: httpx.Client, variants: List[Dict[str, Any]]) -> List[dict]:
     """The digits variants on the server, base first (the pruned ones name it as parent)."""
-    from tools.digits import FAMILY, LABELS, MEAN, STD
+    from edgefarm.tools.digits import FAMILY, LABELS, MEAN, STD
 
     stored = {m["sha256"]: m for m in _ok(user.get("/api/v1/models"))}
     models, base_sha = [], None
@@ -275,10 +278,10 @@ def push_digits(user: httpx.Client, variants: List[Dict[str, Any]]) -> List[dict
         meta = {"name": variant["name"], "family": FAMILY, "task": "classification",
                 "labels": LABELS, "preprocessing": {"mean": [MEAN], "std": [STD]},
                 "variant": {k: v for k, v in variant["variant"].items() if v is not None},
-                "description": "MLP 64-32-10 on scikit-learn's digits (tools.digits)"}
+                "description": "MLP 64-32-10 on scikit-learn's digits (edgefarm.tools.digits)"}
         if variant.get("recipe") and base_sha:
             meta["lineage"] = {"parent_sha256": base_sha, "recipe": variant["recipe"],
-                               "tool": "tools.digits"}
+                               "tool": "edgefarm.tools.digits"}
         model = push_model(user, stored, Path(variant["path"]), meta)
         base_sha = base_sha or model["sha256"]
         models.append(model)
@@ -367,8 +370,7 @@ def _ms(value: Optional[float]) -> str:
 
 
 def result_row(result: dict) -> Tuple[str, ...]:
-    metrics = result.get("metrics") or {}
-    accuracy = metrics.get("top1") if metrics.get("top1") is not None else metrics.get("miou")
+    accuracy, _ = headline_metric(result.get("metrics"))
     latency = result.get("latency_ms") or {}
     sparsity = result["variant"].get("sparsity")
     rss = result.get("peak_rss_bytes")
@@ -454,7 +456,7 @@ def run_demo(data_dir: Path, wanted_port: int, exit_after: bool) -> int:
         with httpx.Client(base_url=url, headers=auth, timeout=120) as user, \
                 httpx.Client(base_url=url, headers=admin_auth, timeout=60) as admin:
             config_path, device_id = enrol_agent(data_dir, url, admin, user, env)
-            agent = Child("agent", ["-m", "agent.cli", "run", "--config", str(config_path)],
+            agent = Child("agent", ["-m", "edgefarm.agent.cli", "run", "--config", str(config_path)],
                           data_dir / "agent" / "agent.log", env)
             variants, archive = build_demo_files(data_dir / "demo")
             models = push_digits(user, variants)
