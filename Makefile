@@ -54,6 +54,8 @@ compat: $(STAMP)
 compat39: $(STAMP39)
 	$(VENV39)/bin/python -m pytest tests/unit -q -p no:cacheprovider
 
+PYTEST_ARGS ?= --durations=25
+
 test: lint compat
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
