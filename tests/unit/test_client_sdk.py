@@ -24,6 +24,7 @@ from edgefarm.shared.client import (
     UnexpectedAnswer,
     problem_message,
 )
+from tests.support.clock import FakeClock
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -207,17 +208,6 @@ def job_json(state: str, **counts: int) -> dict:
     return {"id": 4, "state": state, "task": "latency", "models": [1], "settings": {}, "devices": "all",
             "priority": 0, "timeout_seconds": 60, "max_attempts": 3, "created_at": NOW.isoformat(),
             "counts": counts}
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def scripted_farm(*answers):
