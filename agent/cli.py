@@ -30,7 +30,7 @@ def _capabilities(config: AgentConfig) -> DeviceCapabilities:
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
-    from .client import AgentClient, AgentError
+    from edgefarm.shared.client import AgentSession, FarmError
 
     path = Path(args.config) if args.config else default_config_path()
     config = AgentConfig(server_url=args.server.rstrip("/"))
@@ -42,10 +42,10 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         config.state_dir = args.state_dir
     if args.cache_dir:
         config.cache_dir = args.cache_dir
-    client = AgentClient(config.server_url, args.token)
+    client = AgentSession(config.server_url, args.token)
     try:
         answer = client.enroll(config.name, _capabilities(config))
-    except AgentError as exc:
+    except FarmError as exc:
         raise UsageError(f"enrolment failed: {exc}")
     finally:
         client.close()
@@ -61,7 +61,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .client import AgentClient
+    from edgefarm.shared.client import AgentSession
+
     from .worker import Worker
 
     config = load_config(args.config)
@@ -69,7 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         token = config.read_token()
     except FileNotFoundError:
         raise UsageError(f"no agent token at {config.token_path}; run 'edgefarm-agent enroll' first")
-    client = AgentClient(config.server_url, token)
+    client = AgentSession(config.server_url, token)
     worker = Worker(config, client, _capabilities(config))
     worker.install_signal_handlers()
     logging.getLogger("edgefarm.agent").info("agent %s serving %s", __version__, config.server_url)

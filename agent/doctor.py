@@ -29,7 +29,8 @@ def diagnose(config_path: Optional[str]) -> dict:
 
 
 def _server_check(config_path: Optional[str]) -> dict:
-    from .client import AgentClient, AgentError
+    from edgefarm.shared.client import AgentSession, FarmError, NetworkError
+
     from .config import ConfigError, load_config
 
     try:
@@ -42,17 +43,17 @@ def _server_check(config_path: Optional[str]) -> dict:
     except OSError as exc:
         token = None
         check["token"] = f"unreadable: {exc}"
-    client = AgentClient(config.server_url, token, timeout=5)
+    client = AgentSession(config.server_url, token, timeout=5)
     try:
         check["reachable"] = True
-        check["server_version"] = client.info().get("version")
+        check["server_version"] = client.info().version
         if token:
             answer = client.heartbeat()
             check["token"] = f"accepted (device {answer.device_id}, {answer.status})"
-    except AgentError as exc:
+    except FarmError as exc:
         check.setdefault("reachable", False)
         check["message"] = str(exc)
-        if "cannot reach" in str(exc):
+        if isinstance(exc, NetworkError):
             check["reachable"] = False
     finally:
         client.close()

@@ -4,7 +4,7 @@ watches for cancellation, and deliver the report (spooled first, so nothing is
 lost when the server is away).
 
 Background tasks are small named threads; if one dies unexpectedly the agent
-stops loudly. Errors come sorted from ``edgefarm.agent.client``: retryable ones back
+stops loudly. Errors come sorted from ``edgefarm.shared.client``: retryable ones back
 off, fatal ones stop the agent with their message.
 """
 
@@ -20,12 +20,20 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from edgefarm.shared.client import (
+    AccessDenied,
+    AgentSession,
+    Backoff,
+    Conflict,
+    ProtocolMismatch,
+    Rejected,
+    TransientError,
+)
 from edgefarm.shared.contract.enums import RunState
 from edgefarm.shared.contract.rules import DEFAULT_INTERVALS
 from edgefarm.shared.contract.schemas import DeviceCapabilities, Lease, ReferenceSpec, RunReport, RunResult
 
 from .artifacts import ArtifactCache, CacheError
-from .client import AgentClient, Backoff, Fatal, LeaseLost, Rejected, Retryable
 from .config import AgentConfig
 from .execute import RunSpec
 from .spool import Spool
@@ -50,7 +58,7 @@ class RunContext:
 
 
 class Worker:
-    def __init__(self, config: AgentConfig, client: AgentClient, capabilities: DeviceCapabilities):
+    def __init__(self, config: AgentConfig, client: AgentSession, capabilities: DeviceCapabilities):
         self.config, self.client, self.capabilities = config, client, capabilities
         self.cache = ArtifactCache(Path(config.cache_dir), config.cache_max_bytes)
         self.spool = Spool(Path(config.state_dir) / "spool")
@@ -88,7 +96,7 @@ class Worker:
                 lease = self._next_lease()
                 if lease is not None:
                     self.execute(lease)
-        except Fatal as exc:
+        except (AccessDenied, ProtocolMismatch) as exc:
             log.error("%s", exc)
             self.fatal = str(exc)
             return 2
@@ -107,7 +115,7 @@ class Worker:
                 result = call()
                 backoff.reset()
                 return result
-            except Retryable as exc:
+            except TransientError as exc:
                 delay = backoff.next_delay(exc.retry_after)
                 log.warning("%s; retrying in %.1f s", exc, delay)
                 self.stopping.wait(delay)
@@ -159,7 +167,7 @@ class Worker:
             if self.stopping.is_set() and self.config.shutdown == "release" and not exc.by_server:
                 return None
             return RunReport(lease_id=lease.lease_id, state=RunState.cancelled, error=str(exc))
-        except (CacheError, _RunError, Rejected, Retryable) as exc:
+        except (CacheError, _RunError, Rejected, TransientError) as exc:
             log.warning("run %s failed: %s", lease.run_id, exc)
             return RunReport(lease_id=lease.lease_id, state=RunState.failed, error=str(exc))
 
@@ -275,14 +283,14 @@ class Worker:
         try:
             answer = self.client.renew(lease.run_id, lease.lease_id, state=RunState.running,
                                        progress=run.progress)
-        except LeaseLost:
+        except Conflict:
             run.lease_lost, run.cancel_reason = True, "lease lost"
             run.stop_child()
             return False
-        except (Retryable, Rejected) as exc:
+        except (TransientError, Rejected) as exc:
             log.warning("heartbeat for run %s failed: %s", lease.run_id, exc)
             return True
-        except Fatal as exc:
+        except (AccessDenied, ProtocolMismatch) as exc:
             log.error("%s", exc)
             self.fatal = run.cancel_reason = str(exc)
             run.stop_child()
@@ -297,7 +305,7 @@ class Worker:
         try:
             self.client.release(run.lease.run_id, run.lease.lease_id, "agent shutting down")
             log.info("run %s released", run.lease.run_id)
-        except (Retryable, LeaseLost, Rejected) as exc:
+        except (TransientError, Conflict, Rejected) as exc:
             log.warning("could not release run %s: %s", run.lease.run_id, exc)
 
     # ------------------------------------------------------------ reports
@@ -308,10 +316,10 @@ class Worker:
         for path, run_id, report in self.spool.pending():
             try:
                 self.client.report(run_id, report)
-            except Retryable as exc:
+            except TransientError as exc:
                 log.warning("report for run %s kept for later: %s", run_id, exc)
                 break
-            except (LeaseLost, Rejected) as exc:
+            except (Conflict, Rejected) as exc:
                 log.warning("report for run %s refused, dropped: %s", run_id, exc)
             self.spool.done(path)
             delivered += 1

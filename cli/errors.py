@@ -9,11 +9,15 @@ Every handler and helper signals failure with ``CliError(message, code)``;
   waited-for job ended failed or cancelled;
 * ``EXIT_TIMEOUT`` (3): ``jobs wait`` gave up before the job ended.
 
-``validation_summary`` turns a pydantic validation error (the CLI validates
-request bodies locally before sending them) into such a one-line message.
+``from_farm_error`` is the one place where a failed request (the SDK's sorted
+``FarmError``) becomes such a message and code. ``validation_summary`` turns a
+pydantic validation error (the CLI validates request bodies locally before
+sending them) into such a one-line message.
 """
 
 from typing import Any
+
+from edgefarm.shared.client import FarmError, NetworkError, TimedOut
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -31,6 +35,22 @@ class CliError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+def from_farm_error(error: FarmError) -> CliError:
+    """Any 4xx answer: exit 2 with the server's ``title: detail``; 5xx, network
+    failures, timeouts and unreadable answers: exit 1 with the server's URL."""
+    url, status = error.server_url, error.status
+    if isinstance(error, TimedOut):
+        return CliError(f"the EdgeFarm server at {url} did not answer in time ({error.summary})",
+                        EXIT_FAILURE)
+    if isinstance(error, NetworkError):
+        return CliError(f"cannot reach the EdgeFarm server at {url}: {error.summary}", EXIT_FAILURE)
+    if status is not None and 400 <= status < 500:
+        return CliError(error.summary, EXIT_USAGE)
+    if status is not None and status >= 500:
+        return CliError(f"server error at {url}: {error.summary}", EXIT_FAILURE)
+    return CliError(error.message, EXIT_FAILURE)
 
 
 def validation_summary(exc: Any) -> str:

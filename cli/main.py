@@ -15,9 +15,11 @@ import os
 import sys
 from typing import List, Optional
 
+from edgefarm.shared.client import FarmError
+
 from . import __version__
 from .commands import Context, add_global_options, datasets, devices, jobs, models, results, sweep, tools
-from .errors import EXIT_FAILURE, CliError
+from .errors import EXIT_FAILURE, CliError, from_farm_error
 
 EPILOG = """\
 configuration: --url/--token, else $EDGEFARM_URL/$EDGEFARM_TOKEN, else url/token
@@ -44,9 +46,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     ctx = Context(args)
     try:
         return args.handler(ctx)
-    except CliError as exc:
-        print(f"edgefarm: error: {exc.message}", file=sys.stderr)
-        return exc.code
+    except (CliError, FarmError) as exc:
+        error = from_farm_error(exc) if isinstance(exc, FarmError) else exc
+        print(f"edgefarm: error: {error.message}", file=sys.stderr)
+        return error.code
     except KeyboardInterrupt:
         print("edgefarm: interrupted", file=sys.stderr)
         return 130

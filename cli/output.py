@@ -14,6 +14,7 @@ import sys
 from datetime import datetime
 from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -81,10 +82,14 @@ def print_fields(fields: Iterable[Tuple[str, Any]]) -> None:
 
 
 def print_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: Optional[str] = None,
-                right: Sequence[str] = (), show_lines: bool = False) -> None:
+                right: Sequence[str] = (), show_lines: bool = False, plain: bool = False) -> None:
     """A rich table on stdout; columns named in ``right`` are right-aligned.
-    Cells are plain text (no rich markup), so ``[base]`` prints as written."""
+    Cells are plain text (no rich markup), so ``[base]`` prints as written.
+    ``plain``: no borders, only a rule under the header (cells split on spaces,
+    as the main job's table is read by people and by scripts alike)."""
     table = Table(title=title, show_lines=show_lines, header_style="bold")
+    if plain:
+        table.box, table.show_edge = box.SIMPLE_HEAD, False
     for column in columns:
         table.add_column(Text(column), justify="right" if column in right else "left", overflow="fold")
     for row in rows:

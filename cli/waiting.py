@@ -1,10 +1,11 @@
-"""Waiting for a job to end: the poll loop and its live display on stderr.
+"""Waiting for a job to end, shown live on stderr.
 
-``wait_for_job`` polls ``GET /jobs/{id}`` about once a second until the job
-reaches a final state or the timeout passes. A brief network failure or a 5xx
-does not end the wait (a few in a row do); a 4xx does at once. The display is
-a rich progress bar when stderr is a terminal, otherwise one plain line each
-time the run counts change, so that logs of CI jobs stay readable.
+``wait_for_job`` runs the SDK's poll loop (``edgefarm.shared.client.waiting``:
+about once a second until the job reaches a final state or the timeout passes;
+a brief network failure, 429 or 5xx does not end the wait, a few in a row do, any
+other 4xx does at once) and shows each answer. The display is a rich progress
+bar when stderr is a terminal, otherwise one plain line each time the run
+counts change, so that logs of CI jobs stay readable.
 """
 
 from __future__ import annotations
@@ -21,16 +22,15 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from edgefarm.shared.contract.enums import FINAL_RUN_STATES, JobState
+from edgefarm.shared.client import FarmError
+from edgefarm.shared.client.waiting import POLL_SECONDS, JobSource
+from edgefarm.shared.client.waiting import wait_for_job as poll_job
+from edgefarm.shared.contract.enums import FINAL_RUN_STATES
 from edgefarm.shared.contract.schemas import JobOut
 
-from .client import Client
-from .errors import EXIT_USAGE, CliError
+from .errors import from_farm_error
 from .output import console, say, stderr_is_tty
 
-FINAL_JOB_STATES = frozenset({JobState.succeeded, JobState.failed, JobState.cancelled})
-POLL_SECONDS = 1.0
-MAX_POLL_FAILURES = 5
 COUNT_ORDER = ("waiting", "queued", "leased", "running", "succeeded", "failed", "cancelled", "lost")
 
 
@@ -95,36 +95,17 @@ class LiveDisplay:
 
 
 def wait_for_job(
-    client: Client, job_id: int, timeout: Optional[float] = None, interval: float = POLL_SECONDS,
+    client: JobSource, job_id: int, timeout: Optional[float] = None, interval: float = POLL_SECONDS,
     clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
 ) -> Tuple[JobOut, bool]:
-    """Poll until the job ends; returns the last JobOut and whether it ended."""
+    """The SDK's poll loop with the display; returns the last JobOut and whether it ended."""
     display = LiveDisplay() if stderr_is_tty() else LineDisplay()
-    deadline = None if timeout is None else clock() + timeout
     try:
-        job = client.get_job(job_id)
-        while True:
-            display.update(job)
-            if job.state in FINAL_JOB_STATES:
-                return job, True
-            if deadline is not None and clock() >= deadline:
-                return job, False
-            pause = interval if deadline is None else max(0.0, min(interval, deadline - clock()))
-            sleep(pause)
-            job = _poll(client, job_id)
+        return poll_job(client, job_id, timeout, interval, on_update=display.update,
+                        on_retry=_warn_retrying, clock=clock, sleep=sleep)
     finally:
         display.close()
 
 
-def _poll(client: Client, job_id: int) -> JobOut:
-    """The job's current state, retrying transient failures a few times."""
-    failures = 0
-    while True:
-        try:
-            return client.get_job(job_id)
-        except CliError as exc:
-            failures += 1
-            if exc.code == EXIT_USAGE or failures >= MAX_POLL_FAILURES:
-                raise
-            say(f"warning: {exc} (retrying)")
-            time.sleep(POLL_SECONDS)
+def _warn_retrying(error: FarmError) -> None:
+    say(f"warning: {from_farm_error(error)} (retrying)")

@@ -2,8 +2,8 @@
 
 Each module exposes ``register(subparsers)``, which adds its parsers and sets
 ``handler`` on them: a function ``handler(ctx) -> int`` returning the exit code.
-``Context`` carries the parsed arguments and builds the API client lazily, so
-that a handler checks its own input (files, selectors) before the
+``Context`` carries the parsed arguments and builds the SDK's ``FarmClient``
+lazily, so that a handler checks its own input (files, selectors) before the
 configuration is even looked at.
 
 Global options (``--url``, ``--token``, ``--json``) are accepted both before
@@ -17,7 +17,8 @@ from __future__ import annotations
 import argparse
 from typing import Any, Optional
 
-from ..client import Client
+from edgefarm.shared.client import FarmClient
+
 from ..config import resolve_config
 
 
@@ -26,17 +27,17 @@ class Context:
 
     def __init__(self, args: argparse.Namespace):
         self.args = args
-        self._client: Optional[Client] = None
+        self._client: Optional[FarmClient] = None
 
     @property
     def json(self) -> bool:
         return bool(getattr(self.args, "json", False))
 
     @property
-    def client(self) -> Client:
+    def client(self) -> FarmClient:
         if self._client is None:
             config = resolve_config(getattr(self.args, "url", None), getattr(self.args, "token", None))
-            self._client = Client(config.url, config.token)
+            self._client = FarmClient(config.url, config.token, user_agent="edgefarm-cli")
         return self._client
 
     def close(self) -> None:

@@ -108,7 +108,8 @@ def measured(farm, tmp_path):
 
     Returns the models, the dataset, the job, the results (by id) and the
     in-process accuracy of each variant."""
-    from edgefarm.cli.demo import push_dataset, push_digits
+    from edgefarm.cli.demo_farm import push_dataset, push_digits
+    from edgefarm.shared.client import FarmClient
     from edgefarm.shared.datasets import pack_directory
     from edgefarm.tools.digits import write_imagefolder, write_variants
 
@@ -116,8 +117,9 @@ def measured(farm, tmp_path):
     variants = write_variants(files / "models")
     write_imagefolder(files / "digits-test")
     pack_directory(files / "digits-test", files / "digits-test.tar")
-    models = push_digits(farm.user, variants)
-    dataset = push_dataset(farm.user, files / "digits-test.tar")
+    with FarmClient(farm.url, farm.user_token) as user:
+        models = [m.model_dump(mode="json") for m in push_digits(user, variants)]
+        dataset = push_dataset(user, files / "digits-test.tar").model_dump(mode="json")
     assert [m["name"] for m in models] == list(VARIANTS)
     agents = [AgentProcess(farm, tmp_path / name, name=name, labels=["local"]) for name in DEVICES]
     try:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from edgefarm.agent.artifacts import ArtifactCache, CacheError
-from edgefarm.agent.client import AgentClient, Retryable
+from edgefarm.shared.client import AgentSession, TransientError
 from edgefarm.shared.datasets import pack_directory
 
 
@@ -56,7 +56,7 @@ def test_interrupted_download_resumes_with_range_and_is_verified(http_server, tm
     FlakyHandler.payload, FlakyHandler.cut_after = payload, 300_000
     sha = hashlib.sha256(payload).hexdigest()
     cache = ArtifactCache(tmp_path / "cache", max_bytes=10 * 1024**2)
-    client = AgentClient(http_server)
+    client = AgentSession(http_server)
     path = cache.get_blob(sha, f"{http_server}/model", client.download)
     assert path.read_bytes() == payload
     assert FlakyHandler.requests[0] is None and FlakyHandler.requests[1] == "bytes=300000-"
@@ -68,16 +68,16 @@ def test_interrupted_download_resumes_with_range_and_is_verified(http_server, tm
 def test_wrong_checksum_is_discarded(http_server, tmp_path):
     FlakyHandler.payload, FlakyHandler.cut_after = b"not what you asked for", None
     cache = ArtifactCache(tmp_path / "cache", max_bytes=10**6)
-    client = AgentClient(http_server)
-    with pytest.raises(Retryable, match="expected"):
+    client = AgentSession(http_server)
+    with pytest.raises(TransientError, match="expected"):
         cache.get_blob("0" * 64, f"{http_server}/x", client.download)
     assert not cache.blob_path("0" * 64).exists()
     assert not cache.partial_path("0" * 64).exists()
 
 
 def test_unreachable_server_is_retryable(tmp_path):
-    client = AgentClient("http://127.0.0.1:9")
-    with pytest.raises(Retryable, match="cannot reach|interrupted"):
+    client = AgentSession("http://127.0.0.1:9")
+    with pytest.raises(TransientError, match="cannot reach|interrupted"):
         client.download("http://127.0.0.1:9/x", tmp_path / "x", "0" * 64, attempts=1)
 
 

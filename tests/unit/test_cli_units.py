@@ -1,27 +1,27 @@
 """The CLI's pure parts: configuration precedence and the TOML fallback,
 argument parsing, local validation (selectors, metadata, job bodies) and its
-exit codes, value formatting, error sorting in the client (on an
+exit codes, value formatting, the exit codes of the SDK's errors (on an
 ``httpx.MockTransport``), and the wait loop with a fake clock."""
 
 import argparse
-import json
 from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
 import pytest
 
-from edgefarm.cli.client import Client, problem_message
 from edgefarm.cli.commands.jobs import build_job
 from edgefarm.cli.commands.models import build_meta, float_list, read_labels
 from edgefarm.cli.commands.results import cell_text, format_accuracy
 from edgefarm.cli.config import Config, parse_simple_toml, read_config_file, resolve_config
-from edgefarm.cli.errors import EXIT_FAILURE, EXIT_USAGE, CliError
+from edgefarm.cli.errors import EXIT_FAILURE, EXIT_USAGE, CliError, from_farm_error
 from edgefarm.cli.main import build_parser, main
 from edgefarm.cli.output import format_bytes, format_shape, format_tensor, print_fields, tensor_lines
 from edgefarm.cli.waiting import LineDisplay, counts_text, describe_progress, run_counts, wait_for_job
+from edgefarm.shared.client import FarmClient, FarmError
 from edgefarm.shared.contract.rules import headline_metric
 from edgefarm.shared.contract.schemas import CompareCell, JobOut, TensorSpec
+from tests.support.clock import FakeClock
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -224,68 +224,60 @@ def test_sizes_accuracy_and_compare_cells():
     assert "pt" not in cell_text(cell, is_base=True) and cell_text(None, False) == "-"
 
 
-# ---------------------------------------------------------------- client errors
+# ---------------------------------------------------------------- client errors -> exit codes
 
 
-def client_answering(status: int, body=None, text: str = "") -> Client:
+def client_answering(status: int, body=None, text: str = "") -> FarmClient:
     def handler(request: httpx.Request) -> httpx.Response:
         if body is not None:
             return httpx.Response(status, json=body, headers={"content-type": "application/problem+json"})
         return httpx.Response(status, text=text)
 
-    return Client("http://farm:8000", "t", transport=httpx.MockTransport(handler))
+    return FarmClient("http://farm:8000", "t", transport=httpx.MockTransport(handler))
+
+
+def cli_failure(call) -> CliError:
+    """What ``edgefarm`` prints and exits with when the SDK call fails."""
+    with pytest.raises(FarmError) as info:
+        call()
+    return from_farm_error(info.value)
 
 
 def test_4xx_is_a_usage_error_with_title_and_detail():
     problem = {"title": "Not a model file", "status": 415, "detail": "neither TFLite nor ONNX"}
-    with pytest.raises(CliError) as exc:
-        client_answering(415, problem).list_models()
-    assert exc.value.code == EXIT_USAGE
-    assert str(exc.value) == "Not a model file: neither TFLite nor ONNX"
+    error = cli_failure(client_answering(415, problem).list_models)
+    assert error.code == EXIT_USAGE
+    assert str(error) == "Not a model file: neither TFLite nor ONNX"
+    throttled = cli_failure(client_answering(429, {"title": "Too many requests", "status": 429}).list_jobs)
+    assert throttled.code == EXIT_USAGE and str(throttled) == "Too many requests"
 
 
 def test_5xx_and_network_failures_exit_1():
-    with pytest.raises(CliError) as server_error:
-        client_answering(503, text="upstream down").list_devices()
-    assert server_error.value.code == EXIT_FAILURE and "farm:8000" in str(server_error.value)
+    server_error = cli_failure(client_answering(503, text="upstream down").list_devices)
+    assert server_error.code == EXIT_FAILURE and "farm:8000" in str(server_error)
+    assert str(server_error) == "server error at http://farm:8000: HTTP 503 Service Unavailable: upstream down"
 
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
 
-    client = Client("http://farm:8000", "t", transport=httpx.MockTransport(refuse))
-    with pytest.raises(CliError) as network:
-        client.list_jobs()
-    assert network.value.code == EXIT_FAILURE
-    assert "cannot reach the EdgeFarm server at http://farm:8000" in str(network.value)
+    client = FarmClient("http://farm:8000", "t", transport=httpx.MockTransport(refuse))
+    network = cli_failure(client.list_jobs)
+    assert network.code == EXIT_FAILURE
+    assert "cannot reach the EdgeFarm server at http://farm:8000" in str(network)
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    late = cli_failure(FarmClient("http://farm:8000", "t", transport=httpx.MockTransport(slow)).list_jobs)
+    assert late.code == EXIT_FAILURE
+    assert str(late) == "the EdgeFarm server at http://farm:8000 did not answer in time (timed out)"
 
 
-def test_problem_message_without_problem_body():
-    response = httpx.Response(404, text="<html>nope</html>")
-    assert problem_message(response) == "HTTP 404 Not Found: <html>nope</html>"
-
-
-def test_requests_carry_the_token_and_stream_uploads(tmp_path):
-    seen = {}
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen["auth"] = request.headers["authorization"]
-        seen["body"] = request.read()
-        return httpx.Response(201, json=model_json())
-
-    client = Client("http://farm:8000/", "secret", transport=httpx.MockTransport(handler))
-    path = tmp_path / "m.tflite"
-    path.write_bytes(b"TFL3" * 10)
-    with open(path, "rb") as handle:
-        model, created = client.push_model(handle, "m.tflite", {"name": "m"})
-    assert created and model.id == 1 and seen["auth"] == "Bearer secret"
-    assert b'name="meta"' in seen["body"] and b"TFL3TFL3" in seen["body"]
-    assert json.dumps({"name": "m"}).encode() in seen["body"]
-
-
-def model_json() -> dict:
-    return {"id": 1, "name": "m", "family": "m", "format": "tflite", "sha256": "a" * 64,
-            "size_bytes": 40, "variant": {}, "created_at": NOW.isoformat(),
-            "download_url": "http://farm:8000/api/v1/models/1/file"}
+def test_unreadable_answer_exits_1():
+    client = FarmClient("http://farm:8000", "t",
+                        transport=httpx.MockTransport(lambda request: httpx.Response(200, text="<html>")))
+    error = cli_failure(client.list_devices)
+    assert error.code == EXIT_FAILURE and "unexpected answer from http://farm:8000" in str(error)
 
 
 # ---------------------------------------------------------------- waiting
@@ -302,17 +294,6 @@ class FakeJobs:
 
     def get_job(self, job_id: int) -> JobOut:
         return self.states.pop(0) if len(self.states) > 1 else self.states[0]
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def test_wait_ends_with_the_job(capsys):

@@ -1,0 +1,153 @@
+"""``FarmClient``: the REST API as typed Python calls for users and admins, one
+method per endpoint that the ``edgefarm`` CLI, ``edgefarm sweep`` and the main job
+use, every answer parsed into the ``edgefarm.shared.contract.schemas`` models and
+every failure raised as a sorted ``FarmError``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import IO, Any, Dict, List, Optional, Tuple, Union
+from urllib.parse import quote
+
+import httpx
+
+from edgefarm.shared.contract.schemas import (
+    CompareOut,
+    DatasetOut,
+    DeviceOut,
+    JobOut,
+    ModelOut,
+    ResultOut,
+    TokenOut,
+)
+
+from .http import ApiClient, Timeout
+from .waiting import wait_for_job
+
+#: Uploads may take long to validate on the server (a big dataset archive).
+UPLOAD_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
+DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+
+
+class FarmClient(ApiClient):
+    """A user's or an admin's session on one server (``url`` without ``/api/v1``)."""
+
+    def __init__(self, url: str, token: Optional[str] = None, *, timeout: Timeout = DEFAULT_TIMEOUT,
+                 transport: Optional[httpx.BaseTransport] = None, user_agent: str = "edgefarm-client"):
+        super().__init__(url, token, user_agent=user_agent, timeout=timeout, transport=transport)
+
+    # ------------------------------------------------------------ tokens (admin)
+
+    def create_token(self, role: str, name: Optional[str] = None) -> TokenOut:
+        """A new token; its secret is in ``token``, shown this once."""
+        body = {"role": role, "name": name} if name else {"role": role}
+        return self._parse(self._request("POST", "/tokens", json=body), TokenOut)
+
+    def list_tokens(self) -> List[TokenOut]:
+        return self._parse_list(self._request("GET", "/tokens"), TokenOut)
+
+    # ------------------------------------------------------------ models
+
+    def push_model(self, stream: IO[bytes], filename: str, meta: Dict[str, Any]) -> Tuple[ModelOut, bool]:
+        """Upload a model file (streamed from ``stream``) with its ``ModelMeta``; returns
+        the model and whether it is new (201) rather than already stored (200)."""
+        response = self._request(
+            "POST", "/models", files={"file": (filename, stream, "application/octet-stream")},
+            data={"meta": json.dumps(meta)}, timeout=UPLOAD_TIMEOUT,
+        )
+        return self._parse(response, ModelOut), response.status_code == 201
+
+    def list_models(self, family: Optional[str] = None) -> List[ModelOut]:
+        params = {"family": family} if family else {}
+        return self._parse_list(self._request("GET", "/models", params=params), ModelOut)
+
+    def get_model(self, ref: Union[int, str]) -> ModelOut:
+        """A model by id, name or sha256 (or a prefix of 8 hex digits or more)."""
+        return self._parse(self._request("GET", f"/models/{_segment(ref)}"), ModelOut)
+
+    def delete_model(self, model_id: int) -> ModelOut:
+        return self._parse(self._request("DELETE", f"/models/{model_id}"), ModelOut)
+
+    # ------------------------------------------------------------ datasets
+
+    def push_dataset(self, stream: IO[bytes], filename: str, fields: Dict[str, str]) -> DatasetOut:
+        """Upload a dataset archive (streamed) with its ``name``, ``layout`` and ``split``."""
+        response = self._request(
+            "POST", "/datasets", files={"file": (filename, stream, "application/octet-stream")},
+            data=fields, timeout=UPLOAD_TIMEOUT,
+        )
+        return self._parse(response, DatasetOut)
+
+    def register_dataset(self, body: Dict[str, Any]) -> DatasetOut:
+        return self._parse(self._request("POST", "/datasets/register", json=body), DatasetOut)
+
+    def list_datasets(self) -> List[DatasetOut]:
+        return self._parse_list(self._request("GET", "/datasets"), DatasetOut)
+
+    def get_dataset(self, ref: Union[int, str]) -> DatasetOut:
+        """A dataset by id or name."""
+        return self._parse(self._request("GET", f"/datasets/{_segment(ref)}"), DatasetOut)
+
+    # ------------------------------------------------------------ jobs
+
+    def submit_job(self, body: Dict[str, Any]) -> JobOut:
+        """Submit a ``JobCreate`` body; the job fans out into one run per model and device."""
+        return self._parse(self._request("POST", "/jobs", json=body), JobOut)
+
+    def list_jobs(self, state: Optional[str] = None) -> List[JobOut]:
+        params = {"state": state} if state else {}
+        return self._parse_list(self._request("GET", "/jobs", params=params), JobOut)
+
+    def get_job(self, job_id: int) -> JobOut:
+        return self._parse(self._request("GET", f"/jobs/{job_id}"), JobOut)
+
+    def cancel_job(self, job_id: int, reason: Optional[str] = None) -> JobOut:
+        body = {"reason": reason} if reason else {}
+        return self._parse(self._request("POST", f"/jobs/{job_id}/cancel", json=body), JobOut)
+
+    def wait_for_job(self, job_id: int, timeout: Optional[float] = None,
+                     **options: Any) -> Tuple[JobOut, bool]:
+        """Poll until the job ends or ``timeout`` passes; returns the last state and
+        whether it ended. ``options``: ``interval``, ``on_update``, ``on_retry``,
+        ``max_failures``, ``clock``, ``sleep`` (see ``waiting.wait_for_job``)."""
+        return wait_for_job(self, job_id, timeout, **options)
+
+    # ------------------------------------------------------------ results
+
+    def list_results(self, filters: Dict[str, Any]) -> List[ResultOut]:
+        """Results matching ``filters`` (model, family, variant, device, platform, runtime,
+        task, job); None or empty values are left out."""
+        return self._parse_list(self._request("GET", "/results", params=_clean(filters)), ResultOut)
+
+    def results_csv(self, filters: Dict[str, Any]) -> str:
+        """The server's CSV export of the same results, as is."""
+        params = dict(_clean(filters), format="csv")
+        return self._request("GET", "/results", params=params).text
+
+    def compare(self, family: str, platform: Optional[str] = None,
+                runtime: Optional[str] = None) -> CompareOut:
+        """The family's variants x devices, with deltas against the base model."""
+        params = _clean({"family": family, "platform": platform, "runtime": runtime})
+        return self._parse(self._request("GET", "/results/compare", params=params), CompareOut)
+
+    def get_result(self, result_id: int) -> ResultOut:
+        return self._parse(self._request("GET", f"/results/{result_id}"), ResultOut)
+
+    # ------------------------------------------------------------ devices
+
+    def list_devices(self) -> List[DeviceOut]:
+        return self._parse_list(self._request("GET", "/devices"), DeviceOut)
+
+    def patch_device(self, device_id: int, body: Dict[str, Any]) -> DeviceOut:
+        """Change a device (admin): ``enabled``, ``draining``, ``labels``."""
+        return self._parse(self._request("PATCH", f"/devices/{device_id}", json=body), DeviceOut)
+
+
+def _clean(params: Dict[str, Any]) -> Dict[str, Any]:
+    return {key: value for key, value in params.items() if value is not None and value != ""}
+
+
+def _segment(ref: Union[int, str]) -> str:
+    """A reference as one URL path segment (names may hold '/' or spaces)."""
+    return quote(str(ref).strip(), safe="")
