@@ -18,11 +18,12 @@ from edgefarm.shared.contract.schemas import (
 )
 
 from ..auth import Principal, issue_token, mark_used
-from ..context import AppContext, agent, check_protocol, get_ctx, get_principal
+from ..context import AppContext
 from ..convert import dataset_ref, device_status, model_ref
 from ..problems import ProblemException
 from ..queue import active_run_for_device, claim_next_run, expand_waiting_jobs, notify_new_work
 from ..tables import Dataset, Device, Job, Model, Run, Token, utcnow
+from .deps import agent, check_protocol, get_ctx, get_principal
 
 router = APIRouter(prefix="/agents", tags=["agents"])
 

@@ -11,13 +11,14 @@ from edgefarm.shared.contract.enums import DatasetLayout, DatasetSource
 from edgefarm.shared.contract.schemas import DatasetOut, DatasetRegister
 from edgefarm.shared.datasets import LAYOUTS, DatasetError, validate_archive
 
-from ..artifacts import artifact_response
 from ..auth import Principal
-from ..context import AppContext, downloader, get_ctx, reader, submitter
+from ..context import AppContext
 from ..convert import dataset_out
 from ..problems import ProblemException, conflict, not_found
 from ..tables import Dataset, Job
-from ..uploads import receive_upload
+from .artifacts import artifact_response
+from .deps import downloader, get_ctx, reader, submitter
+from .uploads import receive_upload
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 

@@ -8,11 +8,12 @@ from sqlalchemy import select
 from edgefarm.shared.contract.schemas import DeviceOut, DevicePatch
 
 from ..auth import Principal
-from ..context import AppContext, admin, get_ctx, reader
+from ..context import AppContext
 from ..convert import device_out
 from ..problems import not_found
 from ..queue import active_run_for_device, expand_waiting_jobs
 from ..tables import Device
+from .deps import admin, get_ctx, reader
 
 router = APIRouter(prefix="/devices", tags=["devices"])
 

@@ -7,7 +7,8 @@ from edgefarm.shared.contract import PROTOCOL_VERSION
 from edgefarm.shared.contract.schemas import ServerInfo
 
 from .. import __version__
-from ..context import AppContext, get_ctx
+from ..context import AppContext
+from .deps import get_ctx
 
 router = APIRouter(tags=["info"])
 

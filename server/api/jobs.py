@@ -10,13 +10,14 @@ from edgefarm.shared.contract.schemas import JobCancel, JobCreate, JobOut
 from edgefarm.shared.contract.selectors import SelectorError, format_selector, parse_selector
 
 from ..auth import Principal
-from ..context import AppContext, get_ctx, reader, submitter
+from ..context import AppContext
 from ..convert import job_out
 from ..problems import ProblemException, conflict, not_found
 from ..queue import cancel_job, fan_out, matching_devices, notify_new_work
 from ..references import resolve_reference
 from ..tables import Job, JobModel, Model, Result, Run
 from .datasets import find_dataset
+from .deps import get_ctx, reader, submitter
 from .models import find_model
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])

@@ -15,14 +15,15 @@ from edgefarm.shared.contract.schemas import ModelMeta, ModelOut, TensorSpec
 from edgefarm.shared.formats import ModelFormatError, detect_format, read_tflite_info
 from edgefarm.shared.formats.onnx import read_onnx_info
 
-from ..artifacts import artifact_response
 from ..auth import Principal
-from ..context import AppContext, downloader, get_ctx, reader, submitter
+from ..context import AppContext
 from ..convert import model_out
 from ..problems import ProblemError, ProblemException, conflict, not_found
 from ..queue import runs_using_model
 from ..tables import JobModel, Model, Result, Run
-from ..uploads import receive_upload
+from .artifacts import artifact_response
+from .deps import downloader, get_ctx, reader, submitter
+from .uploads import receive_upload
 
 router = APIRouter(prefix="/models", tags=["models"])
 

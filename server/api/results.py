@@ -14,10 +14,11 @@ from edgefarm.shared.contract.schemas import CompareOut, ResultOut
 
 from ..auth import Principal
 from ..compare import CSV_COLUMNS, compare_cells, flat_row
-from ..context import AppContext, get_ctx, reader
+from ..context import AppContext
 from ..convert import model_out, result_out
 from ..problems import not_found
 from ..tables import Dataset, Device, Job, Model, Result
+from .deps import get_ctx, reader
 from .devices import describe
 
 router = APIRouter(prefix="/results", tags=["results"])

@@ -16,11 +16,12 @@ from edgefarm.shared.contract.schemas import (
 )
 
 from ..auth import Principal
-from ..context import AppContext, agent, get_ctx, reader
+from ..context import AppContext
 from ..convert import run_out
 from ..problems import ProblemException, not_found
 from ..queue import LeaseConflict, record_report, release_lease, renew_lease
 from ..tables import Device, Result, Run, utcnow
+from .deps import agent, get_ctx, reader
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 

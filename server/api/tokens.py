@@ -9,9 +9,10 @@ from edgefarm.shared.contract.enums import Role
 from edgefarm.shared.contract.schemas import TokenCreate, TokenOut
 
 from ..auth import Principal, issue_token
-from ..context import AppContext, admin, get_ctx
+from ..context import AppContext
 from ..problems import ProblemException, not_found
 from ..tables import Token
+from .deps import admin, get_ctx
 
 router = APIRouter(prefix="/tokens", tags=["tokens"])
 

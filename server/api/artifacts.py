@@ -3,8 +3,8 @@
 
 from fastapi.responses import FileResponse
 
-from .context import AppContext
-from .problems import ProblemException
+from ..context import AppContext
+from ..problems import ProblemException
 
 
 def artifact_response(ctx: AppContext, sha256: str, filename: str) -> FileResponse:
