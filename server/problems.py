@@ -103,14 +103,3 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_problem)
     app.add_exception_handler(StarletteHTTPException, _http_problem)
 
-
-def not_found(what: str, ref: Any) -> ProblemException:
-    return ProblemException(404, "Not found", f"no {what} {ref!r}", kind="not-found")
-
-
-def conflict(title: str, detail: str) -> ProblemException:
-    return ProblemException(409, title, detail, kind="conflict")
-
-
-def bad_request(title: str, detail: str, status: int = 422) -> ProblemException:
-    return ProblemException(status, title, detail)

@@ -3,19 +3,12 @@
 
 from fastapi.responses import FileResponse
 
-from ..context import AppContext
-from ..problems import ProblemException
+from ..services.catalog import StoredFile
 
 
-def artifact_response(ctx: AppContext, sha256: str, filename: str) -> FileResponse:
-    path = ctx.store.local_path(sha256)
-    if path is None:
-        raise ProblemException(
-            410, "Artifact missing",
-            f"the stored file {sha256} is missing from the artifact store", kind="artifact-missing",
-        )
+def file_response(stored: StoredFile) -> FileResponse:
     return FileResponse(
-        path, media_type="application/octet-stream", filename=filename,
-        headers={"ETag": f'"{sha256}"', "X-Content-SHA256": sha256,
+        stored.path, media_type="application/octet-stream", filename=stored.filename,
+        headers={"ETag": f'"{stored.sha256}"', "X-Content-SHA256": stored.sha256,
                  "Cache-Control": "private, max-age=31536000, immutable"},
     )
