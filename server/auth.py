@@ -4,6 +4,9 @@ A token reads ``ef_<id>_<secret>``. Only the sha256 of the secret is stored and
 it is compared in constant time. Roles: ``admin`` (everything, including tokens
 and devices), ``user`` (submit and read), ``agent`` (lease, renew and report its
 own device's runs), ``enrol`` (one-time: exchanged for an agent token).
+
+These helpers take a session and never commit. Reading the bearer header and
+refusing a role are the API's (``edgefarm.server.api.deps``).
 """
 
 import hashlib
@@ -12,12 +15,10 @@ import secrets
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-from fastapi import Request
 from sqlalchemy.orm import Session
 
 from edgefarm.shared.contract.enums import Role
 
-from .problems import ProblemException
 from .tables import Token, utcnow
 
 PREFIX = "ef_"
@@ -64,44 +65,6 @@ def verify_token(session: Session, token: str) -> Optional[Token]:
     if row is None or not ok or row.revoked:
         return None
     return row
-
-
-def bearer_token(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
-        raise ProblemException(
-            401, "Unauthorized",
-            "this endpoint needs a token: send 'Authorization: Bearer <token>' "
-            "(create one with 'edgefarm-server create-token --role user')",
-            kind="unauthorized", headers={"WWW-Authenticate": "Bearer"},
-        )
-    return value.strip()
-
-
-def authenticate(session: Session, request: Request) -> Principal:
-    row = verify_token(session, bearer_token(request))
-    if row is None:
-        raise ProblemException(
-            401, "Unauthorized", "the token is unknown, revoked or malformed",
-            kind="unauthorized", headers={"WWW-Authenticate": "Bearer"},
-        )
-    if row.role == Role.enrol and row.used_at is not None:
-        raise ProblemException(
-            401, "Unauthorized", "this enrolment token has already been used", kind="unauthorized"
-        )
-    return Principal(token_id=row.id, role=Role(row.role), device_id=row.device_id)
-
-
-def check_role(principal: Principal, *roles: Role) -> Principal:
-    if principal.role == Role.admin or principal.role in roles:
-        return principal
-    allowed = ", ".join(sorted({"admin", *(str(r) for r in roles)}))
-    raise ProblemException(
-        403, "Forbidden",
-        f"a {principal.role} token cannot do this; it needs one of: {allowed}",
-        kind="forbidden",
-    )
 
 
 def mark_used(session: Session, token_id: int) -> None:

@@ -1,7 +1,9 @@
 """Errors as RFC 9457 problem details (``application/problem+json``).
 
-Every failure the API reports, including request validation, goes through
-here so that clients get one shape with a message a person understands.
+Every failure the API reports, including request validation and the domain
+errors of the services (``edgefarm.server.services.errors``, each class with
+its status in ``DOMAIN_STATUS``), goes through here so that clients get one
+shape with a message a person understands.
 """
 
 from typing import Any, List, Optional
@@ -12,6 +14,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edgefarm.shared.contract.schemas import Problem, ProblemError
+
+from .services import errors
 
 PROBLEM_TYPE_BASE = "https://edgefarm.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
@@ -76,19 +80,26 @@ def _problem(request: Request, exc: ProblemException) -> Any:
     return problem_response(request, exc)
 
 
+#: The HTTP status of each domain error class (a subclass answers as its nearest listed base).
+DOMAIN_STATUS = {
+    errors.NotFound: 404, errors.Conflict: 409, errors.Invalid: 422, errors.Unauthorized: 401,
+    errors.Forbidden: 403, errors.Gone: 410, errors.UnsupportedMedia: 415,
+    errors.ProtocolMismatch: 426, errors.DomainError: 400,
+}
+
+
+def domain_status(exc: errors.DomainError) -> int:
+    return next(DOMAIN_STATUS[cls] for cls in type(exc).__mro__ if cls in DOMAIN_STATUS)
+
+
+def _domain_problem(request: Request, exc: errors.DomainError) -> JSONResponse:
+    problem = ProblemException(domain_status(exc), exc.title, exc.detail, kind=exc.code)
+    return problem_response(request, problem)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemException, _problem)
+    app.add_exception_handler(errors.DomainError, _domain_problem)
     app.add_exception_handler(RequestValidationError, _validation_problem)
     app.add_exception_handler(StarletteHTTPException, _http_problem)
 
-
-def not_found(what: str, ref: Any) -> ProblemException:
-    return ProblemException(404, "Not found", f"no {what} {ref!r}", kind="not-found")
-
-
-def conflict(title: str, detail: str) -> ProblemException:
-    return ProblemException(409, title, detail, kind="conflict")
-
-
-def bad_request(title: str, detail: str, status: int = 422) -> ProblemException:
-    return ProblemException(status, title, detail)

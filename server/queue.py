@@ -90,7 +90,7 @@ def expand_waiting_jobs(session: Session, device: Device) -> int:
     """Give a newly enrolled (or changed) device the runs of jobs that were waiting for one."""
     made = 0
     for job in session.scalars(select(Job).where(Job.state == str(JobState.waiting))):
-        settings = RunSettings.model_validate(job.settings or {})
+        settings = RunSettings.model_validate(job.settings)
         if not device_matches(device, parse_selector(job.selector), str(settings.runtime),
                               settings.accelerator):
             continue

@@ -1,5 +1,5 @@
 """Database tables (SQLAlchemy 2.x ORM). The API never returns these rows
-directly: ``edgefarm.server.convert`` turns them into ``edgefarm.shared.contract.schemas`` models."""
+directly: ``edgefarm.server.services.convert`` turns them into ``edgefarm.shared.contract.schemas`` models."""
 
 from datetime import datetime, timezone
 from typing import Any, Optional

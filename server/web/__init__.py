@@ -3,17 +3,20 @@ JavaScript library, nothing loaded from other hosts) at ``/``, signed-in with
 a user or admin token.
 
 Modules: ``routes`` (the pages), ``login`` (sign-in and sign-out),
-``session`` (secret key, session cookie, CSRF), ``views`` (what the pages
-show, from ``edgefarm.shared.contract.schemas`` models), ``queries`` (the few reads of its own),
-``charts`` (SVG geometry), ``render`` (templates, formats, headers).
+``session`` (secret key, session cookie, CSRF), ``errors`` (error pages, and
+the route class that shows the services' domain errors as pages), ``views``
+(what the pages show, from ``edgefarm.shared.contract.schemas`` models),
+``charts`` (SVG geometry), ``render`` (templates, formats, headers). The data
+comes from the services (``edgefarm.server.services``), as it does for the API.
 """
 
 from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 
+from .errors import DashboardError
 from .render import STATIC, page
 from .routes import router
-from .session import DashboardError, load_secret_key
+from .session import load_secret_key
 
 
 def _error_page(request: Request, exc: DashboardError):

@@ -1,7 +1,9 @@
 """The dashboard's pages (server-rendered HTML): overview, devices, jobs with
 cancel, results with filters, sorting and CSV/JSON export, one result, and
-the family comparison. Data comes from the API's own functions as
-``edgefarm.shared.contract.schemas`` models; ``views`` shapes it and ``render`` draws it."""
+the family comparison. Data comes from the services (``edgefarm.server.services``)
+as ``edgefarm.shared.contract.schemas`` models; ``views`` shapes it and ``render``
+draws it. The pages' route class (``errors.DashboardRoute``) shows a refusal of
+the services as an error page."""
 
 import json
 from typing import Dict, List, Optional, Tuple
@@ -9,58 +11,46 @@ from typing import Dict, List, Optional, Tuple
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from edgefarm.shared.contract.schemas import JobCancel, ResultOut
+from edgefarm.shared.contract.schemas import ResultOut
 
-from ..api.devices import list_devices
-from ..api.jobs import cancel, list_jobs
-from ..api.results import compare_family, get_result, query_results, to_csv
-from ..problems import ProblemException
-from . import charts, login, queries, views
+from ..services import devices, jobs, overview, results
+from . import charts, login, views
+from .errors import DashboardError, DashboardRoute
 from .render import page
-from .session import DashboardError, Viewer, check_csrf, current_viewer
+from .session import Viewer, check_csrf, current_viewer
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=DashboardRoute)
 router.include_router(login.router)
 RESULT_LIMIT = 5000
 JOB_LIMIT = 30
 
 
-def call_api(function, *args, **kwargs):
-    """Run an API function; its problem (404, 409, ...) becomes an HTML error page."""
-    try:
-        return function(*args, **kwargs)
-    except ProblemException as exc:
-        raise DashboardError(exc.status, exc.title, exc.detail)
-
-
 @router.get("/")
-def overview(request: Request, viewer: Viewer = Depends(current_viewer)) -> Response:
+def overview_page(request: Request, viewer: Viewer = Depends(current_viewer)) -> Response:
     ctx = request.app.state.ctx
-    devices = list_devices(ctx, viewer.principal)
-    with ctx.db.read() as session:
-        families, results = queries.families(session), queries.result_count(session)
-        jobs = queries.job_counts(session)
+    listed = devices.list_devices(ctx)
+    summary = overview.summary(ctx)
     statuses: Dict[str, int] = {}
-    for device in devices:
+    for device in listed:
         statuses[str(device.status)] = statuses.get(str(device.status), 0) + 1
-    return page(request, "overview.html", viewer=viewer, nav="overview", devices=devices,
-                statuses=statuses, families=families, result_count=results, job_counts=jobs)
+    return page(request, "overview.html", viewer=viewer, nav="overview", devices=listed,
+                statuses=statuses, families=summary.families, result_count=summary.result_count,
+                job_counts=summary.job_counts)
 
 
 @router.get("/devices")
 def devices_page(request: Request, viewer: Viewer = Depends(current_viewer)) -> Response:
-    devices = list_devices(request.app.state.ctx, viewer.principal)
-    return page(request, "devices.html", viewer=viewer, nav="devices", devices=devices)
+    listed = devices.list_devices(request.app.state.ctx)
+    return page(request, "devices.html", viewer=viewer, nav="devices", devices=listed)
 
 
 @router.get("/jobs")
 def jobs_page(request: Request, cancelled: Optional[int] = None,
               viewer: Viewer = Depends(current_viewer)) -> Response:
     ctx = request.app.state.ctx
-    jobs = list_jobs(state=None, limit=JOB_LIMIT, offset=0, ctx=ctx, _=viewer.principal)
-    with ctx.db.read() as session:
-        model_names, device_names = queries.model_names(session), queries.device_names(session)
-    cards = [views.job_card(job, model_names, device_names) for job in jobs]
+    listed = jobs.list_jobs(ctx, limit=JOB_LIMIT)
+    model_names, device_names = overview.names(ctx)
+    cards = [views.job_card(job, model_names, device_names) for job in listed]
     return page(request, "jobs.html", viewer=viewer, nav="jobs", cards=cards, cancelled=cancelled,
                 limit=JOB_LIMIT)
 
@@ -68,12 +58,12 @@ def jobs_page(request: Request, cancelled: Optional[int] = None,
 @router.post("/jobs/{job_id}/cancel")
 def cancel_from_page(request: Request, job_id: int, csrf: str = Form(""), reason: str = Form(""),
                      viewer: Viewer = Depends(current_viewer)) -> Response:
-    """The form's twin of ``POST /api/v1/jobs/{id}/cancel`` (same function, same checks)."""
+    """The form's twin of ``POST /api/v1/jobs/{id}/cancel`` (same service, same checks)."""
     check_csrf(viewer, csrf)
     if not viewer.can_cancel:
         raise DashboardError(403, "Forbidden", "Only user and admin sessions can cancel jobs.")
-    body = JobCancel(reason=reason.strip()[:500] or f"cancelled from the dashboard by {viewer.label}")
-    call_api(cancel, job_id, body, ctx=request.app.state.ctx, _=viewer.principal)
+    why = reason.strip()[:500] or f"cancelled from the dashboard by {viewer.label}"
+    jobs.cancel(request.app.state.ctx, job_id, why)
     return RedirectResponse(f"/jobs?cancelled={job_id}", status_code=303)
 
 
@@ -81,10 +71,9 @@ def sorted_results(request: Request, filters: Dict[str, str], sort: str,
                    order: str) -> Tuple[List[ResultOut], List[views.ResultRow]]:
     """The results the page shows (and the exports hold), in the page's order."""
     ctx = request.app.state.ctx
-    with ctx.db.read() as session:
-        results = query_results(session, ctx.base_url(request), limit=RESULT_LIMIT, **filters)
-    rows = views.sort_rows([views.result_row(r) for r in results], sort, order)
-    by_id = {r.id: r for r in results}
+    found = results.list_results(ctx, ctx.base_url(request), limit=RESULT_LIMIT, **filters)
+    rows = views.sort_rows([views.result_row(r) for r in found], sort, order)
+    by_id = {r.id: r for r in found}
     return [by_id[row.id] for row in rows], rows
 
 
@@ -92,8 +81,7 @@ def sorted_results(request: Request, filters: Dict[str, str], sort: str,
 def results_page(request: Request, viewer: Viewer = Depends(current_viewer)) -> Response:
     filters, sort, order = views.read_table_params(request.query_params)
     _, rows = sorted_results(request, filters, sort, order)
-    with request.app.state.ctx.db.read() as session:
-        choices = queries.filter_choices(session)
+    choices = overview.filter_choices(request.app.state.ctx)
     export = views.query(**filters, sort=None if sort == "id" else sort,
                          order=None if order == "asc" else order)
     return page(request, "results.html", viewer=viewer, nav="results", rows=rows, choices=choices,
@@ -103,22 +91,23 @@ def results_page(request: Request, viewer: Viewer = Depends(current_viewer)) -> 
 
 @router.get("/results.csv")
 def results_csv(request: Request, _: Viewer = Depends(current_viewer)) -> Response:
-    results, _rows = sorted_results(request, *views.read_table_params(request.query_params))
-    return Response(to_csv(results), media_type="text/csv; charset=utf-8",
+    found, _rows = sorted_results(request, *views.read_table_params(request.query_params))
+    return Response(results.to_csv(found), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": 'attachment; filename="edgefarm-results.csv"'})
 
 
 @router.get("/results.json")
 def results_json(request: Request, _: Viewer = Depends(current_viewer)) -> Response:
-    results, _rows = sorted_results(request, *views.read_table_params(request.query_params))
-    body = json.dumps([r.model_dump(mode="json") for r in results], indent=1)
+    found, _rows = sorted_results(request, *views.read_table_params(request.query_params))
+    body = json.dumps([r.model_dump(mode="json") for r in found], indent=1)
     return Response(body, media_type="application/json",
                     headers={"Content-Disposition": 'attachment; filename="edgefarm-results.json"'})
 
 
 @router.get("/results/{result_id}")
 def result_page(request: Request, result_id: int, viewer: Viewer = Depends(current_viewer)) -> Response:
-    result = call_api(get_result, result_id, request, ctx=request.app.state.ctx, _=viewer.principal)
+    ctx = request.app.state.ctx
+    result = results.get_result(ctx, result_id, ctx.base_url(request))
     latency = result.latency_ms
     histogram = None
     if latency and latency.samples:
@@ -134,16 +123,16 @@ def result_page(request: Request, result_id: int, viewer: Viewer = Depends(curre
 
 @router.get("/compare")
 def compare_index(request: Request, viewer: Viewer = Depends(current_viewer)) -> Response:
-    with request.app.state.ctx.db.read() as session:
-        families = queries.families(session)
+    families = overview.families(request.app.state.ctx)
     return page(request, "compare_index.html", viewer=viewer, nav="compare", families=families)
 
 
 @router.get("/compare/{family}")
 def compare_page(request: Request, family: str, platform: Optional[str] = None,
                  runtime: Optional[str] = None, viewer: Viewer = Depends(current_viewer)) -> Response:
-    compare = call_api(compare_family, request, family, platform or None, runtime or None,
-                       ctx=request.app.state.ctx, _=viewer.principal)
+    ctx = request.app.state.ctx
+    compare = results.compare_family(ctx, family, ctx.base_url(request), platform or None,
+                                     runtime or None)
     matrix = views.compare_matrix(compare)
     base_name = next((row.model.name for row in matrix if row.is_base), "")
     return page(request, "compare.html", viewer=viewer, nav="compare", compare=compare,

@@ -33,6 +33,7 @@ from edgefarm.shared.contract.enums import Role
 
 from ..auth import Principal, verify_token
 from ..tables import Token
+from .errors import DashboardError
 
 SESSION_COOKIE = "edgefarm_session"
 LOGIN_COOKIE = "edgefarm_login"
@@ -45,15 +46,6 @@ REFUSED_ROLES = {
     Role.enrol: "This is an enrolment token: an agent exchanges it once for its own token. "
                 "Sign in with a user or admin token (" + CREATE_TOKEN_HINT + ").",
 }
-
-
-class DashboardError(Exception):
-    """Rendered as an HTML page (``error.html``) with the given status."""
-
-    def __init__(self, status: int, title: str, message: str, sign_in: Optional[str] = None):
-        super().__init__(message)
-        self.status, self.title, self.message = status, title, message
-        self.sign_in = sign_in  # the /login link to offer, if any
 
 
 @dataclass(frozen=True)

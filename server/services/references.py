@@ -8,10 +8,11 @@ outputs with, resolved once at submission (``RunSettings.reference``).
   the job carries a warning.
 * a ``ReferenceSpec``: its ``model`` (id, name or sha256) for every job model,
   or each job model itself when ``model`` is null; the reference runtime must
-  read the model's format, else the submission is refused (422).
+  read the model's format, else the submission is refused (``Invalid``).
 
 The result is the spec with ``resolved`` filled (job model id -> reference model
-id), stored in the job's settings; ``build_lease`` puts the model into the lease.
+id), stored in the job's settings; ``reference_model`` reads it back when a run
+is leased, and the lease carries that model. Nothing here commits.
 """
 
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -19,10 +20,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from sqlalchemy import select
 
 from edgefarm.shared.contract.rules import runtime_formats
-from edgefarm.shared.contract.schemas import ReferenceSpec
+from edgefarm.shared.contract.schemas import ReferenceSpec, RunSettings
 
-from .problems import ProblemException
-from .tables import Model
+from ..tables import Model
+from .errors import Invalid
+from .lookups import find_model
 
 _MAX_ANCESTORS = 20
 
@@ -44,13 +46,15 @@ def _ancestors(session, model: Model) -> List[Model]:
     return chain
 
 
+def first_original(models: Sequence[Model]) -> Optional[Model]:
+    """The first of ``models`` that is no variant: no parent, not quantized, not pruned."""
+    return next((model for model in models if not is_variant(model)), None)
+
+
 def family_base(session, model: Model) -> Optional[Model]:
-    """The family's original: no parent, not quantized, not pruned (oldest first)."""
+    """The family's original other than ``model`` (the oldest)."""
     query = select(Model).where(Model.family == model.family, Model.id != model.id).order_by(Model.id)
-    for candidate in session.scalars(query):
-        if not is_variant(candidate):
-            return candidate
-    return None
+    return first_original(list(session.scalars(query)))
 
 
 def auto_candidates(session, model: Model) -> List[Model]:
@@ -80,10 +84,8 @@ def _auto(session, spec: ReferenceSpec, models: Sequence[Model]) -> Tuple[Refere
     return spec, warnings
 
 
-def resolve_reference(session, reference, models: Sequence[Model],
-                      find_model) -> Tuple[Optional[dict], List[str]]:
-    """(the reference spec to store in the job's settings, warnings); ``find_model``
-    looks a model reference up (raising the API's not-found problem)."""
+def resolve_reference(session, reference, models: Sequence[Model]) -> Tuple[Optional[dict], List[str]]:
+    """(the reference spec to store in the job's settings, warnings)."""
     if reference is None:
         return None, []
     if reference == "auto":
@@ -96,10 +98,18 @@ def resolve_reference(session, reference, models: Sequence[Model],
     for model in models:
         target = explicit or model
         if target.format not in readable:
-            raise ProblemException(
-                422, "Reference does not fit its runtime",
+            raise Invalid(
+                "Reference does not fit its runtime",
                 f"reference model {target.id} ({target.name}) is a {target.format} file, which "
                 f"runtime {spec.runtime} cannot read (it reads {', '.join(readable) or 'nothing'})",
             )
         spec.resolved[str(model.id)] = target.id
     return spec.model_dump(mode="json"), []
+
+
+def reference_model(session, settings: RunSettings, model_id: int) -> Optional[Model]:
+    """The model a run of ``model_id`` compares its outputs with, when its job names a reference."""
+    if not isinstance(settings.reference, ReferenceSpec):
+        return None
+    reference_id = settings.reference.resolved.get(str(model_id))
+    return session.get(Model, reference_id) if reference_id is not None else None

@@ -12,8 +12,8 @@ from typing import Dict, Optional
 from fastapi import Request
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from .problems import ProblemException
-from .storage import ArtifactStore, ArtifactTooLarge, ArtifactWriter
+from ..problems import ProblemException
+from ..storage import ArtifactStore, ArtifactTooLarge, ArtifactWriter
 
 MAX_FIELD_BYTES = 1024 * 1024
 

@@ -1,4 +1,5 @@
-"""Turning table rows into wire schemas (``edgefarm.shared.contract.schemas``)."""
+"""Turning table rows into wire schemas (``edgefarm.shared.contract.schemas``):
+the services answer with these, never with rows."""
 
 from datetime import datetime, timedelta
 from typing import Dict, List, Optional
@@ -15,10 +16,11 @@ from edgefarm.shared.contract.schemas import (
     ResultOut,
     RunOut,
     RunSettings,
+    TokenOut,
     Variant,
 )
 
-from .tables import Dataset, Device, Job, Model, Result, Run, utcnow
+from ..tables import Dataset, Device, Job, Model, Result, Run, Token, utcnow
 
 
 def model_variant(model: Model) -> Variant:
@@ -106,7 +108,7 @@ def job_out(
     return JobOut(
         id=job.id, name=job.name, state=JobState(job.state), task=Task(job.task),
         models=[link.model_id for link in job.model_links], dataset_id=job.dataset_id,
-        settings=RunSettings(**(job.settings or {})), devices=job.selector, priority=job.priority,
+        settings=RunSettings.model_validate(job.settings), devices=job.selector, priority=job.priority,
         timeout_seconds=job.timeout_seconds, max_attempts=job.max_attempts,
         created_at=job.created_at, finished_at=job.finished_at, cancel_reason=job.cancel_reason,
         counts=counts, runs=[run_out(r, results.get(r.id)) for r in runs], warnings=warnings or [],
@@ -126,4 +128,12 @@ def result_out(
         device_id=device.id, device_name=device.name, platform=device.platform,
         device_snapshot=result.device_snapshot or {},
         permalink=f"{base_url}/results/{result.id}",
+    )
+
+
+def token_out(row: Token, secret: Optional[str] = None) -> TokenOut:
+    """A token row; ``secret`` (the plaintext token) only in the answer that creates it."""
+    return TokenOut(
+        id=row.id, role=row.role, name=row.name, created_at=row.created_at, used_at=row.used_at,
+        revoked=row.revoked, device_id=row.device_id, token=secret,
     )

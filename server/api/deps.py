@@ -1,0 +1,101 @@
+"""The FastAPI dependencies of the API: the application's ``AppContext``, the
+caller named by its bearer token, the role each endpoint needs and the agent's
+protocol header. Their refusals are problems (401, 403, 426) answered before a
+handler runs."""
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from edgefarm.shared.contract import PROTOCOL_HEADER, PROTOCOL_VERSION
+from edgefarm.shared.contract.enums import Role
+
+from ..auth import Principal, verify_token
+from ..context import AppContext
+from ..problems import ProblemException
+
+
+def get_ctx(request: Request) -> AppContext:
+    return request.app.state.ctx
+
+
+def bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise ProblemException(
+            401, "Unauthorized",
+            "this endpoint needs a token: send 'Authorization: Bearer <token>' "
+            "(create one with 'edgefarm-server create-token --role user')",
+            kind="unauthorized", headers={"WWW-Authenticate": "Bearer"},
+        )
+    return value.strip()
+
+
+def authenticate(session: Session, request: Request) -> Principal:
+    row = verify_token(session, bearer_token(request))
+    if row is None:
+        raise ProblemException(
+            401, "Unauthorized", "the token is unknown, revoked or malformed",
+            kind="unauthorized", headers={"WWW-Authenticate": "Bearer"},
+        )
+    if row.role == Role.enrol and row.used_at is not None:
+        raise ProblemException(
+            401, "Unauthorized", "this enrolment token has already been used", kind="unauthorized"
+        )
+    return Principal(token_id=row.id, role=Role(row.role), device_id=row.device_id)
+
+
+def check_role(principal: Principal, *roles: Role) -> Principal:
+    if principal.role == Role.admin or principal.role in roles:
+        return principal
+    allowed = ", ".join(sorted({"admin", *(str(r) for r in roles)}))
+    raise ProblemException(
+        403, "Forbidden",
+        f"a {principal.role} token cannot do this; it needs one of: {allowed}",
+        kind="forbidden",
+    )
+
+
+def get_principal(request: Request, ctx: AppContext = Depends(get_ctx)) -> Principal:
+    with ctx.db.read() as session:
+        return authenticate(session, request)
+
+
+def reader(principal: Principal = Depends(get_principal)) -> Principal:
+    """Users and admins read; agents and enrolment tokens do not."""
+    return check_role(principal, Role.user)
+
+
+def submitter(principal: Principal = Depends(get_principal)) -> Principal:
+    return check_role(principal, Role.user)
+
+
+def admin(principal: Principal = Depends(get_principal)) -> Principal:
+    return check_role(principal, Role.admin)
+
+
+def check_protocol(request: Request) -> None:
+    sent = request.headers.get(PROTOCOL_HEADER)
+    if sent is not None and sent != str(PROTOCOL_VERSION):
+        raise ProblemException(
+            426, "Protocol version mismatch",
+            f"this server speaks EdgeFarm protocol {PROTOCOL_VERSION}, the agent sent {sent}; "
+            "upgrade the agent (or the server) so that both match",
+            kind="protocol-mismatch",
+        )
+
+
+def agent(
+    request: Request, principal: Principal = Depends(get_principal)
+) -> Principal:
+    check_protocol(request)
+    if principal.role != Role.agent or principal.device_id is None:
+        raise ProblemException(
+            403, "Forbidden", "only an enrolled agent's token can do this", kind="forbidden"
+        )
+    return principal
+
+
+def downloader(principal: Principal = Depends(get_principal)) -> Principal:
+    """Artifacts can be fetched by users and by agents (which download their runs' inputs)."""
+    return check_role(principal, Role.user, Role.agent)

@@ -1,0 +1,141 @@
+"""Jobs: submission (the task, the dataset that must fit it, the output
+reference, the devices, and the fan-out into one run per model and device),
+listing, one job or run, and cancellation. A job whose devices have not
+enrolled yet waits and fans out when one does (``queue.expand_waiting_jobs``)."""
+
+from typing import Dict, List, Optional, Tuple
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from edgefarm.shared.contract.enums import JobState, Task
+from edgefarm.shared.contract.schemas import JobCreate, JobOut, RunOut
+from edgefarm.shared.contract.selectors import DeviceSelector, SelectorError, format_selector, parse_selector
+
+from ..context import AppContext
+from ..queue import cancel_job, fan_out, matching_devices, notify_new_work
+from ..tables import Dataset, Device, Job, JobModel, Model, Result, Run
+from .convert import job_out, run_out
+from .errors import Conflict, Invalid
+from .lookups import find_dataset, find_model, get_row
+from .references import resolve_reference
+
+FINISHED = (JobState.succeeded, JobState.failed, JobState.cancelled)
+
+
+def job_view(session: Session, job: Job, warnings: Optional[List[str]] = None) -> JobOut:
+    """The job with its runs and the result id of each run that has one."""
+    runs = list(session.scalars(select(Run).where(Run.job_id == job.id).order_by(Run.id)))
+    results: Dict[int, int] = dict(
+        session.execute(select(Result.run_id, Result.id).where(Result.job_id == job.id)).all()
+    )
+    return job_out(job, runs, results, warnings)
+
+
+def _resolve_task(body: JobCreate, models: List[Model], has_dataset: bool) -> Task:
+    if not has_dataset:
+        return Task.latency if body.task in (None, Task.latency) else body.task
+    if body.task is not None:
+        return body.task
+    tasks = {m.task for m in models if m.task}
+    if len(tasks) == 1:
+        return Task(tasks.pop())
+    raise Invalid(
+        "Task unknown",
+        "the job has a dataset but the models do not say which task they solve; "
+        "pass task (classification or segmentation)",
+    )
+
+
+def _check_dataset_task(task: Task, layout: str) -> None:
+    seg = layout == "voc-seg"
+    if task == Task.segmentation and not seg or task == Task.classification and seg:
+        raise Invalid("Dataset does not fit the task", f"a {layout} dataset cannot evaluate a {task} job")
+
+
+def _inputs(session: Session, body: JobCreate) -> Tuple[List[Model], Optional[Dataset], Task]:
+    """The job's models, its dataset and the task they are evaluated on."""
+    models = [find_model(session, ref) for ref in body.models]
+    if len({m.id for m in models}) != len(models):
+        raise Invalid("Duplicate model", "each model may appear once in a job")
+    dataset = find_dataset(session, body.dataset) if body.dataset else None
+    task = _resolve_task(body, models, dataset is not None)
+    if dataset is not None:
+        _check_dataset_task(task, dataset.layout)
+    return models, dataset, task
+
+
+def _devices(session: Session, body: JobCreate, selector: DeviceSelector,
+             warnings: List[str]) -> List[Device]:
+    """The devices the job runs on now; none makes the job wait (or, if asked, refuses it)."""
+    settings = body.settings
+    devices = matching_devices(session, selector, str(settings.runtime), settings.accelerator)
+    if not devices:
+        message = (
+            f"no enrolled, enabled device matches '{format_selector(selector)}' with runtime "
+            f"{settings.runtime} on {settings.accelerator}"
+        )
+        if body.require_device:
+            raise Invalid("No matching device", message, code="no-device")
+        warnings.append(message + "; the job waits until one enrols")
+    return devices
+
+
+def submit(ctx: AppContext, body: JobCreate, created_by: int) -> JobOut:
+    """Create the job and its runs; the answer carries warnings (no reference, waiting)."""
+    try:
+        selector = parse_selector(body.devices)
+    except SelectorError as exc:
+        raise Invalid("Invalid device selector", str(exc))
+    with ctx.db.write() as session:
+        models, dataset, task = _inputs(session, body)
+        reference, warnings = resolve_reference(session, body.settings.reference, models)
+        devices = _devices(session, body, selector, warnings)
+        job = Job(
+            name=body.name, state=str(JobState.queued if devices else JobState.waiting),
+            task=str(task), dataset_id=dataset.id if dataset else None,
+            settings={**body.settings.model_dump(mode="json"), "reference": reference},
+            selector=format_selector(selector), priority=body.priority,
+            timeout_seconds=body.timeout_seconds, max_attempts=body.max_attempts,
+            created_by=created_by,
+        )
+        job.model_links = [JobModel(model_id=m.id, position=i) for i, m in enumerate(models)]
+        session.add(job)
+        session.flush()
+        fan_out(session, job, [m.id for m in models], devices)
+        notify_new_work(session)
+        out = job_view(session, job, warnings)
+    ctx.waker.notify()
+    return out
+
+
+def list_jobs(ctx: AppContext, state: Optional[JobState] = None, limit: int = 50,
+              offset: int = 0) -> List[JobOut]:
+    """Newest first."""
+    query = select(Job).order_by(Job.id.desc()).limit(limit).offset(offset)
+    if state is not None:
+        query = query.where(Job.state == str(state))
+    with ctx.db.read() as session:
+        return [job_view(session, job) for job in session.scalars(query)]
+
+
+def get_job(ctx: AppContext, job_id: int) -> JobOut:
+    with ctx.db.read() as session:
+        return job_view(session, get_row(session, Job, job_id, "job"))
+
+
+def cancel(ctx: AppContext, job_id: int, reason: Optional[str] = None) -> JobOut:
+    """Queued runs end at once; leased and running ones are told at their next heartbeat."""
+    with ctx.db.write() as session:
+        job = get_row(session, Job, job_id, "job", with_for_update=True)
+        if job.state in FINISHED:
+            raise Conflict("Job finished", f"job {job_id} already ended as {job.state}")
+        cancel_job(session, job, reason or "cancelled by a user")
+        return job_view(session, job)
+
+
+def get_run(ctx: AppContext, run_id: int) -> RunOut:
+    with ctx.db.read() as session:
+        run = get_row(session, Run, run_id, "run")
+        return run_out(run, session.scalar(select(Result.id).where(Result.run_id == run_id)))
+

@@ -1,0 +1,207 @@
+"""The agent side of the farm: enrolment, device heartbeats, claiming a run and
+assembling its lease, renewing a lease (run heartbeat), releasing it, reporting
+the outcome, and the sweep that requeues expired leases.
+
+All claim and lease SQL is ``edgefarm.server.queue``'s; these functions own the
+transaction around it and wake the long polls of this process after it commits
+(``queue.notify_new_work`` wakes the other replicas on PostgreSQL). Waiting for
+work between two claims is the API's long poll."""
+
+from contextlib import contextmanager
+from typing import Dict, Iterator, Optional
+
+from sqlalchemy.orm import Session
+
+from edgefarm.shared.contract import PROTOCOL_VERSION
+from edgefarm.shared.contract.enums import Role, RunState
+from edgefarm.shared.contract.rules import report_problem
+from edgefarm.shared.contract.schemas import (
+    AgentHeartbeat,
+    AgentHeartbeatResponse,
+    EnrollRequest,
+    EnrollResponse,
+    Lease,
+    RunHeartbeat,
+    RunHeartbeatResponse,
+    RunOut,
+    RunRelease,
+    RunReport,
+    RunReportResponse,
+    RunSettings,
+)
+
+from ..auth import Principal, issue_token, mark_used
+from ..context import AppContext
+from ..queue import (
+    LeaseConflict,
+    active_run_for_device,
+    claim_next_run,
+    expand_waiting_jobs,
+    fail_timed_out_runs,
+    notify_new_work,
+    record_report,
+    release_lease,
+    renew_lease,
+    requeue_expired_leases,
+)
+from ..tables import Dataset, Device, Job, Model, Run, Token, utcnow
+from .convert import dataset_ref, device_status, model_ref, run_out
+from .errors import Forbidden, Invalid, LeaseNotCurrent, NotFound, ProtocolMismatch, Unauthorized
+from .references import reference_model
+
+# ---------------------------------------------------------------- devices
+
+
+def _give_waiting_runs(session: Session, device: Device) -> int:
+    """Fan the jobs that wait for a device like this one out to it; how many runs were made."""
+    made = expand_waiting_jobs(session, device)
+    if made:
+        notify_new_work(session)
+    return made
+
+
+def enrol(ctx: AppContext, principal: Principal, body: EnrollRequest) -> EnrollResponse:
+    """Exchange a one-time enrolment token (or an admin's) for a device and its agent token."""
+    if body.protocol_version != PROTOCOL_VERSION:
+        raise ProtocolMismatch(
+            "Protocol version mismatch",
+            f"this server speaks protocol {PROTOCOL_VERSION}, the agent {body.protocol_version}",
+        )
+    if principal.role not in (Role.enrol, Role.admin):
+        raise Forbidden("enrolment needs an 'enrol' token")
+    with ctx.db.write() as session:
+        if principal.role == Role.enrol:
+            token = session.get(Token, principal.token_id, with_for_update=True)
+            if token.used_at is not None:
+                raise Unauthorized("Unauthorized", "this enrolment token has already been used")
+            mark_used(session, principal.token_id)
+        caps = body.capabilities
+        device = Device(name=body.name, platform=caps.platform, capabilities=caps.model_dump(mode="json"),
+                        last_seen_at=utcnow())
+        session.add(device)
+        session.flush()
+        _, secret = issue_token(session, Role.agent, f"agent {body.name}", device_id=device.id)
+        made = _give_waiting_runs(session, device)
+        response = EnrollResponse(
+            device_id=device.id, agent_token=secret, protocol_version=PROTOCOL_VERSION,
+            intervals=ctx.settings.intervals(),
+        )
+    if made:
+        ctx.waker.notify()
+    return response
+
+
+def device_heartbeat(ctx: AppContext, device_id: int, body: AgentHeartbeat) -> AgentHeartbeatResponse:
+    """The agent is alive; optionally its capabilities changed (new runtime, labels)."""
+    made = 0
+    with ctx.db.write() as session:
+        device = session.get(Device, device_id)
+        device.last_seen_at = utcnow()
+        if body.capabilities is not None:
+            device.capabilities = body.capabilities.model_dump(mode="json")
+            device.platform = body.capabilities.platform
+            made = _give_waiting_runs(session, device)
+        current = active_run_for_device(session, device.id)
+        response = AgentHeartbeatResponse(
+            device_id=device.id, intervals=ctx.settings.intervals(), draining=device.draining,
+            status=device_status(device, current, ctx.settings.offline_after_seconds),
+        )
+    if made:
+        ctx.waker.notify()
+    return response
+
+
+# ---------------------------------------------------------------- leases
+
+
+def lease_for(session: Session, run: Run, ctx: AppContext, base_url: str) -> Lease:
+    """What an agent needs to do a claimed run: model, dataset, settings and reference."""
+    job = session.get(Job, run.job_id)
+    model = session.get(Model, run.model_id)
+    dataset = session.get(Dataset, job.dataset_id) if job.dataset_id else None
+    settings = RunSettings.model_validate(job.settings)
+    reference = reference_model(session, settings, run.model_id)
+    return Lease(
+        run_id=run.id, job_id=job.id, lease_id=run.lease_id, lease_expires_at=run.lease_expires_at,
+        attempt=run.attempt, max_attempts=run.max_attempts, task=job.task,
+        timeout_seconds=job.timeout_seconds, model=model_ref(model, base_url),
+        dataset=dataset_ref(dataset, base_url) if dataset else None, settings=settings,
+        intervals=ctx.settings.intervals(),
+        reference_model=model_ref(reference, base_url) if reference is not None else None,
+    )
+
+
+def claim(ctx: AppContext, device_id: int, base_url: str) -> Optional[Lease]:
+    """One attempt: lease the device's best queued run, or None (also when it drains or is disabled)."""
+    with ctx.db.write() as session:
+        device = session.get(Device, device_id)
+        device.last_seen_at = utcnow()
+        if not device.enabled or device.draining:
+            return None
+        run = claim_next_run(session, device_id, ctx.settings.lease_seconds)
+        if run is None:
+            return None
+        return lease_for(session, run, ctx, base_url)
+
+
+@contextmanager
+def _agents_run(run_id: int) -> Iterator[None]:
+    """The queue's refusals of an agent's call on a run, as domain errors."""
+    try:
+        yield
+    except LeaseConflict as exc:
+        raise LeaseNotCurrent(str(exc))
+    except LookupError:
+        raise NotFound("run of this device", run_id)
+
+
+def renew(ctx: AppContext, run_id: int, device_id: int, body: RunHeartbeat) -> RunHeartbeatResponse:
+    """Renew the lease; the answer says whether the run has been cancelled."""
+    with ctx.db.write() as session:
+        with _agents_run(run_id):
+            run = renew_lease(session, run_id, device_id, body.lease_id, ctx.settings.lease_seconds,
+                              state=body.state, progress=body.progress)
+        session.get(Device, device_id).last_seen_at = utcnow()
+        return RunHeartbeatResponse(
+            lease_expires_at=run.lease_expires_at, cancel=run.cancel_requested,
+            cancel_reason=run.error if run.cancel_requested else None,
+        )
+
+
+def release(ctx: AppContext, run_id: int, device_id: int, body: RunRelease) -> RunOut:
+    """The agent gives the run back (it is shutting down): the run is queued again."""
+    with ctx.db.write() as session:
+        with _agents_run(run_id):
+            run = release_lease(session, run_id, device_id, body.lease_id, body.reason)
+        out = run_out(run)
+    ctx.waker.notify()
+    return out
+
+
+def report(ctx: AppContext, run_id: int, device_id: int, body: RunReport) -> RunReportResponse:
+    """Record the run's outcome; accepted only with the current lease id (a repeat is a no-op)."""
+    problem = report_problem(body)
+    if problem is not None:
+        raise Invalid("Invalid report", problem)
+    with ctx.db.write() as session:
+        device = session.get(Device, device_id)
+        device.last_seen_at = utcnow()
+        snapshot = {"name": device.name, "platform": device.platform, **(device.capabilities or {})}
+        with _agents_run(run_id):
+            outcome = record_report(session, run_id, device_id, body, snapshot)
+        return RunReportResponse(
+            run_id=run_id, state=RunState(outcome.run.state),
+            result_id=outcome.result.id if outcome.result else None, duplicate=outcome.duplicate,
+        )
+
+
+def sweep_expired(ctx: AppContext) -> Dict[str, int]:
+    """Requeue (or lose) runs whose lease expired and fail runs past their hard timeout."""
+    with ctx.db.write() as session:
+        counts = requeue_expired_leases(session)
+        counts["timed_out"] = fail_timed_out_runs(session)
+        if counts["requeued"]:
+            notify_new_work(session)
+    if counts["requeued"]:
+        ctx.waker.notify()
+    return counts
