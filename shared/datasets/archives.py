@@ -359,38 +359,52 @@ def _archive_kind(path) -> str:
     raise DatasetError("not a zip or tar archive")
 
 
+#: What is done with each admitted member: ``(path, "file" or "dir", size, open_stream)``.
+_MemberAction = Callable[[str, str, int, Callable[[], IO[bytes]]], None]
+
+
 def scan_archive(path, max_members: int, max_total_bytes: int, keep: Keep = _keep_nothing) -> Tree:
     """The checked files of the zip or tar archive at ``path``; nothing is extracted."""
-    kind = _archive_kind(path)
     scan = _Scan("archive member", "archive", max_members, max_total_bytes)
+
+    def prefetch(member: str, kind: str, size: int, open_stream: Callable[[], IO[bytes]]) -> None:
+        if kind == "file":
+            _prefetch(scan.tree, member, size, keep, open_stream)
+
+    return _read_archive(path, scan, prefetch, _DAMAGED_ARCHIVE_ERRORS + (OSError,))
+
+
+def _read_archive(path, scan: _Scan, act: _MemberAction, damaged: Tuple[type, ...]) -> Tree:
+    """Every member of the archive checked by ``scan``, then handed to ``act``; the
+    ``damaged`` errors are reported as a damaged archive."""
+    kind = _archive_kind(path)
     try:
         if kind == "zip":
-            _scan_zip(path, scan, keep)
+            _zip_members(path, scan, act)
         else:
-            _scan_tar(path, scan, keep)
-    except _DAMAGED_ARCHIVE_ERRORS + (OSError,) as exc:
+            _tar_members(path, scan, act)
+    except damaged as exc:
         raise DatasetError(f"damaged {kind} archive: {exc}") from exc
     return scan.finish()
 
 
-def _scan_zip(path, scan: _Scan, keep: Keep) -> None:
+def _zip_members(path, scan: _Scan, act: _MemberAction) -> None:
     with zipfile.ZipFile(path) as archive:
         for info in archive.infolist():
             kind = _zip_entry_kind(info, scan.noun)
             member = scan.admit(info.filename, kind, info.file_size)
-            if member and kind == "file":
-                opener = functools.partial(archive.open, info)
-                _prefetch(scan.tree, member, info.file_size, keep, opener)
+            if member:
+                act(member, kind, info.file_size, functools.partial(archive.open, info))
 
 
-def _scan_tar(path, scan: _Scan, keep: Keep) -> None:
+def _tar_members(path, scan: _Scan, act: _MemberAction) -> None:
     with tarfile.open(path, "r|*") as archive:
         for info in archive:
             kind = _tar_entry_kind(info, scan.noun)
-            member = scan.admit(info.name, kind, info.size if kind == "file" else 0)
-            if member and kind == "file":
-                opener = functools.partial(archive.extractfile, info)
-                _prefetch(scan.tree, member, info.size, keep, opener)
+            size = info.size if kind == "file" else 0
+            member = scan.admit(info.name, kind, size)
+            if member:
+                act(member, kind, size, functools.partial(archive.extractfile, info))
 
 
 def scan_directory(root_dir, keep: Keep = _keep_nothing) -> Tree:
@@ -413,34 +427,13 @@ def scan_directory(root_dir, keep: Keep = _keep_nothing) -> Tree:
 
 
 def _extract_archive(archive_path, staging: str) -> None:
-    kind = _archive_kind(archive_path)
+    """Write every checked member below ``staging`` (an OSError while writing is not damage)."""
     scan = _Scan("archive member", "archive", DEFAULT_MAX_MEMBERS, DEFAULT_MAX_TOTAL_BYTES)
-    try:
-        if kind == "zip":
-            _extract_zip(archive_path, staging, scan)
-        else:
-            _extract_tar(archive_path, staging, scan)
-    except _DAMAGED_ARCHIVE_ERRORS as exc:
-        raise DatasetError(f"damaged {kind} archive: {exc}") from exc
-    scan.finish()
 
+    def write(member: str, kind: str, size: int, open_stream: Callable[[], IO[bytes]]) -> None:
+        _write_member(staging, member, kind, open_stream)
 
-def _extract_zip(archive_path, staging: str, scan: _Scan) -> None:
-    with zipfile.ZipFile(archive_path) as archive:
-        for info in archive.infolist():
-            kind = _zip_entry_kind(info, scan.noun)
-            member = scan.admit(info.filename, kind, info.file_size)
-            if member:
-                _write_member(staging, member, kind, functools.partial(archive.open, info))
-
-
-def _extract_tar(archive_path, staging: str, scan: _Scan) -> None:
-    with tarfile.open(archive_path, "r|*") as archive:
-        for info in archive:
-            kind = _tar_entry_kind(info, scan.noun)
-            member = scan.admit(info.name, kind, info.size if kind == "file" else 0)
-            if member:
-                _write_member(staging, member, kind, functools.partial(archive.extractfile, info))
+    _read_archive(archive_path, scan, write, _DAMAGED_ARCHIVE_ERRORS)
 
 
 def _write_member(staging: str, member: str, kind: str, open_stream) -> None:
