@@ -157,8 +157,8 @@ def compute_agreement(candidate: Any, baseline: Any, task: str, images: Optional
             chunk = images[start:start + BATCH_CHUNK]
             pairs = zip(_float_outputs(candidate, _image_inputs(runtime, chunk, pre)),
                         _float_outputs(baseline, _image_inputs(reference, chunk, pre)))
-            for candidate, ref in pairs:
-                comparison.add(candidate, ref)
+            for outputs, reference_outputs in pairs:
+                comparison.add(outputs, reference_outputs)
     elif synthetic is not None:
         converted = [convert_input(a, s, t) for a, s, t in zip(synthetic, runtime.inputs, reference.inputs)]
         comparison.add(_float_outputs(candidate, [list(synthetic)])[0],

@@ -206,7 +206,8 @@ def digits_folder(tmp_path_factory):
 def test_a_run_walks_its_dataset_once_for_latency_evaluation_and_agreement(
         runtime, standin, models, digits_folder, monkeypatch):
     """One real run with a dataset and a reference (tflite on the same weights): the
-    latency input, the evaluation and the output agreement share one scan."""
+    latency input, the evaluation and the output agreement (over more samples than one
+    chunk of agreement.BATCH_CHUNK) share one scan."""
     import os
 
     from edgefarm.agent.execute import ReferenceRun, RunSpec, run_benchmark
@@ -224,13 +225,13 @@ def test_a_run_walks_its_dataset_once_for_latency_evaluation_and_agreement(
                            min_seconds=0, sample_limit=30)
     spec = RunSpec(model_path=str(models["dlc" if runtime == "snpe" else "tflite"]), settings=settings,
                    task="classification", dataset_dir=str(digits_folder), dataset_layout="imagefolder",
-                   reference=ReferenceRun(runtime="tflite", model_path=str(models["tflite"]), max_samples=10))
+                   reference=ReferenceRun(runtime="tflite", model_path=str(models["tflite"]), max_samples=20))
     result = run_benchmark(spec)
     assert [walk for walk in walks if walk == digits_folder] == [digits_folder]
     assert result.metrics.sample_count == 30 and result.metrics.top1 > 0.8
     assert result.extra["inputs"] == "dataset sample"
     agreement = result.agreement
-    assert agreement.error is None and agreement.sample_count == 10 and agreement.top1_agreement == 1.0
+    assert agreement.error is None and agreement.sample_count == 20 and agreement.top1_agreement == 1.0
     assert agreement.reference["runtime"] == "tflite"
     batch = runtime == "snpe"  # its inference runs in a child process, measured there
     assert ("runtime_process_peak_rss_bytes" in result.extra) == batch
