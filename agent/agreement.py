@@ -4,10 +4,13 @@ model on TFLite CPU fp32, or a variant's fp32 base) on the same inputs.
 This module owns the error statistics (``OutputStats``, ``psnr_db``), the
 matching of outputs between two runtimes (``align``) and ``compute_agreement``,
 which runs both runtimes on the compared inputs and returns a
-``edgefarm.shared.contract.schemas.Agreement`` dict.
+``edgefarm.shared.contract.schemas.Agreement`` dict. Each runtime is run through its
+run's strategy (``edgefarm.agent.strategy``): one ``invoke()`` per input, or batches
+for a batch runtime such as SNPE.
 
 Inputs compared: with a dataset, the first ``max_samples`` dataset samples (the
-first is also the latency input), each decoded once and pre-processed for each
+first is also the latency input), each decoded once (from the run's opened
+dataset) and pre-processed for each
 runtime with that runtime's own input spec (layout, dtype, quantization); without
 one, the synthetic latency input, converted to the reference's layout and dtype.
 
@@ -28,7 +31,7 @@ import numpy as np
 
 from edgefarm.shared.datasets.preprocess import InputSpec, dequantize, preprocess_image
 
-BATCH_CHUNK = 16  # samples per run_batch call, to bound the outputs held at once
+BATCH_CHUNK = 16  # samples run at a time, to bound the outputs held at once
 
 
 class AgreementError(RuntimeError):
@@ -83,22 +86,9 @@ def _as_float(outputs: Sequence[Any], infos: Sequence[Any]) -> List[np.ndarray]:
     return [dequantize(np.asarray(value), info.quantization) for value, info in zip(outputs, infos)]
 
 
-def run_outputs(runtime: Any, samples: Sequence[List[np.ndarray]]) -> List[List[np.ndarray]]:
-    """Float outputs of ``runtime`` for each sample's input list."""
-    results = []
-    if getattr(runtime, "supports_batch", False):
-        for start in range(0, len(samples), BATCH_CHUNK):
-            run = runtime.run_batch(samples[start:start + BATCH_CHUNK])
-            try:
-                results += [[np.array(o) for o in _as_float(out, runtime.outputs)] for out in run.outputs]
-            finally:
-                run.close()
-        return results
-    for arrays in samples:
-        runtime.set_inputs(arrays)
-        runtime.invoke()
-        results.append([np.array(o) for o in _as_float(runtime.get_outputs(), runtime.outputs)])
-    return results
+def _float_outputs(strategy: Any, samples: Sequence[List[np.ndarray]]) -> List[List[np.ndarray]]:
+    """Float outputs of the strategy's runtime for each sample's input list."""
+    return [_as_float(outputs, strategy.runtime.outputs) for outputs in strategy.outputs(samples)]
 
 
 def convert_input(array: np.ndarray, source: Any, target: Any) -> np.ndarray:
@@ -152,10 +142,12 @@ class Comparison:
         return result
 
 
-def compute_agreement(runtime: Any, reference: Any, task: str, images: Optional[Sequence[np.ndarray]],
+def compute_agreement(candidate: Any, baseline: Any, task: str, images: Optional[Sequence[np.ndarray]],
                       synthetic: Optional[Sequence[np.ndarray]], pre: Any) -> Dict[str, Any]:
-    """Agreement of ``runtime`` with ``reference`` (both loaded) on ``images`` (decoded
-    dataset samples, pre-processed per runtime) or else the ``synthetic`` input list."""
+    """Agreement of the ``candidate`` strategy's runtime with the ``baseline``'s (the
+    reference's; both loaded) on ``images`` (decoded dataset samples, pre-processed per
+    runtime) or else the ``synthetic`` input list."""
+    runtime, reference = candidate.runtime, baseline.runtime
     if len(runtime.inputs) != len(reference.inputs):
         raise AgreementError(f"the model takes {len(runtime.inputs)} inputs, its reference "
                              f"{len(reference.inputs)}")
@@ -163,13 +155,14 @@ def compute_agreement(runtime: Any, reference: Any, task: str, images: Optional[
     if images:
         for start in range(0, len(images), BATCH_CHUNK):
             chunk = images[start:start + BATCH_CHUNK]
-            pairs = zip(run_outputs(runtime, _image_inputs(runtime, chunk, pre)),
-                        run_outputs(reference, _image_inputs(reference, chunk, pre)))
-            for candidate, ref in pairs:
-                comparison.add(candidate, ref)
+            pairs = zip(_float_outputs(candidate, _image_inputs(runtime, chunk, pre)),
+                        _float_outputs(baseline, _image_inputs(reference, chunk, pre)))
+            for outputs, reference_outputs in pairs:
+                comparison.add(outputs, reference_outputs)
     elif synthetic is not None:
         converted = [convert_input(a, s, t) for a, s, t in zip(synthetic, runtime.inputs, reference.inputs)]
-        comparison.add(run_outputs(runtime, [list(synthetic)])[0], run_outputs(reference, [converted])[0])
+        comparison.add(_float_outputs(candidate, [list(synthetic)])[0],
+                       _float_outputs(baseline, [converted])[0])
     else:
         raise AgreementError("no inputs to compare")
     return comparison.summary()

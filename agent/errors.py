@@ -1,4 +1,4 @@
-"""Exception types shared across the agent, so that the worker, the harness and
+"""Exception types shared across the agent, so that the worker, the clock and
 the evaluation pipeline can raise and sort them without importing each other."""
 
 

@@ -1,8 +1,13 @@
 """One run, start to end, in its own process: load the model with the chosen
-runtime, run the latency protocol, evaluate on the dataset, compare the outputs
-with the reference's when the job names one (``edgefarm.agent.agreement``), and write a
-``RunResult``. Runtimes that run whole batches (``supports_batch``, SNPE) go
-through ``edgefarm.agent.batch`` instead of the harness and the evaluation pipeline.
+runtime, open the dataset once (``edgefarm.shared.datasets.dataset.open_dataset``: one
+scan shared by the latency input, the evaluation and the output agreement), run
+the latency protocol, evaluate on the dataset, compare the outputs with the
+reference's when the job names one (``edgefarm.agent.agreement``), and write a
+``RunResult``. How the runtime is measured is picked once from what it declares
+(``Runtime.timing``, ``edgefarm.agent.strategy``).
+
+This module also owns what a run is given: ``RunSpec`` and, for output agreement,
+``ReferenceRun``; the worker writes both as the child process's spec JSON.
 
 The worker starts ``python -m edgefarm.agent.execute SPEC RESULT`` for every run, so
 that a crashing runtime cannot take the agent down, peak RSS belongs to this
@@ -16,7 +21,7 @@ import json
 import os
 import sys
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
@@ -42,7 +47,30 @@ class RunFailed(Exception):
 
 
 @dataclass
+class ReferenceRun:
+    """The reference of output agreement: its downloaded model and how to run it."""
+
+    runtime: str
+    model_path: str
+    accelerator: str = "cpu"
+    max_samples: Optional[int] = None  # evaluated samples compared (None: all)
+    model_id: Optional[int] = None
+    model_name: Optional[str] = None
+    model_sha256: Optional[str] = None
+    options: Dict[str, Any] = field(default_factory=dict)  # the agent's runtime options for it
+
+    def describe(self) -> Dict[str, Any]:
+        """How the result's ``Agreement`` names its reference."""
+        return {"runtime": self.runtime, "accelerator": self.accelerator, "model_id": self.model_id,
+                "model_name": self.model_name, "model_sha256": self.model_sha256}
+
+
+@dataclass
 class RunSpec:
+    """What one run is given: the model file and its settings, the dataset folder and
+    layout when it evaluates, the runtime options of this agent and the reference of
+    output agreement; ``to_json`` / ``from_json`` are the child process's spec file."""
+
     model_path: str
     settings: RunSettings = field(default_factory=RunSettings)
     task: str = "latency"
@@ -53,8 +81,12 @@ class RunSpec:
     labels: Optional[list] = None
     runtime_options: Dict[str, Any] = field(default_factory=dict)
     default_threads: Optional[int] = None
-    # runtime, accelerator, max_samples, model_id, model_name, model_sha256, model_path, options
-    reference: Optional[Dict[str, Any]] = None
+    reference: Optional[ReferenceRun] = None
+
+    @property
+    def evaluating(self) -> bool:
+        """Whether the run evaluates accuracy on its dataset."""
+        return bool(self.dataset_dir) and self.task in ("classification", "segmentation")
 
     @classmethod
     def from_json(cls, data: dict) -> "RunSpec":
@@ -62,17 +94,20 @@ class RunSpec:
         data["settings"] = RunSettings.model_validate(data.get("settings") or {})
         if data.get("preprocessing") is not None:
             data["preprocessing"] = Preprocessing.model_validate(data["preprocessing"])
+        if data.get("reference") is not None:
+            data["reference"] = ReferenceRun(**data["reference"])
         return cls(**data)
 
     def to_json(self) -> dict:
         data = dict(self.__dict__)
         data["settings"] = self.settings.model_dump(mode="json")
         data["preprocessing"] = self.preprocessing.model_dump(mode="json") if self.preprocessing else None
+        data["reference"] = asdict(self.reference) if self.reference else None
         return data
 
 
 def _load(spec: RunSpec):
-    from .harness import load_runtime
+    from .clock import load_runtime
 
     settings = spec.settings
     runtime_cls = get_runtime_class(str(settings.runtime))
@@ -91,148 +126,121 @@ def _preprocessing(spec: RunSpec, input_dtype: str) -> Preprocessing:
     return spec.settings.preprocessing or spec.preprocessing or default_preprocessing(input_dtype)
 
 
-def _latency_inputs(spec: RunSpec, runtime, input_spec, pre):
+def _latency_inputs(dataset, runtime, input_spec, pre):
     """A real pre-processed sample when there is a dataset, else synthetic data."""
     from edgefarm.shared.datasets.preprocess import preprocess_image
-    from edgefarm.shared.datasets.readers import iter_decoded
 
-    from .harness import synthetic_inputs
+    from .synthetic import synthetic_inputs
 
-    if input_spec is not None and len(runtime.inputs) == 1:
-        for sample in iter_decoded(Path(spec.dataset_dir), spec.dataset_layout, spec.dataset_split, 1):
+    if dataset is not None and len(runtime.inputs) == 1:
+        for sample in dataset.decoded(1):
             return [preprocess_image(sample.image, input_spec, pre)]
     return synthetic_inputs(runtime.inputs)
 
 
-def _evaluate(spec: RunSpec, runtime, input_spec, pre, progress, should_stop):
-    from edgefarm.shared.datasets import validate_directory
-    from edgefarm.shared.datasets.readers import iter_decoded
-
-    from .batch import evaluate_batch
-    from .evaluation.evaluate import evaluate
-
-    if spec.task == "segmentation":
-        num_classes = int(runtime.outputs[0].shape[-1])  # runtimes present outputs channels-last
-    else:  # the dataset's classes: a model may score one more (a background class 0)
-        summary = validate_directory(Path(spec.dataset_dir), spec.dataset_layout, spec.dataset_split)
-        num_classes = summary.num_classes or int(runtime.outputs[0].shape[-1])
-    limit = spec.settings.sample_limit
-    samples = iter_decoded(Path(spec.dataset_dir), spec.dataset_layout, spec.dataset_split, limit)
-    run = evaluate_batch if getattr(runtime, "supports_batch", False) else evaluate
-    return run(runtime, samples, spec.task, input_spec, pre, num_classes,
-               progress=progress, should_stop=should_stop, limit=limit,
-               label_offset=spec.settings.options.get("label_offset"))
-
-
-def _measure_latency(spec: RunSpec, runtime, inputs, report, should_stop):
+def _measure_latency(spec: RunSpec, strategy, inputs, report, should_stop):
     """(BenchResult, the runtime's own init ms or None, extra facts) by the protocol."""
-    from .batch import benchmark_batch
-    from .harness import Protocol, benchmark
-
-    protocol = Protocol.from_settings(spec.settings)
+    from .clock import Protocol
 
     def progress(done: int, phase: str) -> None:
         report({"phase": phase, "done": done})
 
-    if getattr(runtime, "supports_batch", False):
-        return benchmark_batch(runtime, inputs, protocol, progress=progress)
-    return benchmark(runtime, inputs, protocol, progress=progress, should_stop=should_stop), None, {}
+    return strategy.latency(inputs, Protocol.from_settings(spec.settings), progress=progress,
+                            should_stop=should_stop)
 
 
-def _agreement_images(spec: RunSpec, runtime, limit: Optional[int]):
-    from edgefarm.shared.datasets.readers import iter_decoded
-
-    evaluating = spec.task in ("classification", "segmentation")
-    if not spec.dataset_dir or not evaluating or len(runtime.inputs) != 1:
-        return None
-    caps = [n for n in (limit, spec.settings.sample_limit) if n]
-    samples = iter_decoded(Path(spec.dataset_dir), spec.dataset_layout, spec.dataset_split,
-                           min(caps) if caps else None)
-    return [sample.image for sample in samples]
-
-
-def _agreement(spec: RunSpec, runtime, pre, latency_inputs) -> Optional[Agreement]:
-    """Agreement with the reference, or an ``error`` saying why there is none."""
-    from .agreement import compute_agreement
-
-    ref = spec.reference
-    if not ref:
-        return None
-    info = {k: ref.get(k) for k in ("runtime", "accelerator", "model_id", "model_name", "model_sha256")}
-    try:
-        settings = RunSettings(runtime=ref["runtime"], accelerator=ref.get("accelerator") or "cpu",
-                               threads=spec.settings.threads)
-        reference, _ = _load(RunSpec(model_path=ref["model_path"], settings=settings,
-                                     runtime_options=ref.get("options") or {},
-                                     default_threads=spec.default_threads))
-        try:
-            images = _agreement_images(spec, runtime, ref.get("max_samples"))
-            data = compute_agreement(runtime, reference, spec.task, images, latency_inputs, pre)
-        finally:
-            reference.close()
-    except Cancelled:
-        raise
-    except Exception as exc:  # agreement is extra information: the run still succeeds
-        return Agreement(reference=info, error=f"{type(exc).__name__}: {exc}")
-    return Agreement(reference=info, **data)
-
-
-def _peak_rss(runtime, extra: dict) -> Optional[int]:
-    """Peak RSS of this process; for a batch runtime, whose inference runs in a child
-    process (snpe-net-run), the larger of this process and its biggest child."""
-    from .harness import peak_rss_bytes
-
-    peak = peak_rss_bytes()
-    if not getattr(runtime, "supports_batch", False) or peak is None:
-        return peak
-    import resource
-
-    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    child = int(child) if sys.platform == "darwin" else int(child) * 1024
-    extra["runtime_process_peak_rss_bytes"] = child
-    return max(peak, child)
-
-
-def _evaluation_figures(spec: RunSpec, runtime, input_spec, pre, report, should_stop, extra: dict):
+def _evaluation_figures(spec: RunSpec, strategy, dataset, input_spec, pre, report, should_stop,
+                        extra: dict):
     """(Metrics, end-to-end LatencyStats); stage and inference figures go into ``extra``."""
     from .stats import latency_stats
 
     def progress(done: int, total: Optional[int] = None) -> None:
         report({"phase": "evaluate", "done": done, "total": total})
 
-    outcome = _evaluate(spec, runtime, input_spec, pre, progress, should_stop)
+    if spec.task == "segmentation":  # runtimes present outputs channels-last
+        num_classes = int(strategy.runtime.outputs[0].shape[-1])
+    else:  # the dataset's classes: a model may score one more (a background class 0)
+        num_classes = dataset.num_classes or int(strategy.runtime.outputs[0].shape[-1])
+    limit = spec.settings.sample_limit
+    outcome = strategy.evaluate(dataset.decoded(limit), spec.task, input_spec, pre, num_classes,
+                                progress=progress, should_stop=should_stop, limit=limit,
+                                label_offset=spec.settings.options.get("label_offset"))
     extra.update({"evaluation_wall_seconds": outcome.wall_seconds, "stage_ms": outcome.stage_ms,
                   "evaluation_inference_ms": latency_stats(outcome.inference_ms, keep_samples=False)})
     return (Metrics(**_name_classes(outcome.metrics, spec.labels)),
             LatencyStats(**latency_stats(outcome.end_to_end_ms, keep_samples=False)))
 
 
+def _agreement_images(spec: RunSpec, dataset, runtime, limit: Optional[int]):
+    if dataset is None or len(runtime.inputs) != 1:
+        return None
+    caps = [n for n in (limit, spec.settings.sample_limit) if n]
+    return [sample.image for sample in dataset.decoded(min(caps) if caps else None)]
+
+
+def _agreement(spec: RunSpec, strategy, dataset, pre, latency_inputs) -> Optional[Agreement]:
+    """Agreement with the reference, or an ``error`` saying why there is none."""
+    from .agreement import compute_agreement
+    from .strategy import strategy_for
+
+    ref = spec.reference
+    if ref is None:
+        return None
+    try:
+        settings = RunSettings(runtime=ref.runtime, accelerator=ref.accelerator or "cpu",
+                               threads=spec.settings.threads)
+        reference, _ = _load(RunSpec(model_path=ref.model_path, settings=settings,
+                                     runtime_options=ref.options, default_threads=spec.default_threads))
+        try:
+            images = _agreement_images(spec, dataset, strategy.runtime, ref.max_samples)
+            data = compute_agreement(strategy, strategy_for(reference), spec.task, images,
+                                     latency_inputs, pre)
+        finally:
+            reference.close()
+    except Cancelled:
+        raise
+    except Exception as exc:  # agreement is extra information: the run still succeeds
+        return Agreement(reference=ref.describe(), error=f"{type(exc).__name__}: {exc}")
+    return Agreement(reference=ref.describe(), **data)
+
+
+def _open_dataset(spec: RunSpec):
+    """The run's dataset, scanned once, when the run evaluates; else None."""
+    if not spec.evaluating:
+        return None
+    from edgefarm.shared.datasets.dataset import open_dataset
+
+    return open_dataset(Path(spec.dataset_dir), spec.dataset_layout, spec.dataset_split)
+
+
 def run_benchmark(spec: RunSpec, progress: Optional[Progress] = None,
                   should_stop: Optional[Callable[[], bool]] = None) -> RunResult:
     from edgefarm.shared.datasets.preprocess import InputSpec
 
+    from .strategy import strategy_for
     from .sysinfo import environment_delta, read_environment
 
     report = progress or (lambda info: None)
     before = read_environment()
     runtime, init_ms = _load(spec)
     try:
-        evaluating = bool(spec.dataset_dir) and spec.task in ("classification", "segmentation")
-        input_spec = InputSpec.from_tensor(runtime.inputs[0], runtime.layout) if evaluating else None
+        strategy = strategy_for(runtime)
+        input_spec = InputSpec.from_tensor(runtime.inputs[0], runtime.layout) if spec.evaluating else None
+        dataset = _open_dataset(spec)
         pre = _preprocessing(spec, runtime.inputs[0].dtype)
-        inputs = _latency_inputs(spec, runtime, input_spec, pre)
-        bench, runtime_init_ms, extra = _measure_latency(spec, runtime, inputs, report, should_stop)
+        inputs = _latency_inputs(dataset, runtime, input_spec, pre)
+        bench, runtime_init_ms, extra = _measure_latency(spec, strategy, inputs, report, should_stop)
         if runtime_init_ms is not None:  # the runtime's own figure, e.g. SNPE's diagnostic log
             extra["load_ms"], init_ms = init_ms, runtime_init_ms
         metrics, end_to_end = None, None
-        if evaluating:
-            metrics, end_to_end = _evaluation_figures(spec, runtime, input_spec, pre, report,
+        if dataset is not None:
+            metrics, end_to_end = _evaluation_figures(spec, strategy, dataset, input_spec, pre, report,
                                                       should_stop, extra)
-        peak_rss = _peak_rss(runtime, extra)  # before the reference is loaded for the agreement
+        peak_rss = strategy.peak_rss(extra)  # before the reference is loaded for the agreement
         after = read_environment()
         if spec.reference:
             report({"phase": "agreement"})
-        agreement = _agreement(spec, runtime, pre, inputs)
+        agreement = _agreement(spec, strategy, dataset, pre, inputs)
         return RunResult(
             runtime={"name": runtime.name, "version": runtime.version(),
                      "accelerator": spec.settings.accelerator,

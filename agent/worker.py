@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -34,8 +33,9 @@ from edgefarm.shared.contract.rules import DEFAULT_INTERVALS
 from edgefarm.shared.contract.schemas import DeviceCapabilities, Lease, ReferenceSpec, RunReport, RunResult
 
 from .artifacts import ArtifactCache, CacheError
+from .clock import Deadline
 from .config import AgentConfig
-from .execute import RunSpec
+from .execute import ReferenceRun, RunSpec
 from .spool import Spool
 
 log = logging.getLogger("edgefarm.agent")
@@ -198,17 +198,17 @@ class Worker:
             default_threads=self.config.threads, reference=reference,
         )
 
-    def _reference(self, lease: Lease, fetch) -> Optional[dict]:
+    def _reference(self, lease: Lease, fetch) -> Optional[ReferenceRun]:
         """The reference model (downloaded) and how to run it, when the job names one."""
         model, spec = lease.reference_model, lease.settings.reference
         if model is None or spec is None:
             return None
         spec = ReferenceSpec() if isinstance(spec, str) else spec
         path = self.cache.get_blob(model.sha256, model.download_url, fetch)
-        return {"runtime": str(spec.runtime), "accelerator": spec.accelerator,
-                "max_samples": spec.max_samples, "model_id": model.id, "model_name": model.name,
-                "model_sha256": model.sha256, "model_path": str(path),
-                "options": self.config.runtime_options.get(str(spec.runtime), {})}
+        return ReferenceRun(runtime=str(spec.runtime), model_path=str(path), accelerator=spec.accelerator,
+                            max_samples=spec.max_samples, model_id=model.id, model_name=model.name,
+                            model_sha256=model.sha256,
+                            options=self.config.runtime_options.get(str(spec.runtime), {}))
 
     def _run_child(self, run: RunContext, spec: RunSpec) -> RunResult:
         run.progress = {"phase": "load"}
@@ -228,12 +228,12 @@ class Worker:
             return self._collect(run, code, result_path)
 
     def _wait_child(self, run: RunContext) -> int:
-        deadline = time.monotonic() + run.lease.timeout_seconds
+        deadline = Deadline(run.lease.timeout_seconds)
         while True:
             try:
                 return run.process.wait(timeout=0.5)
             except subprocess.TimeoutExpired:
-                if time.monotonic() > deadline:
+                if deadline.passed():
                     run.stop_child()
                     run.process.wait()
                     raise _RunError(f"timeout: the run exceeded its hard timeout of "

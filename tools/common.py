@@ -1,13 +1,14 @@
 """What the compression tools share: their error type, a ``.tflite`` file as
-objects (``edgefarm.shared.formats.tflite_objects``, errors as ToolError), and
-samples of a local dataset read through the shared dataset readers and
-pre-processing.
+objects (``edgefarm.shared.formats.tflite_objects``, errors as ToolError), a dataset
+given as a folder or an archive (``dataset_folder``), and its samples as input
+tensors (``dataset_inputs``).
 
-Samples are never invented: calibration (``edgefarm.tools.quantize``) and fine-tuning
-(``edgefarm.tools.prune``) see the tensors an agent would feed the model, decoded by
-``edgefarm.shared.datasets.readers`` and built by ``edgefarm.shared.datasets.preprocess``.
-A dataset is a folder, or a zip/tar archive that is extracted (with the
-agent's safety checks) into a temporary folder for the duration.
+Samples are never invented: calibration (``edgefarm.tools.quantize``,
+``edgefarm.tools.dlc``) and fine-tuning (``edgefarm.tools.prune``) see the tensors an
+agent would feed the model, spread over the dataset, decoded and pre-processed by
+``edgefarm.shared.datasets.dataset.sample_inputs``. A dataset is a folder, or a
+zip/tar archive that is extracted (with the agent's safety checks) into a temporary
+folder for the duration.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from __future__ import annotations
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Tuple
 
-#: Layouts whose samples are records of one file (cheap to decode in order).
-RECORD_LAYOUTS = ("mnist-idx", "cifar10-bin")
+if TYPE_CHECKING:  # pragma: no cover - imported when used: the CLI imports ToolError without numpy
+    from edgefarm.shared.datasets.dataset import SampleInputs
+    from edgefarm.shared.datasets.preprocess import InputSpec
 
 
 class ToolError(Exception):
@@ -59,46 +61,18 @@ def dataset_folder(path: Any, layout: str) -> Iterator[Path]:
         yield Path(tmp) / "data" / summary.root
 
 
-def spread(count: int, wanted: int) -> List[int]:
-    """``wanted`` positions spread evenly over ``count`` (all when fewer)."""
-    if wanted >= count:
-        return list(range(count))
-    return sorted({int(i * count / wanted) for i in range(wanted)})
-
-
-def decoded_samples(root: Path, layout: str, split: Optional[str],
-                    positions: Sequence[int]) -> Iterator[Tuple[Any, Optional[int]]]:
-    """``(HxWx3 or HxW uint8 image, label)`` of the samples at ``positions``,
-    decoded by the agent's readers."""
-    from edgefarm.shared.datasets import list_samples
-    from edgefarm.shared.datasets.readers import iter_decoded, load_image
-
-    wanted = set(positions)
-    if layout in RECORD_LAYOUTS:
-        for index, sample in enumerate(iter_decoded(root, layout, split)):
-            if index in wanted:
-                yield sample.image, sample.label
-        return
-    samples = list_samples(root, layout, split)
-    for index in positions:
-        yield load_image(samples[index].image), samples[index].label
-
-
-def model_inputs(root: Path, layout: str, split: Optional[str], count: Optional[int],
-                 shape: Sequence[int], dtype: str, pre: Any = None) -> Tuple[List[Any], List[Any]]:
-    """Up to ``count`` samples (all when None), spread over the dataset, as input
-    tensors of ``shape``/``dtype`` (NHWC) and their labels."""
-    from edgefarm.shared.datasets import DatasetError, list_samples
-    from edgefarm.shared.datasets.preprocess import InputSpec, preprocess_image
+def dataset_inputs(root: Path, layout: str, split: Optional[str], count: Optional[int],
+                   spec: InputSpec, pre: Any = None) -> SampleInputs:
+    """``count`` samples (all when None) of the dataset folder ``root``, spread over it,
+    as input tensors for ``spec`` (an ``InputSpec``) with their labels
+    (``edgefarm.shared.datasets.dataset.SampleInputs``)."""
+    from edgefarm.shared.datasets import DatasetError
+    from edgefarm.shared.datasets.dataset import open_dataset, sample_inputs
 
     try:
-        total = len(list_samples(root, layout, split))
-        positions = spread(total, count if count is not None else total)
-        spec = InputSpec(tuple(shape), dtype, "nhwc")
-        pairs = list(decoded_samples(root, layout, split, positions))
+        found = sample_inputs(open_dataset(root, layout, split), count, spec, pre)
     except (DatasetError, ValueError) as exc:
         raise ToolError(f"cannot read samples of {root} as {layout}: {exc}")
-    if not pairs:
+    if not found.tensors:
         raise ToolError(f"the {layout} dataset at {root} has no samples")
-    inputs = [preprocess_image(image, spec, pre) for image, _ in pairs]
-    return inputs, [label for _, label in pairs]
+    return found

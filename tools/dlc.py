@@ -6,11 +6,13 @@ This module owns ``convert_to_dlc`` (the converters ``snpe-tflite-to-dlc`` /
 ``snpe-dlc-quantize`` (or its SNPE 2.x successor ``snpe-dlc-quant``) with
 ``--input_dlc``, ``--input_list`` and ``--output_dlc``), the calibration input
 list (one raw float32 file per sample, in the DLC's NHWC input layout) and
-``calibration_from_dataset``, which makes those samples from a dataset through
-the agent's own decoding and pre-processing, so calibration sees exactly what
-the farm's evaluation feeds the model. The SDK is found as the agent finds it
-(``$SNPE_ROOT/bin/<arch>`` or ``$PATH``, see ``edgefarm.agent.runtimes.snpe_sdk``); it is
-never installed from PyPI. ``main`` is ``python -m edgefarm.tools.dlc``.
+``calibration_from_dataset``, which takes those samples spread over a dataset
+through the agent's own decoding and pre-processing
+(``edgefarm.tools.common.dataset_inputs``), so calibration sees exactly what the
+farm's evaluation feeds the model. The SDK is found as the agent finds it
+(``$SNPE_ROOT/bin/<arch>`` or ``$PATH``), and an absent tool raises the agent's own
+``SDKMissing`` (both from ``edgefarm.agent.runtimes.snpe_sdk``); it is never installed
+from PyPI. ``main`` is ``python -m edgefarm.tools.dlc``.
 """
 
 import argparse
@@ -21,19 +23,13 @@ from typing import Iterable, List, Optional
 
 import numpy as np
 
-from edgefarm.agent.runtimes.snpe_sdk import find_tool, run_tool
+from edgefarm.agent.runtimes.snpe_sdk import SDKMissing, find_tool, require_tool, run_tool
 from edgefarm.shared.formats import detect_format
+
+from .common import ToolError, dataset_inputs
 
 CONVERTERS = {"tflite": "snpe-tflite-to-dlc", "onnx": "snpe-onnx-to-dlc"}
 QUANTIZERS = ("snpe-dlc-quantize", "snpe-dlc-quant")
-
-
-class SDKMissing(RuntimeError):
-    """The SNPE SDK's tools are not on this machine."""
-
-
-def _missing(tool: str) -> SDKMissing:
-    return SDKMissing(f"the SNPE SDK is not installed: set SNPE_ROOT or put {tool} on PATH")
 
 
 def write_input_list(arrays: Iterable[np.ndarray], folder: Path) -> Path:
@@ -54,7 +50,7 @@ def write_input_list(arrays: Iterable[np.ndarray], folder: Path) -> Path:
 def _quantize(float_dlc: Path, dest: Path, listing: Path) -> None:
     tool = next((name for name in QUANTIZERS if find_tool(name) is not None), None)
     if tool is None:
-        raise _missing(QUANTIZERS[0])
+        raise SDKMissing(QUANTIZERS[0])
     run_tool(tool, ["--input_dlc", str(float_dlc), "--input_list", str(listing),
                     "--output_dlc", str(dest)], timeout=None)
 
@@ -68,8 +64,7 @@ def convert_to_dlc(model_path, dest, calibration_inputs: Optional[Iterable[np.nd
     if fmt not in CONVERTERS:
         raise ValueError(f"{model_path} is already a {fmt} file; DLCs are converted from .tflite or .onnx")
     converter = CONVERTERS[fmt]
-    if find_tool(converter) is None:
-        raise _missing(converter)
+    require_tool(converter)
     dest.parent.mkdir(parents=True, exist_ok=True)
     if calibration_inputs is None:
         run_tool(converter, ["--input_network", str(model_path), "--output_path", str(dest)], timeout=None)
@@ -98,14 +93,12 @@ def _model_input(model_path: Path) -> dict:
 
 def calibration_from_dataset(model_path, dataset_dir, layout: str, split: Optional[str] = None,
                              limit: int = 100, preprocessing=None) -> List[np.ndarray]:
-    """Up to ``limit`` samples of the dataset, decoded and pre-processed by the agent's
-    code into the model's (NHWC, float32) input: the calibration inputs."""
-    from edgefarm.shared.datasets.preprocess import InputSpec, preprocess_image
-    from edgefarm.shared.datasets.readers import iter_decoded
+    """Up to ``limit`` samples spread over the dataset, decoded and pre-processed by the
+    agent's code into the model's (NHWC, float32) input: the calibration inputs."""
+    from edgefarm.shared.datasets.preprocess import InputSpec
 
     spec = InputSpec(tuple(_model_input(Path(model_path))["shape"]), "float32", "nhwc")
-    return [preprocess_image(sample.image, spec, preprocessing)
-            for sample in iter_decoded(Path(dataset_dir), layout, split, limit)]
+    return dataset_inputs(Path(dataset_dir), layout, split, limit, spec, preprocessing).tensors
 
 
 def main(argv=None) -> int:
@@ -118,13 +111,13 @@ def main(argv=None) -> int:
     parser.add_argument("--split")
     parser.add_argument("--limit", type=int, default=100, help="calibration samples (default 100)")
     args = parser.parse_args(argv)
-    calibration = None
-    if args.calibration_dataset:
-        calibration = calibration_from_dataset(args.model, args.calibration_dataset, args.layout,
-                                               args.split, args.limit)
     try:
+        calibration = None
+        if args.calibration_dataset:
+            calibration = calibration_from_dataset(args.model, args.calibration_dataset, args.layout,
+                                                   args.split, args.limit)
         print(convert_to_dlc(args.model, args.dest, calibration))
-    except SDKMissing as exc:
+    except (SDKMissing, ToolError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -159,11 +159,13 @@ def accuracy_drop(base: Any, pruned: Any, dataset: Any, layout: str,
 
 def _training_data(model: Any, dataset: Any, layout: str, split: Optional[str]) -> Any:
     """``(inputs, labels)`` of the whole dataset as the model's input tensors."""
-    from .common import dataset_folder, model_inputs
+    from edgefarm.shared.datasets.preprocess import InputSpec
 
-    shape = [1] + [int(d) for d in model.input_shape[1:]]
+    from .common import dataset_folder, dataset_inputs
+
+    spec = InputSpec(tuple([1] + [int(d) for d in model.input_shape[1:]]), "float32", "nhwc")
     with dataset_folder(dataset, layout) as root:
-        inputs, labels = model_inputs(root, layout, split, None, shape, "float32")
+        inputs, labels = dataset_inputs(root, layout, split, None, spec)
     if any(label is None for label in labels):
         raise ToolError(f"fine-tuning needs a labelled classification dataset; {layout} has no labels")
     return np.concatenate(inputs), np.asarray(labels, dtype=np.int64)

@@ -5,7 +5,7 @@ model with Google's ``ai-edge-quantizer`` (no TensorFlow needed).
 on the command line; each mode names its ai-edge-quantizer recipe, the
 ``edgefarm.shared.contract.enums.Quantization`` value the result carries, and whether it needs
 calibration samples. Calibration samples come from a real dataset through the
-agent's readers and pre-processing (``edgefarm.tools.common.model_inputs``), never
+agent's readers and pre-processing (``edgefarm.tools.common.dataset_inputs``), never
 from random data. ai-edge-quantizer runs calibration through a model
 signature; a model without one (older converters wrote none) is given a
 ``serving_default`` signature over its inputs and outputs first, which does
@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from edgefarm.shared.formats.tflite_objects import model_object_bytes, write_atomically
 
-from .common import ToolError, model_inputs, read_model_object
+from .common import ToolError, dataset_inputs, read_model_object
 from .lineage import write_sidecar
 
 SIGNATURE_KEY = "serving_default"
@@ -167,6 +167,8 @@ def calibration_data(model_path: Path, calibration: Calibration) -> Dict[str, Li
     import numpy as np
     from ai_edge_litert.interpreter import Interpreter
 
+    from edgefarm.shared.datasets.preprocess import InputSpec
+
     from .common import dataset_folder
 
     interpreter = Interpreter(model_path=str(model_path))
@@ -179,9 +181,10 @@ def calibration_data(model_path: Path, calibration: Calibration) -> Dict[str, Li
     name, detail = next(iter(details.items()))
     shape = [1] + [int(d) for d in detail["shape"][1:]]
     with dataset_folder(calibration.path, calibration.layout) as root:
-        inputs, _ = model_inputs(root, calibration.layout, calibration.split, calibration.samples,
-                                 shape, np.dtype(detail["dtype"]).name, calibration.preprocessing)
-    return {key: [{name: tensor} for tensor in inputs]}
+        spec = InputSpec(tuple(shape), np.dtype(detail["dtype"]).name, "nhwc")
+        inputs = dataset_inputs(root, calibration.layout, calibration.split, calibration.samples, spec,
+                                calibration.preprocessing)
+    return {key: [{name: tensor} for tensor in inputs.tensors]}
 
 
 def quantize_model(source: Any, dest: Any, mode: str,

@@ -1,13 +1,18 @@
 """The accuracy evaluation of one loaded model over one dataset, as a 3-stage pipeline.
 
-This module owns ``evaluate`` and its result, ``EvalOutcome``.
+This module owns ``evaluate`` (for runtimes the harness times call by call,
+``Runtime.timing == "invoke"``), its result ``EvalOutcome`` with the per-sample
+``SampleTiming``, and ``evaluation_outcome``, which turns scored samples into that
+result (batch runtimes are evaluated by ``edgefarm.agent.strategy`` and end there too).
+Every time is read through ``edgefarm.agent.clock``.
 
 Stages and threads:
 
 1. decode + pre-process, on a worker thread, feeding a bounded queue (``QUEUE_DEPTH``);
 2. inference, on the calling thread: ``set_inputs``, then ``invoke`` (the only part
-   timed as inference), then ``get_outputs`` (the first output is copied, since
-   runtimes may hand out views of buffers that the next invoke overwrites);
+   timed as inference, by ``clock.invoke_ms`` as in the latency protocol), then
+   ``get_outputs`` (the first output is copied, since runtimes may hand out views of
+   buffers that the next invoke overwrites);
 3. post-process, on a second worker thread: dequantize, resize, argmax, metrics.
 
 Per sample the four stage times are recorded; ``end_to_end_ms`` is their sum, the
@@ -28,7 +33,6 @@ import queue
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from time import perf_counter
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence
 
 import numpy as np
@@ -36,6 +40,7 @@ import numpy as np
 from edgefarm.shared.datasets import DatasetError
 from edgefarm.shared.datasets.preprocess import InputSpec, preprocess_image
 
+from ..clock import Stopwatch, invoke_ms
 from ..errors import Cancelled, DatasetModelMismatch
 from .scoring import make_scorer
 
@@ -157,18 +162,17 @@ def _produce(pipeline: _Pipeline, samples: Iterable[Any], limit: Optional[int], 
     previous, count = None, 0
     try:
         while not pipeline.stop.is_set():
-            start = perf_counter()
+            watch = Stopwatch()
             sample = _next_sample(iterator, previous) if limit is None or count < limit else _END
             if sample is _END:
                 pipeline.put(pipeline.prepared, _END)
                 return
-            decoded = perf_counter()
+            decode_ms = watch.lap_ms()
             previous, count = sample.id, count + 1
             scorer.check_sample(sample)
             with _stage("pre-processing", sample.id):
                 tensor = preprocess_image(sample.image, spec, pre)
-            timing = SampleTiming(sample.id, decode_ms=(decoded - start) * 1e3,
-                                  preprocess_ms=(perf_counter() - decoded) * 1e3)
+            timing = SampleTiming(sample.id, decode_ms=decode_ms, preprocess_ms=watch.lap_ms())
             if not pipeline.put(pipeline.prepared, _Item(timing, tensor, scorer.target(sample))):
                 return
     except BaseException as exc:
@@ -186,10 +190,10 @@ def _consume(pipeline: _Pipeline, scorer: Any, timings: List[SampleTiming]) -> N
             item = pipeline.get(pipeline.inferred)
             if item is _END or pipeline.stop.is_set():
                 return
-            start = perf_counter()
+            watch = Stopwatch()
             with _stage("post-processing", item.timing.id):
                 scorer.add(item.timing.id, item.output, item.target)
-            item.timing.postprocess_ms += (perf_counter() - start) * 1e3
+            item.timing.postprocess_ms += watch.lap_ms()
             timings.append(item.timing)
     except BaseException as exc:
         pipeline.fail(exc)
@@ -197,16 +201,14 @@ def _consume(pipeline: _Pipeline, scorer: Any, timings: List[SampleTiming]) -> N
 
 def _infer(runtime: Any, item: _Item) -> None:
     """Stage 2 for one sample, timing ``invoke`` alone as inference."""
-    start = perf_counter()
+    setting = Stopwatch()
     runtime.set_inputs([item.tensor])
-    before = perf_counter()
-    runtime.invoke()
-    after = perf_counter()
+    item.timing.preprocess_ms += setting.lap_ms()
+    item.timing.inference_ms = invoke_ms(runtime)
+    reading = Stopwatch()
     item.output = np.array(runtime.get_outputs()[0], copy=True)
     item.tensor = None
-    item.timing.preprocess_ms += (before - start) * 1e3
-    item.timing.inference_ms = (after - before) * 1e3
-    item.timing.postprocess_ms = (perf_counter() - after) * 1e3
+    item.timing.postprocess_ms = reading.lap_ms()
 
 
 def _infer_all(pipeline: _Pipeline, runtime: Any, progress: Optional[Callable[..., Any]],
@@ -233,7 +235,8 @@ def _mean(values: Sequence[float]) -> Optional[float]:
     return float(np.mean(values)) if len(values) else None
 
 
-def _outcome(scorer: Any, timings: List[SampleTiming], wall_seconds: float) -> EvalOutcome:
+def evaluation_outcome(scorer: Any, timings: List[SampleTiming], wall_seconds: float) -> EvalOutcome:
+    """The metrics of ``scorer`` and the stage means of ``timings``."""
     stage_ms = {name: _mean([getattr(t, f"{name}_ms") for t in timings]) for name in _STAGES}
     end_to_end = [t.end_to_end_ms for t in timings]
     stage_ms["end_to_end"] = _mean(end_to_end)
@@ -266,7 +269,7 @@ def evaluate(runtime: Any, samples_iter: Iterable[Any], task: str, spec: InputSp
                                 name="evaluation-preprocess", daemon=True)
     consumer = threading.Thread(target=_consume, args=(pipeline, scorer, timings),
                                 name="evaluation-postprocess", daemon=True)
-    start = perf_counter()
+    wall = Stopwatch()
     producer.start()
     consumer.start()
     try:
@@ -278,4 +281,4 @@ def evaluate(runtime: Any, samples_iter: Iterable[Any], task: str, spec: InputSp
         pipeline.stop.set()
         producer.join(_JOIN_SECONDS)
         consumer.join(_JOIN_SECONDS)
-    return _outcome(scorer, timings, perf_counter() - start)
+    return evaluation_outcome(scorer, timings, wall.seconds())

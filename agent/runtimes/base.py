@@ -1,8 +1,20 @@
-"""What every runtime offers the harness: load a model, take inputs, invoke,
-give outputs. Timing is not a runtime's business (the harness owns it), except
-for runtimes that execute a whole batch in another process (``run_batch``,
-e.g. SNPE's ``snpe-net-run``): there only the runtime's own per-inference log
-can say how long each inference took, and it reports those times."""
+"""What every runtime offers a run: load a model, take inputs, invoke, give outputs.
+
+This module owns ``Runtime`` (the base class, with its tensor lists and input-count
+check), ``TensorInfo``, ``LoadOptions``, ``BatchRun`` and the runtime errors.
+
+Timing is not a runtime's business: ``edgefarm.agent.clock`` owns every clock. A
+runtime only declares, once, how it is measured (``Runtime.timing``):
+
+* ``"invoke"`` (the default): the harness times each ``invoke()`` call; the run's
+  evaluation is the pipelined loop of ``edgefarm.agent.evaluation.evaluate``.
+* ``"batch"``: the runtime runs a whole batch in another process (``run_batch``,
+  SNPE's ``snpe-net-run``), where only its own per-inference log can say how long
+  each inference took; it reports those times in its ``BatchRun``.
+
+``edgefarm.agent.strategy`` reads that attribute once per run and picks the latency
+protocol, the evaluation, the outputs for output agreement and the peak RSS to match.
+"""
 
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,8 +80,9 @@ class Runtime:
     layout = "nhwc"
     #: Model formats (edgefarm.shared.contract.enums.ModelFormat values) this runtime reads.
     formats: Sequence[str] = ()
-    #: True when ``run_batch`` is the way to run this runtime (one process per batch).
-    supports_batch = False
+    #: How the run measures this runtime: "invoke" (the harness times each ``invoke()``)
+    #: or "batch" (``run_batch`` in another process, timed by the runtime itself).
+    timing = "invoke"
 
     @classmethod
     def version(cls) -> Optional[str]:

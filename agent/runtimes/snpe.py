@@ -22,7 +22,8 @@ and 2.37):
   ``out/Result_<n>/<output name>.raw`` (float32; a "/" in a tensor name is a
   sub-folder, as in SNPE 2.x; SNPE 1.x's names with "/" and ":" turned into "_"
   are tried too);
-* timing: never process wall time. ``snpe-net-run`` writes ``SNPEDiag_0.log`` in
+* timing (``timing = "batch"``): never process wall time (which is only reported, as
+  ``process_wall_seconds``). ``snpe-net-run`` writes ``SNPEDiag_0.log`` in
   the output folder; ``snpe-diagview --input_log`` reads it: per-inference
   "Total Inference Time" values (see ``snpe_sdk`` for the text and CSV forms),
   and "Init" as the init time. When the tools give only an average, every
@@ -39,7 +40,6 @@ import os
 import re
 import shutil
 import tempfile
-import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence
@@ -48,6 +48,7 @@ import numpy as np
 
 from edgefarm.shared.contract.rules import RUNTIME_FORMATS
 
+from ..clock import Stopwatch
 from .base import BatchRun, LoadOptions, ModelLoadError, Runtime, RuntimeUnavailable, TensorInfo
 from .snpe_sdk import (
     NET_RUN,
@@ -110,7 +111,7 @@ class SNPERuntime(Runtime):
     name = "snpe"
     layout = "nhwc"
     formats = RUNTIME_FORMATS["snpe"]
-    supports_batch = True
+    timing = "batch"
 
     def __init__(self) -> None:
         self._model: Optional[Path] = None
@@ -164,8 +165,8 @@ class SNPERuntime(Runtime):
         self._pending = [self._checked(array, info) for array, info in zip(arrays, self._inputs)]
 
     def invoke(self) -> None:
-        """One snpe-net-run process for one inference: correct, but slow; the
-        harness uses ``run_batch`` for this runtime."""
+        """One snpe-net-run process for one inference: correct, but slow; a run
+        measures this runtime through ``run_batch`` (``timing = "batch"``)."""
         run = self.run_batch([self._pending])
         try:
             self._last = [np.array(o) for o in run.outputs[0]]
@@ -234,9 +235,9 @@ class SNPERuntime(Runtime):
             list_path = work / "input_list.txt"
             list_path.write_text("\n".join(lines) + "\n")
             out_dir = work / "output"
-            started = time.perf_counter()
+            watch = Stopwatch()
             self._net_run(list_path, out_dir)
-            wall = time.perf_counter() - started
+            wall = watch.seconds()
             diag, source = self._timings(out_dir, len(lines))
             outputs = [self._read_outputs(out_dir, i) for i in range(len(lines))] if keep_outputs else []
         except BaseException:

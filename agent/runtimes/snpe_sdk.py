@@ -1,8 +1,9 @@
 """Qualcomm's SNPE / QAIRT SDK on this device: where its command-line tools are,
 how to run them, and how to read what they print.
 
-This module owns the SDK discovery (``find_tool``, ``tool_env``), ``run_tool``
-and the parsers of the tools' text: ``parse_version`` (``snpe-net-run
+This module owns the SDK discovery (``find_tool``, ``require_tool``, ``tool_env``),
+``SDKMissing`` (the one error for an absent SDK tool, used by the runtime and by
+``edgefarm.tools.dlc``), ``run_tool`` and the parsers of the tools' text: ``parse_version`` (``snpe-net-run
 --version``), ``parse_validator`` (``snpe-platform-validator``),
 ``parse_dlc_info`` (``snpe-dlc-info``) and ``parse_diagview_text`` /
 ``parse_diagview_csv`` (``snpe-diagview``). They are pure functions of the text
@@ -55,6 +56,14 @@ _MISSING = ("the SNPE SDK is not installed: set SNPE_ROOT or put {tool} on PATH 
             "(it comes from Qualcomm's SNPE / QAIRT SDK, never from PyPI)")
 
 
+class SDKMissing(RuntimeUnavailable):
+    """An SNPE / QAIRT SDK tool is not on this machine; the message says how to get it."""
+
+    def __init__(self, tool: str) -> None:
+        super().__init__(_MISSING.format(tool=tool))
+        self.tool = tool
+
+
 class ToolFailed(RuntimeError):
     """An SDK tool exited with an error; the message carries the end of its output."""
 
@@ -100,7 +109,7 @@ def find_tool(name: str, env: Optional[Mapping[str, str]] = None) -> Optional[Pa
 def require_tool(name: str, env: Optional[Mapping[str, str]] = None) -> Path:
     path = find_tool(name, env)
     if path is None:
-        raise RuntimeUnavailable(_MISSING.format(tool=name))
+        raise SDKMissing(name)
     return path
 
 

@@ -4,7 +4,9 @@ sample at a time, in the order ``edgefarm.shared.datasets.list_samples`` gives.
 This module owns ``load_image`` (any image file to HxWx3 uint8 RGB), ``load_mask``
 (a segmentation mask's class indices as stored: palette PNGs are read as indices,
 never converted to colours, so VOC's 255 "void" stays 255), the record readers of
-mnist-idx (IDX, possibly gzipped) and cifar10-bin files, and ``iter_decoded``.
+mnist-idx (IDX, possibly gzipped) and cifar10-bin files, ``decode_samples`` (planned
+samples to decoded ones, as ``edgefarm.shared.datasets.dataset.Dataset`` reads them) and
+``iter_decoded`` (the samples of a dataset folder, decoded).
 
 Every read error is raised as ``edgefarm.shared.datasets.DatasetError`` naming the sample and
 the file, so a corrupt JPEG deep inside an evaluation reports which one it was.
@@ -16,8 +18,7 @@ import gzip
 import os
 import zlib
 from dataclasses import dataclass
-from itertools import islice
-from typing import IO, Dict, Iterator, Optional, Tuple
+from typing import IO, Dict, Iterable, Iterator, Optional, Tuple
 
 import numpy as np
 from PIL import Image
@@ -127,14 +128,20 @@ def _decode(sample: Sample, layout: str, records: _RecordReader) -> DecodedSampl
     return DecodedSample(id=sample.id, image=image, label=sample.label, mask=mask)
 
 
+def decode_samples(samples: Iterable[Sample], layout: str) -> Iterator[DecodedSample]:
+    """Each of ``samples`` (of a ``layout`` dataset) decoded, lazily, in order. Raises
+    DatasetError naming the sample that fails."""
+    records = _RecordReader()
+    try:
+        for sample in samples:
+            yield _decode(sample, layout, records)
+    finally:
+        records.close()
+
+
 def iter_decoded(root_dir, layout: str, split: Optional[str] = None,
                  limit: Optional[int] = None) -> Iterator[DecodedSample]:
     """The samples of the extracted ``layout`` dataset in ``root_dir``, decoded lazily,
     at most ``limit`` of them. Raises DatasetError naming the sample that fails."""
     samples = list_samples(os.fspath(root_dir), layout, split)
-    records = _RecordReader()
-    try:
-        for sample in islice(samples, limit):
-            yield _decode(sample, layout, records)
-    finally:
-        records.close()
+    yield from decode_samples(samples if limit is None else samples[:limit], layout)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edgefarm.agent import __version__ as agent_version
-from edgefarm.agent.harness import Protocol, benchmark, load_runtime, synthetic_inputs
+from edgefarm.agent.clock import Protocol, benchmark, load_runtime
 from edgefarm.agent.runtimes import (
     LoadOptions,
     ModelLoadError,
@@ -19,6 +19,7 @@ from edgefarm.agent.runtimes import (
     available_runtimes,
     get_runtime_class,
 )
+from edgefarm.agent.synthetic import synthetic_inputs
 from edgefarm.shared.formats.tflite_builder import tiny_tflite
 from tests.unit.test_formats import tiny_onnx
 

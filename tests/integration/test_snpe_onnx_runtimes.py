@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgefarm.agent.harness import load_runtime
+from edgefarm.agent.clock import load_runtime
 from edgefarm.agent.runtimes import (
     LoadOptions,
     ModelLoadError,
@@ -188,3 +188,51 @@ def test_convert_to_dlc_without_the_sdk_says_how_to_get_it(models, monkeypatch, 
         convert_to_dlc(models["onnx"], tmp_path / "x.dlc")
     assert main([str(models["tflite"]), str(tmp_path / "x.dlc")]) == 2
     assert not Path(tmp_path / "x.dlc").exists()
+
+
+# ---------------------------------------------------------------- a whole run, one dataset scan
+
+
+@pytest.fixture(scope="module")
+def digits_folder(tmp_path_factory):
+    from edgefarm.tools.digits import write_imagefolder
+
+    folder = tmp_path_factory.mktemp("digits") / "dataset"
+    write_imagefolder(folder)
+    return folder
+
+
+@pytest.mark.parametrize("runtime", ["tflite", "snpe"])
+def test_a_run_walks_its_dataset_once_for_latency_evaluation_and_agreement(
+        runtime, standin, models, digits_folder, monkeypatch):
+    """One real run with a dataset and a reference (tflite on the same weights): the
+    latency input, the evaluation and the output agreement (over more samples than one
+    chunk of agreement.BATCH_CHUNK) share one scan."""
+    import os
+
+    from edgefarm.agent.execute import ReferenceRun, RunSpec, run_benchmark
+    from edgefarm.shared.contract.schemas import RunSettings
+
+    walks = []
+    real_walk = os.walk
+
+    def counting_walk(top, *args, **kwargs):
+        walks.append(Path(top))
+        return real_walk(top, *args, **kwargs)
+
+    monkeypatch.setattr(os, "walk", counting_walk)
+    settings = RunSettings(runtime=runtime, threads=1, warmup_runs=1, warmup_seconds=0, measured_runs=3,
+                           min_seconds=0, sample_limit=30)
+    spec = RunSpec(model_path=str(models["dlc" if runtime == "snpe" else "tflite"]), settings=settings,
+                   task="classification", dataset_dir=str(digits_folder), dataset_layout="imagefolder",
+                   reference=ReferenceRun(runtime="tflite", model_path=str(models["tflite"]), max_samples=20))
+    result = run_benchmark(spec)
+    assert [walk for walk in walks if walk == digits_folder] == [digits_folder]
+    assert result.metrics.sample_count == 30 and result.metrics.top1 > 0.8
+    assert result.extra["inputs"] == "dataset sample"
+    agreement = result.agreement
+    assert agreement.error is None and agreement.sample_count == 20 and agreement.top1_agreement == 1.0
+    assert agreement.reference["runtime"] == "tflite"
+    batch = runtime == "snpe"  # its inference runs in a child process, measured there
+    assert ("runtime_process_peak_rss_bytes" in result.extra) == batch
+    assert ("latency_protocol" in result.extra) == batch

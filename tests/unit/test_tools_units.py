@@ -14,7 +14,8 @@ from edgefarm.cli.commands import sweep as sweep_command  # noqa: E402
 from edgefarm.cli.commands.models import apply_lineage, build_meta  # noqa: E402
 from edgefarm.cli.errors import CliError  # noqa: E402
 from edgefarm.shared.contract.schemas import CompareCell, CompareOut, ModelOut  # noqa: E402
-from edgefarm.tools.common import ToolError, spread  # noqa: E402
+from edgefarm.shared.datasets.dataset import spread  # noqa: E402
+from edgefarm.tools.common import ToolError  # noqa: E402
 from edgefarm.tools.inspect import model_quantization, quantization_scheme, weight_layer  # noqa: E402
 from edgefarm.tools.lineage import read_sidecar, sidecar_path, write_sidecar  # noqa: E402
 from edgefarm.tools.prune import magnitude_prune  # noqa: E402

@@ -1,15 +1,17 @@
-"""edgefarm.agent.harness: the latency protocol, what is timed, cancellation, synthetic inputs."""
+"""edgefarm.agent.clock: the latency protocol, what is timed, cancellation, load time."""
 
+import ast
 import time
+from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
 import pytest
 
-from edgefarm.agent import harness
+from edgefarm.agent import clock
+from edgefarm.agent.clock import Protocol, benchmark, load_runtime
 from edgefarm.agent.errors import Cancelled
-from edgefarm.agent.harness import Protocol, benchmark, load_runtime, synthetic_inputs
-from edgefarm.agent.runtimes.base import LoadOptions, Runtime, TensorInfo
+from edgefarm.agent.runtimes.base import LoadOptions, Runtime
 from edgefarm.shared.contract.schemas import RunSettings
 
 
@@ -144,7 +146,7 @@ def test_should_stop_raises_cancelled_between_runs():
     with pytest.raises(Cancelled, match="cancelled"):
         benchmark(runtime, [], fast(measured_runs=1000), should_stop=should_stop)
     assert runtime.invocations == 10
-    assert harness.Cancelled is Cancelled
+    assert clock.Cancelled is Cancelled
 
 
 def test_should_stop_false_lets_the_run_finish():
@@ -153,7 +155,7 @@ def test_should_stop_false_lets_the_run_finish():
 
 
 def test_progress_is_reported_with_phases_and_not_too_often(monkeypatch):
-    monkeypatch.setattr(harness, "PROGRESS_INTERVAL_SECONDS", 0.05)
+    monkeypatch.setattr(clock, "PROGRESS_INTERVAL_SECONDS", 0.05)
     reports = []
     result = benchmark(FakeRuntime(invoke_s=0.002), [], fast(warmup_seconds=0.2, min_seconds=0.3),
                        progress=lambda done, phase: reports.append((time.perf_counter(), done, phase)))
@@ -176,40 +178,27 @@ def test_load_runtime_times_construction_and_load():
     assert 30.0 <= init_ms < 1000.0
 
 
-def test_synthetic_inputs_have_the_shapes_dtypes_and_ranges():
-    infos = [TensorInfo("image", (1, 8, 8, 3), "float32"), TensorInfo("q", (1, 4000), "int8"),
-             TensorInfo("u", (2, 500), "uint8"), TensorInfo("ids", (-1, 5), "int32"),
-             TensorInfo("mask", (3,), "bool")]
-    image, quantized, unsigned, ids, mask = synthetic_inputs(infos)
-    assert image.shape == (1, 8, 8, 3) and image.dtype == np.float32
-    assert image.min() >= -1.0 and image.max() < 1.0
-    assert quantized.dtype == np.int8 and quantized.min() < -100 and quantized.max() > 100
-    assert unsigned.dtype == np.uint8 and unsigned.min() < 20 and unsigned.max() > 235
-    assert ids.shape == (1, 5) and ids.dtype == np.int32  # dynamic dimension -> 1
-    assert mask.dtype == np.bool_
+# ---------------------------------------------------------------- one clock module
+
+CLOCK_CALLS = {"perf_counter", "perf_counter_ns", "monotonic", "monotonic_ns"}
 
 
-def test_synthetic_inputs_are_deterministic_per_seed():
-    infos = [TensorInfo("x", (4, 4), "float32")]
-    assert np.array_equal(synthetic_inputs(infos, seed=1)[0], synthetic_inputs(infos, seed=1)[0])
-    assert not np.array_equal(synthetic_inputs(infos, seed=1)[0], synthetic_inputs(infos, seed=2)[0])
+def clock_reads(path: Path) -> List[str]:
+    """``file:line name`` of every use of a clock function in the file's code (not its text)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Attribute) and node.attr in CLOCK_CALLS:
+            found.append((node.lineno, node.attr))
+        elif isinstance(node, ast.Name) and node.id in CLOCK_CALLS:
+            found.append((node.lineno, node.id))
+        elif isinstance(node, ast.ImportFrom) and node.module == "time":
+            found += [(node.lineno, alias.name) for alias in node.names if alias.name in CLOCK_CALLS]
+    return [f"{path.name}:{line} {name}" for line, name in sorted(found)]
 
 
-def test_memory_readings_are_plausible():
-    """In a fresh process, so memory freed earlier by other tests cannot be reused."""
-    import subprocess
-    import sys
-
-    if harness.current_rss_bytes() is None:
-        pytest.skip("no /proc on this system")
-    script = (
-        "import numpy as np\n"
-        "from agent import harness\n"
-        "peak, current = harness.peak_rss_bytes(), harness.current_rss_bytes()\n"
-        "ballast = np.ones(64 * 1024 * 1024 // 8)\n"
-        "assert harness.current_rss_bytes() > current + 32 * 1024 * 1024\n"
-        "assert harness.peak_rss_bytes() > current + 32 * 1024 * 1024\n"
-        "assert peak <= harness.peak_rss_bytes()\n"
-    )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
+def test_only_the_clock_module_reads_the_clocks_in_the_agent():
+    agent = Path(clock.__file__).resolve().parent
+    assert clock_reads(agent / "clock.py")  # the check sees them where they are
+    offenders = [read for path in sorted(agent.rglob("*.py")) if path != agent / "clock.py"
+                 for read in clock_reads(path)]
+    assert offenders == []

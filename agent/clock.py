@@ -1,0 +1,252 @@
+"""Every clock of the agent: the one module that reads the time (a unit test holds the
+rest of ``agent/`` to that).
+
+This module owns:
+
+* The latency harness, TFLite ``benchmark_model``'s protocol (BRIEF section 4), for
+  runtimes timed call by call (``Runtime.timing == "invoke"``): ``benchmark`` sets
+  the inputs once (not timed), times the first inference on its own, then warms up
+  (at least ``warmup_runs`` runs *and* at least ``warmup_seconds``), then measures (at
+  least ``measured_runs`` runs *and* at least ``min_seconds``, stopping once
+  ``max_seconds`` have passed, always at least one run). Only ``runtime.invoke()`` is
+  inside the timed region (``invoke_ms``, with ``time.perf_counter_ns``). Count, mean,
+  std, min and max cover every run; the raw samples kept (and the percentiles) are
+  every run up to 2 x ``max_runs`` (default 20,000), else an evenly spaced subsample
+  (every ``samples_stride``-th run): a model that runs in microseconds would otherwise
+  keep millions.
+* ``benchmark_batch``: the protocol for runtimes that run a whole batch in another
+  process (``Runtime.timing == "batch"``, SNPE's ``snpe-net-run``): ``1 + warmup_runs +
+  measured_runs`` inferences of the same input in one batch, timed by the runtime
+  itself (its diagnostic log, not process wall time): the first inference, the warmup
+  (discarded) and the measured samples. It is count-based: ``min_seconds`` and
+  ``max_seconds`` cannot steer a batch fixed before it starts (the result says so).
+* ``load_runtime``: the init time (construction + ``load``).
+* ``Stopwatch``: the evaluation pipeline's stage times and the wall times of a whole
+  evaluation, a latency run or an SNPE process.
+* ``Deadline``: the worker's hard timeout of a run, on the monotonic clock.
+
+The statistics (``edgefarm.agent.stats``, numpy) are imported when first computed, so
+the worker's service process, which only needs a ``Deadline``, does not load numpy.
+"""
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Type
+
+from edgefarm.shared.contract.schemas import RunSettings
+
+from .errors import Cancelled
+from .runtimes.base import LoadOptions, Runtime
+
+__all__ = ["BenchResult", "Cancelled", "Deadline", "Protocol", "Stopwatch", "benchmark",
+           "benchmark_batch", "invoke_ms", "load_runtime"]
+
+ProgressCallback = Callable[[int, str], None]
+StopCheck = Callable[[], Any]
+
+#: Seconds between two ``progress`` calls, at least.
+PROGRESS_INTERVAL_SECONDS = 0.5
+
+
+@dataclass
+class Protocol:
+    """How many runs and how long: the defaults are benchmark_model's."""
+
+    warmup_runs: int = 1
+    warmup_seconds: float = 0.5
+    measured_runs: int = 50
+    min_seconds: float = 1.0
+    max_seconds: float = 150.0
+    max_runs: Optional[int] = 20000  # never below measured_runs; None: no cap
+
+    @classmethod
+    def from_settings(cls, settings: RunSettings) -> "Protocol":
+        """The protocol a run's settings ask for (a dict is read as ``RunSettings``, its
+        missing fields defaulting); ``max_runs`` is not a setting and keeps its default."""
+        if not isinstance(settings, RunSettings):
+            settings = RunSettings.model_validate(settings)
+        return cls(warmup_runs=settings.warmup_runs, warmup_seconds=settings.warmup_seconds,
+                   measured_runs=settings.measured_runs, min_seconds=settings.min_seconds,
+                   max_seconds=settings.max_seconds)
+
+
+@dataclass
+class BenchResult:
+    first_inference_ms: float
+    warmup_count: int
+    samples_ms: List[float]
+    stats: dict
+    wall_seconds: float
+    warmup_mean_ms: Optional[float] = None
+    samples_stride: int = 1  # the posted samples are every k-th run when there are very many
+
+
+class Stopwatch:
+    """Time since it started, and laps: stage times of the evaluation and wall times."""
+
+    def __init__(self) -> None:
+        self._start = self._lap = time.perf_counter()
+
+    def lap_ms(self) -> float:
+        """Milliseconds since the previous lap (or the start); the next lap starts now."""
+        now = time.perf_counter()
+        elapsed, self._lap = now - self._lap, now
+        return elapsed * 1e3
+
+    def seconds(self) -> float:
+        """Seconds since the start."""
+        return time.perf_counter() - self._start
+
+
+class Deadline:
+    """A moment ``seconds`` from now on the monotonic clock (immune to clock changes)."""
+
+    def __init__(self, seconds: float) -> None:
+        self._end = time.monotonic() + seconds
+
+    def passed(self) -> bool:
+        return time.monotonic() > self._end
+
+
+def invoke_ms(runtime: Runtime) -> float:
+    """One ``invoke()``, in milliseconds; nothing else is inside the timed region."""
+    start = time.perf_counter_ns()
+    runtime.invoke()
+    return (time.perf_counter_ns() - start) / 1e6
+
+
+def load_runtime(runtime_cls: Type[Runtime], model_path: Path,
+                 options: Optional[LoadOptions] = None) -> Tuple[Runtime, float]:
+    """A loaded runtime and its init time in ms (construction + ``load``)."""
+    watch = Stopwatch()
+    runtime = runtime_cls()
+    runtime.load(Path(model_path), options or LoadOptions())
+    return runtime, watch.lap_ms()
+
+
+class _Pacer:
+    """Checks for cancellation and reports progress at most every PROGRESS_INTERVAL_SECONDS."""
+
+    def __init__(self, progress: Optional[ProgressCallback], should_stop: Optional[StopCheck]):
+        self.progress, self.should_stop = progress, should_stop
+        self.last_report = time.perf_counter()
+
+    def between_runs(self, done: int, phase: str) -> None:
+        if self.should_stop is not None and self.should_stop():
+            raise Cancelled(f"cancelled during the latency benchmark ({phase}, after {done} runs)")
+        if self.progress is None:
+            return
+        now = time.perf_counter()
+        if now - self.last_report >= PROGRESS_INTERVAL_SECONDS:
+            self.last_report = now
+            self.progress(done, phase)
+
+
+def _warm_up(runtime: Runtime, protocol: Protocol, pacer: _Pacer) -> Tuple[int, float]:
+    """(run count, total ms) of the warmup; its samples are not kept."""
+    count, total_ms = 0, 0.0
+    start = time.perf_counter()
+    while count < protocol.warmup_runs or time.perf_counter() - start < protocol.warmup_seconds:
+        pacer.between_runs(count, "warmup")
+        total_ms += invoke_ms(runtime)
+        count += 1
+    return count, total_ms
+
+
+class _Samples:
+    """Per-run times: exact count, mean, std, min and max over every run; the raw
+    samples kept are every run up to ``2 * cap``, then every k-th (k doubling), so a
+    model that runs in microseconds cannot fill the memory."""
+
+    def __init__(self, cap: Optional[int]):
+        self.cap, self.stride, self.count = cap, 1, 0
+        self.kept: List[float] = []
+        self.total = self.total_sq = 0.0
+        self.low, self.high = float("inf"), float("-inf")
+
+    def add(self, value: float) -> None:
+        if self.count % self.stride == 0:
+            self.kept.append(value)
+        self.count += 1
+        self.total += value
+        self.total_sq += value * value
+        self.low, self.high = min(self.low, value), max(self.high, value)
+        if self.cap is not None and len(self.kept) >= 2 * self.cap:
+            self.kept, self.stride = self.kept[::2], self.stride * 2
+
+    def stats(self) -> dict:
+        from .stats import latency_stats
+
+        stats = latency_stats(self.kept)
+        if self.stride > 1:  # percentiles come from the evenly spaced subsample
+            mean = self.total / self.count
+            variance = max(self.total_sq / self.count - mean * mean, 0.0)
+            stats.update(count=self.count, mean=mean, std=variance ** 0.5, min=self.low, max=self.high)
+        return stats
+
+
+def _measure(runtime: Runtime, protocol: Protocol, pacer: _Pacer) -> _Samples:
+    cap = None if protocol.max_runs is None else max(protocol.max_runs, protocol.measured_runs)
+    samples = _Samples(cap)
+    start = time.perf_counter()
+    while True:
+        elapsed = time.perf_counter() - start
+        if samples.count and elapsed >= protocol.max_seconds:
+            break
+        if samples.count >= protocol.measured_runs and elapsed >= protocol.min_seconds:
+            break
+        pacer.between_runs(samples.count, "measure")
+        samples.add(invoke_ms(runtime))
+    return samples
+
+
+def benchmark(runtime: Runtime, inputs: Sequence[Any], protocol: Optional[Protocol] = None,
+              progress: Optional[ProgressCallback] = None,
+              should_stop: Optional[StopCheck] = None) -> BenchResult:
+    """Run the latency protocol on a loaded runtime.
+
+    ``progress(done, phase)`` (phase "first", "warmup" or "measure") is called at most every
+    0.5 s; ``should_stop()`` is checked before every run and a truthy answer raises
+    ``Cancelled``.
+    """
+    protocol = protocol or Protocol()
+    wall = Stopwatch()
+    pacer = _Pacer(progress, should_stop)
+    runtime.set_inputs(list(inputs))
+    pacer.between_runs(0, "first")
+    first_ms = invoke_ms(runtime)
+    warmup_count, warmup_ms = _warm_up(runtime, protocol, pacer)
+    samples = _measure(runtime, protocol, pacer)
+    return BenchResult(
+        first_inference_ms=first_ms, warmup_count=warmup_count, samples_ms=samples.kept,
+        stats=samples.stats(), samples_stride=samples.stride, wall_seconds=wall.seconds(),
+        warmup_mean_ms=warmup_ms / warmup_count if warmup_count else None,
+    )
+
+
+def benchmark_batch(runtime: Runtime, inputs: Sequence[Any], protocol: Protocol,
+                    progress: Optional[ProgressCallback] = None
+                    ) -> Tuple[BenchResult, Optional[float], dict]:
+    """(BenchResult, the runtime's own init time in ms or None, the batch's details)."""
+    from .stats import latency_stats
+
+    warmup = max(int(protocol.warmup_runs), 0)
+    count = 1 + warmup + max(int(protocol.measured_runs), 1)
+    if progress is not None:
+        progress(0, "measure")
+    wall = Stopwatch()
+    run = runtime.run_batch([list(inputs)] * count, keep_outputs=False)
+    run.close()
+    times = list(run.latencies_ms)
+    if len(times) != count:
+        raise RuntimeError(f"{runtime.name} reported {len(times)} inference times for {count} inferences")
+    warm, samples = times[1:1 + warmup], times[1 + warmup:]
+    bench = BenchResult(
+        first_inference_ms=times[0], warmup_count=warmup, samples_ms=samples,
+        stats=latency_stats(samples), wall_seconds=wall.seconds(),
+        warmup_mean_ms=sum(warm) / len(warm) if warm else None,
+    )
+    details = dict(run.details, latency_protocol=f"count-based: {count} inferences in one batch "
+                                                 "(min_seconds/max_seconds do not apply)")
+    return bench, run.init_ms, details
