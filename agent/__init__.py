@@ -1,4 +1,4 @@
-"""The EdgeFarm device agent: enrols with the server, long-polls for runs,
+"""The EdgeFarm device agent: enrolls with the server, long-polls for runs,
 downloads models and datasets into a verified cache, benchmarks and evaluates
 them with the device's runtime, and reports the figures.
 

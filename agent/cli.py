@@ -46,7 +46,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     try:
         answer = client.enroll(config.name, _capabilities(config))
     except FarmError as exc:
-        raise UsageError(f"enrolment failed: {exc}")
+        raise UsageError(f"enrollment failed: {exc}")
     finally:
         client.close()
     config.token_file = str(Path(config.state_dir) / "agent.token")
@@ -169,9 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgefarm-agent", description="EdgeFarm device agent")
     parser.add_argument("--version", action="version", version=__version__)
     sub = parser.add_subparsers(dest="command", required=True)
-    enroll = sub.add_parser("enroll", help="exchange an enrolment token for this device's agent token")
+    enroll = sub.add_parser("enroll", help="exchange an enrollment token for this device's agent token")
     enroll.add_argument("--server", required=True)
-    enroll.add_argument("--token", required=True, help="one-time enrolment token")
+    enroll.add_argument("--token", required=True, help="one-time enrollment token")
     enroll.add_argument("--config", help=f"config file to write (default {default_config_path()})")
     enroll.add_argument("--name", help="device name (default: hostname)")
     enroll.add_argument("--label", action="append", help="free label (repeatable)")

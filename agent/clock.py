@@ -3,7 +3,8 @@ rest of ``agent/`` to that).
 
 This module owns:
 
-* The latency harness, TFLite ``benchmark_model``'s protocol (BRIEF section 4), for
+* The latency harness, TFLite ``benchmark_model``'s protocol (its defaults are
+  ``Protocol``'s: 1 warmup run and 0.5 s, at least 50 runs and 1 s, at most 150 s), for
   runtimes timed call by call (``Runtime.timing == "invoke"``): ``benchmark`` sets
   the inputs once (not timed), times the first inference on its own, then warms up
   (at least ``warmup_runs`` runs *and* at least ``warmup_seconds``), then measures (at
@@ -49,21 +50,26 @@ StopCheck = Callable[[], Any]
 PROGRESS_INTERVAL_SECONDS = 0.5
 
 
+_SETTINGS_DEFAULTS = RunSettings()
+
+
 @dataclass
 class Protocol:
-    """How many runs and how long: the defaults are benchmark_model's."""
+    """How many runs and how long. The defaults are the contract's ``RunSettings``
+    defaults (benchmark_model's); ``max_runs`` caps the raw samples kept and is not a
+    setting."""
 
-    warmup_runs: int = 1
-    warmup_seconds: float = 0.5
-    measured_runs: int = 50
-    min_seconds: float = 1.0
-    max_seconds: float = 150.0
+    warmup_runs: int = _SETTINGS_DEFAULTS.warmup_runs
+    warmup_seconds: float = _SETTINGS_DEFAULTS.warmup_seconds
+    measured_runs: int = _SETTINGS_DEFAULTS.measured_runs
+    min_seconds: float = _SETTINGS_DEFAULTS.min_seconds
+    max_seconds: float = _SETTINGS_DEFAULTS.max_seconds
     max_runs: Optional[int] = 20000  # never below measured_runs; None: no cap
 
     @classmethod
     def from_settings(cls, settings: RunSettings) -> "Protocol":
         """The protocol a run's settings ask for (a dict is read as ``RunSettings``, its
-        missing fields defaulting); ``max_runs`` is not a setting and keeps its default."""
+        missing fields defaulting); ``max_runs`` keeps its default."""
         if not isinstance(settings, RunSettings):
             settings = RunSettings.model_validate(settings)
         return cls(warmup_runs=settings.warmup_runs, warmup_seconds=settings.warmup_seconds,

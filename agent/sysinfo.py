@@ -151,7 +151,7 @@ def hostname() -> str:
 
 def capabilities(config_labels: Sequence[str], platform_override: Optional[str] = None,
                  enabled_runtimes: Optional[Sequence[str]] = None, root: str = "/") -> Dict[str, Any]:
-    """The ``DeviceCapabilities`` dict this agent reports at enrolment and in heartbeats."""
+    """The ``DeviceCapabilities`` dict this agent reports at enrollment and in heartbeats."""
     from . import __version__
     from .runtimes import available_runtimes
 

@@ -7,7 +7,7 @@ In the data dir (``./edgefarm-data`` or ``$EDGEFARM_DATA_DIR``) it
    ``$EDGEFARM_PORT``; a free port when that one is taken) with a 2 s agent poll
    (unless ``EDGEFARM_POLL_WAIT_SECONDS`` says otherwise) so that it stops quickly,
 2. creates an admin and a user token (kept in ``demo-tokens.json``),
-3. enrols a local agent once (``agent/agent.toml``) and runs it (``agent/agent.log``),
+3. enrolls a local agent once (``agent/agent.toml``) and runs it (``agent/agent.log``),
 4. trains the ``digits-mlp`` family on scikit-learn's bundled digits and writes
    its fp32, pruned-0.5 and pruned-0.8 TFLite variants and the test split as an
    imagefolder dataset into ``demo/`` (``edgefarm.tools.digits``), and uploads them through
@@ -39,7 +39,7 @@ from .demo_farm import (
     DATASET_NAME,
     check_accuracy,
     demo_tokens,
-    enrol_agent,
+    enroll_agent,
     print_report,
     push_dataset,
     push_deeplab,
@@ -139,7 +139,7 @@ def run_demo(data_dir: Path, wanted_port: int, exit_after: bool) -> int:
         tokens = demo_tokens(data_dir, url, env)
         with FarmClient(url, tokens["user"], timeout=120, user_agent="edgefarm-demo") as user, \
                 FarmClient(url, tokens["admin"], timeout=60, user_agent="edgefarm-demo") as admin:
-            config_path, device_id = enrol_agent(data_dir, url, admin, user, env)
+            config_path, device_id = enroll_agent(data_dir, url, admin, user, env)
             agent = Child("agent", ["-m", "edgefarm.agent.cli", "run", "--config", str(config_path)],
                           data_dir / "agent" / "agent.log", env)
             jobs, variants = benchmark(user, data_dir, device_id)

@@ -78,7 +78,7 @@ def _local_device(user: FarmClient) -> Optional[DeviceOut]:
     return max(devices, key=lambda d: d.id) if devices else None
 
 
-def enrol_agent(data_dir: Path, url: str, admin: FarmClient, user: FarmClient,
+def enroll_agent(data_dir: Path, url: str, admin: FarmClient, user: FarmClient,
                 env: Dict[str, str]) -> Tuple[Path, int]:
     """The agent's config and device id: enrolled the first time, reused after
     (pointed at this run's URL when the port changed)."""
@@ -95,9 +95,9 @@ def enrol_agent(data_dir: Path, url: str, admin: FarmClient, user: FarmClient,
                 save_config(config, config_path)
             say(f"agent: reusing device {device.id} ({DEVICE_NAME}), config {config_path}")
             return config_path, device.id
-    enrol_token = admin.create_token("enrol", "demo agent").token or ""
+    enroll_token = admin.create_token("enroll", "demo agent").token or ""
     enrolled = _run_cli("edgefarm-agent enroll", env, "edgefarm.agent.cli", "enroll", "--server", url,
-                        "--token", enrol_token, "--config", str(config_path),
+                        "--token", enroll_token, "--config", str(config_path),
                         "--state-dir", str(home / "state"), "--cache-dir", str(home / "cache"),
                         "--name", DEVICE_NAME)
     say(enrolled.stderr.strip().splitlines()[-1])

@@ -3,7 +3,7 @@
 A token reads ``ef_<id>_<secret>``. Only the sha256 of the secret is stored and
 it is compared in constant time. Roles: ``admin`` (everything, including tokens
 and devices), ``user`` (submit and read), ``agent`` (lease, renew and report its
-own device's runs), ``enrol`` (one-time: exchanged for an agent token).
+own device's runs), ``enroll`` (one-time: exchanged for an agent token).
 
 These helpers take a session and never commit. Reading the bearer header and
 refusing a role are the API's (``edgefarm.server.api.deps``).

@@ -63,6 +63,11 @@ def cmd_create_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _role(text: str) -> str:
+    """A token role as typed; ``enrol``, the old spelling, is ``enroll``."""
+    return "enroll" if text == "enrol" else text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgefarm-server", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -87,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     token = sub.add_parser("create-token", help="create a token; prints only the token")
     common(token)
-    token.add_argument("--role", required=True, choices=["admin", "user", "enrol"])
+    token.add_argument("--role", required=True, type=_role, choices=["admin", "user", "enroll"])
     token.add_argument("--name", default=None)
     token.set_defaults(func=cmd_create_token)
     return parser

@@ -20,15 +20,15 @@ from typing import Dict, Iterable, List, Optional, Sequence
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
-from edgefarm.shared.contract.enums import JobState, RunState
+from edgefarm.shared.contract.enums import ACTIVE_RUN_STATES, FINAL_RUN_STATES, JobState, RunState
 from edgefarm.shared.contract.rules import headline_metric, report_problem
 from edgefarm.shared.contract.schemas import RunReport, RunSettings
 from edgefarm.shared.contract.selectors import DeviceSelector, parse_selector
 
 from .tables import Dataset, Device, Job, JobModel, Model, Result, Run, utcnow
 
-ACTIVE = (str(RunState.leased), str(RunState.running))
-FINAL = tuple(str(s) for s in (RunState.succeeded, RunState.failed, RunState.cancelled, RunState.lost))
+ACTIVE = tuple(str(s) for s in ACTIVE_RUN_STATES)
+FINAL = tuple(str(s) for s in FINAL_RUN_STATES)
 NOTIFY_CHANNEL = "edgefarm_runs"
 
 

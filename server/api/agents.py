@@ -1,4 +1,4 @@
-"""The agent side of the protocol: enrolment, device heartbeats and the
+"""The agent side of the protocol: enrollment, device heartbeats and the
 long-poll lease endpoint."""
 
 import asyncio
@@ -28,9 +28,9 @@ def enroll(
     body: EnrollRequest, request: Request, ctx: AppContext = Depends(get_ctx),
     principal: Principal = Depends(get_principal),
 ) -> EnrollResponse:
-    """Exchange a one-time enrolment token for a device and its agent token."""
+    """Exchange a one-time enrollment token for a device and its agent token."""
     check_protocol(request)
-    return leases.enrol(ctx, principal, body)
+    return leases.enroll(ctx, principal, body)
 
 
 @router.post("/heartbeat", response_model=AgentHeartbeatResponse)

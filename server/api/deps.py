@@ -38,9 +38,9 @@ def authenticate(session: Session, request: Request) -> Principal:
             401, "Unauthorized", "the token is unknown, revoked or malformed",
             kind="unauthorized", headers={"WWW-Authenticate": "Bearer"},
         )
-    if row.role == Role.enrol and row.used_at is not None:
+    if row.role == Role.enroll and row.used_at is not None:
         raise ProblemException(
-            401, "Unauthorized", "this enrolment token has already been used", kind="unauthorized"
+            401, "Unauthorized", "this enrollment token has already been used", kind="unauthorized"
         )
     return Principal(token_id=row.id, role=Role(row.role), device_id=row.device_id)
 
@@ -62,7 +62,7 @@ def get_principal(request: Request, ctx: AppContext = Depends(get_ctx)) -> Princ
 
 
 def reader(principal: Principal = Depends(get_principal)) -> Principal:
-    """Users and admins read; agents and enrolment tokens do not."""
+    """Users and admins read; agents and enrollment tokens do not."""
     return check_role(principal, Role.user)
 
 

@@ -1,7 +1,7 @@
 """The server's domain operations, one module per area; the REST API (``api/``)
 and the dashboard (``web/``) both call them and neither holds a rule of its own.
 
-* ``leases``: enrolment, device heartbeats, claim and lease assembly, renewal,
+* ``leases``: enrollment, device heartbeats, claim and lease assembly, renewal,
   release, reports, the expiry sweep (the SQL is ``edgefarm.server.queue``'s).
 * ``jobs``: submit (task, dataset, reference, fan-out), list, get, cancel; runs.
 * ``catalog``: models and datasets: store an upload, register, find, list,

@@ -52,7 +52,7 @@ class Invalid(DomainError):
 
 
 class Unauthorized(DomainError):
-    """The caller's credential is spent (a used enrolment token)."""
+    """The caller's credential is spent (a used enrollment token)."""
 
 
 class Forbidden(DomainError):

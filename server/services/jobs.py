@@ -20,8 +20,6 @@ from .errors import Conflict, Invalid
 from .lookups import find_dataset, find_model, get_row
 from .references import resolve_reference
 
-FINISHED = (JobState.succeeded, JobState.failed, JobState.cancelled)
-
 
 def job_view(session: Session, job: Job, warnings: Optional[List[str]] = None) -> JobOut:
     """The job with its runs and the result id of each run that has one."""
@@ -77,7 +75,7 @@ def _devices(session: Session, body: JobCreate, selector: DeviceSelector,
         )
         if body.require_device:
             raise Invalid("No matching device", message, code="no-device")
-        warnings.append(message + "; the job waits until one enrols")
+        warnings.append(message + "; the job waits until one enrolls")
     return devices
 
 
@@ -128,7 +126,7 @@ def cancel(ctx: AppContext, job_id: int, reason: Optional[str] = None) -> JobOut
     """Queued runs end at once; leased and running ones are told at their next heartbeat."""
     with ctx.db.write() as session:
         job = get_row(session, Job, job_id, "job", with_for_update=True)
-        if job.state in FINISHED:
+        if JobState(job.state).is_final:
             raise Conflict("Job finished", f"job {job_id} already ended as {job.state}")
         cancel_job(session, job, reason or "cancelled by a user")
         return job_view(session, job)

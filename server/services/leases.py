@@ -1,4 +1,4 @@
-"""The agent side of the farm: enrolment, device heartbeats, claiming a run and
+"""The agent side of the farm: enrollment, device heartbeats, claiming a run and
 assembling its lease, renewing a lease (run heartbeat), releasing it, reporting
 the outcome, and the sweep that requeues expired leases.
 
@@ -60,20 +60,20 @@ def _give_waiting_runs(session: Session, device: Device) -> int:
     return made
 
 
-def enrol(ctx: AppContext, principal: Principal, body: EnrollRequest) -> EnrollResponse:
-    """Exchange a one-time enrolment token (or an admin's) for a device and its agent token."""
+def enroll(ctx: AppContext, principal: Principal, body: EnrollRequest) -> EnrollResponse:
+    """Exchange a one-time enrollment token (or an admin's) for a device and its agent token."""
     if body.protocol_version != PROTOCOL_VERSION:
         raise ProtocolMismatch(
             "Protocol version mismatch",
             f"this server speaks protocol {PROTOCOL_VERSION}, the agent {body.protocol_version}",
         )
-    if principal.role not in (Role.enrol, Role.admin):
-        raise Forbidden("enrolment needs an 'enrol' token")
+    if principal.role not in (Role.enroll, Role.admin):
+        raise Forbidden("enrollment needs an 'enroll' token")
     with ctx.db.write() as session:
-        if principal.role == Role.enrol:
+        if principal.role == Role.enroll:
             token = session.get(Token, principal.token_id, with_for_update=True)
             if token.used_at is not None:
-                raise Unauthorized("Unauthorized", "this enrolment token has already been used")
+                raise Unauthorized("Unauthorized", "this enrollment token has already been used")
             mark_used(session, principal.token_id)
         caps = body.capabilities
         device = Device(name=body.name, platform=caps.platform, capabilities=caps.model_dump(mode="json"),

@@ -1,5 +1,5 @@
 """Tokens (an admin's): create, list and revoke. Agent tokens are issued at
-enrolment (``leases.enrol``), never here."""
+enrollment (``leases.enroll``), never here."""
 
 from typing import List
 
@@ -21,7 +21,7 @@ def create_token(ctx: AppContext, body: TokenCreate) -> TokenOut:
     if body.role == Role.agent:
         raise Invalid(
             "Invalid role",
-            "agent tokens are issued at enrolment; create an 'enrol' token and run "
+            "agent tokens are issued at enrollment; create an 'enroll' token and run "
             "'edgefarm-agent enroll' with it",
         )
     with ctx.db.write() as session:

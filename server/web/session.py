@@ -43,7 +43,7 @@ CREATE_TOKEN_HINT = "create one with 'edgefarm-server create-token --role user'"
 REFUSED_ROLES = {
     Role.agent: "This is an agent token: it belongs to one device and only speaks the agent "
                 "protocol. Sign in with a user or admin token (" + CREATE_TOKEN_HINT + ").",
-    Role.enrol: "This is an enrolment token: an agent exchanges it once for its own token. "
+    Role.enroll: "This is an enrollment token: an agent exchanges it once for its own token. "
                 "Sign in with a user or admin token (" + CREATE_TOKEN_HINT + ").",
 }
 

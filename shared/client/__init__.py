@@ -3,7 +3,7 @@ wire contract only).
 
 * ``FarmClient`` (``farm``): users and admins: tokens, models, datasets, jobs (and
   ``wait_for_job``, the poll loop of ``waiting``), results, devices;
-* ``AgentSession`` (``agent_session``): a device agent: enrol, heartbeat, lease,
+* ``AgentSession`` (``agent_session``): a device agent: enroll, heartbeat, lease,
   renew, release, report, and verified resumable downloads;
 * ``errors``: the one place where problem+json is parsed and failures are sorted
   into ``FarmError`` subclasses, raised by every client;
@@ -30,10 +30,10 @@ from .errors import (
     problem_message,
 )
 from .farm import FarmClient
-from .waiting import FINAL_JOB_STATES, wait_for_job
+from .waiting import wait_for_job
 
 __all__ = [
-    "AccessDenied", "AgentSession", "Backoff", "Conflict", "DigestMismatch", "FINAL_JOB_STATES",
+    "AccessDenied", "AgentSession", "Backoff", "Conflict", "DigestMismatch",
     "FarmClient", "FarmError", "NetworkError", "NotFound", "ProtocolMismatch", "Rejected",
     "ServerUnavailable", "TimedOut", "TransientError", "UnexpectedAnswer", "parse_problem",
     "problem_message", "wait_for_job",

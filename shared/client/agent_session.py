@@ -1,5 +1,5 @@
 """``AgentSession``: what a device agent says to the server, one method per agent
-endpoint (enrol, device heartbeat, lease long poll, renew, release, report), and
+endpoint (enroll, device heartbeat, lease long poll, renew, release, report), and
 the resumable download of models and datasets, checked against their sha256.
 
 Every request carries the protocol version (``X-EdgeFarm-Protocol``); failures
@@ -42,10 +42,10 @@ Progress = Callable[[int, Optional[int]], None]
 
 class AgentSession(ApiClient):
     """An agent's session on one server: with its agent token, or with a one-time
-    enrolment token for ``enroll``."""
+    enrollment token for ``enroll``."""
 
     HINTS: Hints = {
-        AccessDenied: "the server refused this agent's token ({text}); re-enrol the agent",
+        AccessDenied: "the server refused this agent's token ({text}); re-enroll the agent",
         ProtocolMismatch: "protocol version mismatch ({text}); upgrade the agent or the server",
     }
 
@@ -55,7 +55,7 @@ class AgentSession(ApiClient):
                          transport=transport, headers={PROTOCOL_HEADER: str(PROTOCOL_VERSION)})
 
     def enroll(self, name: str, capabilities: DeviceCapabilities) -> EnrollResponse:
-        """Exchange the enrolment token for this device's own agent token."""
+        """Exchange the enrollment token for this device's own agent token."""
         body = EnrollRequest(name=name, capabilities=capabilities, protocol_version=PROTOCOL_VERSION)
         response = self._request("POST", "/agents/enroll", json=body.model_dump(mode="json"))
         return self._parse(response, EnrollResponse)

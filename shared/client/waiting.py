@@ -13,13 +13,12 @@ from __future__ import annotations
 import time
 from typing import Callable, Optional, Protocol, Tuple
 
-from edgefarm.shared.contract.enums import JobState
+from edgefarm.shared.contract.enums import FINAL_JOB_STATES
 from edgefarm.shared.contract.schemas import JobOut
 
 from .errors import FarmError
 
 #: The states a job does not leave.
-FINAL_JOB_STATES = frozenset({JobState.succeeded, JobState.failed, JobState.cancelled})
 POLL_SECONDS = 1.0
 MAX_POLL_FAILURES = 5
 

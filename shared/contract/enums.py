@@ -35,12 +35,15 @@ class RunState(StrEnum):
 
     @property
     def is_active(self) -> bool:
-        return self in (RunState.leased, RunState.running)
+        return self in ACTIVE_RUN_STATES
 
 
+#: A run in one of these states has ended; it never changes again.
 FINAL_RUN_STATES = frozenset(
     {RunState.succeeded, RunState.failed, RunState.cancelled, RunState.lost}
 )
+#: A run in one of these states is held by an agent under a lease.
+ACTIVE_RUN_STATES = frozenset({RunState.leased, RunState.running})
 
 
 class JobState(StrEnum):
@@ -50,6 +53,14 @@ class JobState(StrEnum):
     succeeded = "succeeded"  # every run succeeded
     failed = "failed"  # finished, at least one run did not succeed
     cancelled = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_JOB_STATES
+
+
+#: A job in one of these states has ended: every run is final (or it was cancelled waiting).
+FINAL_JOB_STATES = frozenset({JobState.succeeded, JobState.failed, JobState.cancelled})
 
 
 class Runtime(StrEnum):
@@ -80,7 +91,14 @@ class Role(StrEnum):
     admin = "admin"
     user = "user"
     agent = "agent"
-    enrol = "enrol"
+    enroll = "enroll"  # one-time: an agent exchanges it for its own token
+
+    @classmethod
+    def _missing_(cls, value: object) -> "Role":
+        """``enrol``, the spelling of protocol 1's first releases, still means ``enroll``."""
+        if value == "enrol":
+            return cls.enroll
+        raise ValueError(f"{value!r} is not a valid Role")
 
 
 class ModelFormat(StrEnum):

@@ -282,7 +282,8 @@ class ReferenceSpec(Schema):
 
 
 class RunSettings(Schema):
-    """How each run benchmarks: runtime and the latency protocol (BRIEF section 4).
+    """How each run benchmarks: the runtime and the latency protocol, whose defaults are TFLite
+    ``benchmark_model``'s (1 warmup run and 0.5 s; at least 50 measured runs and 1 s; at most 150 s).
 
     ``reference``: None (no output agreement), "auto" (the same model on tflite CPU,
     or for a variant its family's base model; the server resolves it at submission)

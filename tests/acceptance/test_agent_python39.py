@@ -1,5 +1,5 @@
 """The agent on Python 3.9 (the RB5's Ubuntu 20.04 python3.9), against a server on
-the current Python: enrol, lease, benchmark, evaluate, report.
+the current Python: enroll, lease, benchmark, evaluate, report.
 
 Uses the ``.venv39`` that ``make compat`` builds when a 3.9 interpreter exists."""
 

@@ -249,7 +249,7 @@ def test_jobs_page_refreshes_itself_and_cancels(farm, browser, tmp_path):
     path = tmp_path / "tiny.tflite"
     path.write_bytes(tiny_tflite())
     model = farm.push_model(path, name="tiny", family="tiny", task="classification")
-    agent = farm.enrol("pc-1")
+    agent = farm.enroll("pc-1")
     watched = farm.submit(models=[str(model["id"])], devices="all")
     doomed = farm.submit(models=[str(model["id"])], devices="all")
     context, requests = browser

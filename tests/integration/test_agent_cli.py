@@ -16,7 +16,7 @@ def agent_cli(*args, env=None):
 
 
 def test_enroll_writes_private_token_and_doctor_sees_the_server(farm, tmp_path):
-    token = farm.admin.post("/api/v1/tokens", json={"role": "enrol"}).json()["token"]
+    token = farm.admin.post("/api/v1/tokens", json={"role": "enroll"}).json()["token"]
     config = tmp_path / "agent.toml"
     done = agent_cli("enroll", "--server", farm.url, "--token", token, "--config", str(config),
                      "--name", "bench-pc", "--label", "lab1", "--state-dir", str(tmp_path / "state"),

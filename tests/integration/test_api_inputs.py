@@ -102,7 +102,7 @@ def test_unknown_layout_is_refused(farm, stored):
 
 
 def test_no_matching_device_with_require_device_is_refused(farm, stored):
-    farm.enrol("pc-1")
+    farm.enroll("pc-1")
     before = snapshot(farm)
     response = farm.user.post("/api/v1/jobs", json={
         "models": [str(stored["id"])], "devices": "platform=rpi3", "require_device": True})
@@ -121,9 +121,9 @@ def test_job_without_device_waits_and_starts_when_one_enrols(farm, stored):
     assert response.status_code == 201
     job = response.json()
     assert job["state"] == "waiting" and job["runs"] == [] and "rpi3" in job["warnings"][0]
-    farm.enrol("pc-1")  # does not match
+    farm.enroll("pc-1")  # does not match
     assert farm.user.get(f"/api/v1/jobs/{job['id']}").json()["state"] == "waiting"
-    pi = farm.enrol("pi-1", platform="rpi3")
+    pi = farm.enroll("pi-1", platform="rpi3")
     runs = farm.user.get(f"/api/v1/jobs/{job['id']}").json()["runs"]
     assert [r["device_id"] for r in runs] == [pi.device_id]
     assert pi.lease()["run_id"] == runs[0]["id"]
@@ -141,7 +141,7 @@ def test_missing_or_wrong_token_is_refused(farm, stored, header):
 
 
 def test_agent_token_cannot_submit_or_read(farm, stored):
-    agent = farm.enrol("pc")
+    agent = farm.enroll("pc")
     before = snapshot(farm)
     response = agent.http.post("/api/v1/jobs", json={"models": [str(stored["id"])], "devices": "all"})
     assert_problem(response, 403, "agent")
@@ -154,8 +154,8 @@ def test_user_token_cannot_lease_or_create_tokens(farm, stored):
     assert_problem(farm.user.post("/api/v1/tokens", json={"role": "admin"}), 403, "admin")
 
 
-def test_enrolment_token_is_single_use(farm):
-    token = farm.admin.post("/api/v1/tokens", json={"role": "enrol"}).json()["token"]
+def test_enrollment_token_is_single_use(farm):
+    token = farm.admin.post("/api/v1/tokens", json={"role": "enroll"}).json()["token"]
     body = {"name": "pc", "capabilities": {"platform": "pc"}, "protocol_version": 1}
     with farm.client(token) as client:
         assert client.post("/api/v1/agents/enroll", json=body).status_code == 201
@@ -163,8 +163,16 @@ def test_enrolment_token_is_single_use(farm):
     assert len(farm.user.get("/api/v1/devices").json()) == 1
 
 
+def test_the_old_spelling_of_the_enrollment_role_still_creates_one(farm):
+    created = farm.admin.post("/api/v1/tokens", json={"role": "enrol"})
+    assert created.status_code == 201 and created.json()["role"] == "enroll"
+    body = {"name": "pc", "capabilities": {"platform": "pc"}, "protocol_version": 1}
+    with farm.client(created.json()["token"]) as client:
+        assert client.post("/api/v1/agents/enroll", json=body).status_code == 201
+
+
 def test_protocol_mismatch_is_refused(farm):
-    agent = farm.enrol("pc")
+    agent = farm.enroll("pc")
     response = agent.http.post("/api/v1/agents/lease", json={}, headers={"X-EdgeFarm-Protocol": "99"})
     assert_problem(response, 426, "protocol")
 
@@ -190,7 +198,7 @@ def test_upload_over_the_size_limit_is_refused(start_farm):
 
 
 def test_delete_model_in_use_is_refused(farm, stored):
-    farm.enrol("pc")
+    farm.enroll("pc")
     farm.submit(models=[str(stored["id"])], devices="all")
     assert_problem(farm.user.delete(f"/api/v1/models/{stored['id']}"), 409, "in use")
     assert farm.user.get(f"/api/v1/models/{stored['id']}").status_code == 200

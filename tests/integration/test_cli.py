@@ -196,7 +196,7 @@ def test_submit_wait_and_results(cli_farm, tmp_path):
     base = _push_tiny(cli_farm, tmp_path, 21, name="cmp-fp32", family="cmp", task="classification")
     int8 = _push_tiny(cli_farm, tmp_path, 22, name="cmp-int8", family="cmp", task="classification",
                       variant={"quantization": "int8"}, lineage={"parent_sha256": base["sha256"]})
-    agent = cli_farm.enrol("cli-pc", labels=["cli"])
+    agent = cli_farm.enroll("cli-pc", labels=["cli"])
     job = as_json(edgefarm(cli_farm, tmp_path, "submit", "--model", "cmp-fp32", "--model", "cmp-int8",
                            "--devices", f"id={agent.device_id}", "--runs", "5", "--json"))
     assert job["state"] == "queued" and len(job["runs"]) == 2
@@ -232,7 +232,7 @@ def test_submit_wait_and_results(cli_farm, tmp_path):
 
 
 def test_devices_list_and_drain(cli_farm, tmp_path):
-    agent = cli_farm.enrol("drain-me", platform="rpi3")
+    agent = cli_farm.enroll("drain-me", platform="rpi3")
     devices = as_json(edgefarm(cli_farm, tmp_path, "devices", "list", "--json"))
     assert "drain-me" in [d["name"] for d in devices]
     refused = edgefarm(cli_farm, tmp_path, "devices", "drain", str(agent.device_id))

@@ -116,8 +116,8 @@ def test_session_cookie_is_signed_httponly_strict_and_ends(farm, family):
 
 
 def test_agent_and_enrol_tokens_cannot_sign_in(farm, family):
-    enrol = farm.admin.post("/api/v1/tokens", json={"role": "enrol"}).json()["token"]
-    for token, word in ((family["pc"].token, "agent token"), (enrol, "enrolment token")):
+    enroll = farm.admin.post("/api/v1/tokens", json={"role": "enroll"}).json()["token"]
+    for token, word in ((family["pc"].token, "agent token"), (enroll, "enrollment token")):
         with farm.client() as client:
             nonce = Tags(client.get("/login").text).value_of("csrf")
             response = client.post("/login", data={"token": token, "csrf": nonce, "next": "/"})
@@ -232,7 +232,7 @@ def test_result_page_histogram_and_provenance(farm, tmp_path):
     assert farm.user.post("/api/v1/datasets/register", json={
         "name": "voc-val", "layout": "voc-seg", "path": "/data/voc", "sha256": dataset_sha,
         "sample_count": 10}).status_code == 201
-    agent = farm.enrol("rpi-1", platform="rpi3")
+    agent = farm.enroll("rpi-1", platform="rpi3")
     farm.submit(models=[str(model["id"])], dataset="voc-val", devices="all")
     samples = [100 + (i * 37 % 50) * 0.4 for i in range(120)]
     result = sample_result(p50=110.0, miou=0.5743, size=964_200)
@@ -287,7 +287,7 @@ def test_result_page_shows_output_agreement(farm, tmp_path):
     path = tmp_path / "m.tflite"
     path.write_bytes(tiny_tflite())
     model = farm.push_model(path, name="m")
-    agent = farm.enrol("pc")
+    agent = farm.enroll("pc")
     farm.submit(models=[model["id"]], devices="all")
     lease = agent.lease()
     result = sample_result(top1=0.9)

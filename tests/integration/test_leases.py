@@ -24,7 +24,7 @@ def test_concurrent_leases_claim_each_run_exactly_once(start_farm, tmp_path):
     farm = start_farm()
     from edgefarm.shared.formats.tflite_builder import tiny_tflite
 
-    agent = farm.enrol("pc-1")
+    agent = farm.enroll("pc-1")
     model_ids = []
     for i in range(25):
         path = tmp_path / f"m{i}.tflite"
@@ -65,7 +65,7 @@ def test_expired_lease_is_requeued_then_lost_and_late_report_refused(start_farm,
     path = tmp_path / "m.tflite"
     path.write_bytes(tiny_tflite())
     model = farm.push_model(path, name="m")
-    agent = farm.enrol("pc-1")
+    agent = farm.enroll("pc-1")
     job = farm.submit(models=[model["id"]], devices="all", max_attempts=2)
     first = agent.lease()
     assert first["attempt"] == 1
@@ -95,7 +95,7 @@ def _wait_state(farm, run_id, state, timeout=10.0):
 
 
 def test_report_flow(farm, null_model):
-    agent = farm.enrol("pc-1")
+    agent = farm.enroll("pc-1")
     farm.submit(models=[null_model["id"]], devices="all")
     lease = agent.lease()
     beat = agent.heartbeat(lease, state="running", progress={"phase": "latency", "done": 1})
@@ -118,7 +118,7 @@ def test_report_flow(farm, null_model):
 
 
 def test_agent_cannot_touch_another_devices_run(farm, null_model):
-    owner, other = farm.enrol("a"), farm.enrol("b")
+    owner, other = farm.enroll("a"), farm.enroll("b")
     farm.submit(models=[null_model["id"]], devices=f"id={owner.device_id}")
     assert other.lease() is None
     lease = owner.lease()
@@ -129,7 +129,7 @@ def test_agent_cannot_touch_another_devices_run(farm, null_model):
 
 
 def test_release_requeues_without_using_an_attempt(farm, null_model):
-    agent = farm.enrol("pc")
+    agent = farm.enroll("pc")
     farm.submit(models=[null_model["id"]], devices="all")
     lease = agent.lease()
     response = agent.http.post(f"/api/v1/runs/{lease['run_id']}/release",
@@ -140,7 +140,7 @@ def test_release_requeues_without_using_an_attempt(farm, null_model):
 
 
 def test_cancel_reaches_running_agent_through_heartbeat(farm, null_model):
-    agent = farm.enrol("pc")
+    agent = farm.enroll("pc")
     job = farm.submit(models=[null_model["id"]], devices="all")
     lease = agent.lease()
     cancel = farm.user.post(f"/api/v1/jobs/{job['id']}/cancel", json={"reason": "wrong model"})
@@ -154,7 +154,7 @@ def test_cancel_reaches_running_agent_through_heartbeat(farm, null_model):
 
 
 def test_long_poll_answers_as_soon_as_work_appears(farm, null_model):
-    agent = farm.enrol("pc")
+    agent = farm.enroll("pc")
     got = {}
 
     def poll():
@@ -172,14 +172,14 @@ def test_long_poll_answers_as_soon_as_work_appears(farm, null_model):
 
 
 def test_long_poll_times_out_with_204(farm):
-    agent = farm.enrol("pc")
+    agent = farm.enroll("pc")
     started = time.monotonic()
     assert agent.lease(wait=1.0) is None
     assert 0.9 < time.monotonic() - started < 4.0
 
 
 def test_hard_timeout_fails_a_run_that_keeps_heartbeating(farm, null_model):
-    agent = farm.enrol("pc")
+    agent = farm.enroll("pc")
     job = farm.submit(models=[null_model["id"]], devices="all", timeout_seconds=1)
     lease = agent.lease()
     deadline = time.monotonic() + 10
@@ -202,7 +202,7 @@ def test_replicas_wake_each_others_long_polls(database_url, tmp_path, farm, null
 
     other = Farm(ServerProcess(tmp_path / "replica", database_url, sweep_interval_seconds=0.2).start())
     try:
-        agent = farm.enrol("pc")
+        agent = farm.enroll("pc")
         agent_on_other = type(agent).__new__(type(agent))
         agent_on_other.device_id = agent.device_id
         agent_on_other.http = other.client(agent.token, **{"X-EdgeFarm-Protocol": "1"})

@@ -23,7 +23,7 @@ def test_auto_reference_is_the_base_of_a_variant_and_rides_in_the_lease(farm, tm
     base = push(farm, tmp_path, "net-fp32.tflite", tiny_tflite(seed=0))
     variant = push(farm, tmp_path, "net-dyn.tflite", tiny_tflite(seed=1),
                    variant={"quantization": "dynamic"}, lineage={"parent_sha256": base["sha256"]})
-    device = farm.enrol("pc", runtimes=CAPS)
+    device = farm.enroll("pc", runtimes=CAPS)
     job = farm.submit(models=[variant["id"], base["id"]], settings={"reference": "auto"})
     reference = job["settings"]["reference"]
     assert (reference["runtime"], reference["accelerator"]) == ("tflite", "cpu")
@@ -38,7 +38,7 @@ def test_auto_reference_is_the_base_of_a_variant_and_rides_in_the_lease(farm, tm
 def test_explicit_references_and_their_checks(farm, tmp_path):
     tflite = push(farm, tmp_path, "net-fp32.tflite", tiny_tflite(seed=0))
     onnx = push(farm, tmp_path, "net.onnx", tiny_onnx())
-    farm.enrol("pc", runtimes=CAPS)
+    farm.enroll("pc", runtimes=CAPS)
     job = farm.submit(models=[onnx["id"]], settings={
         "runtime": "onnxruntime", "reference": {"runtime": "tflite", "model": tflite["id"], "max_samples": 7}})
     assert job["settings"]["reference"]["resolved"] == {str(onnx["id"]): tflite["id"]}
@@ -59,7 +59,7 @@ def test_explicit_references_and_their_checks(farm, tmp_path):
 
 def test_agreement_is_kept_in_the_result_and_the_csv(farm, tmp_path):
     model = push(farm, tmp_path, "net-fp32.tflite", tiny_tflite(seed=0))
-    device = farm.enrol("pc", runtimes=CAPS)
+    device = farm.enroll("pc", runtimes=CAPS)
     farm.submit(models=[model["id"]], settings={"runtime": "tflite", "reference": "auto"})
     lease = device.lease()
     result = sample_result(top1=0.9)

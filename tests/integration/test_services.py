@@ -58,10 +58,10 @@ def add_model(ctx, content: bytes, **meta):
     return model
 
 
-def enrol(ctx, name: str = "pc-1", **caps):
-    token = tokens.create_token(ctx, TokenCreate(role=Role.enrol))
+def enroll(ctx, name: str = "pc-1", **caps):
+    token = tokens.create_token(ctx, TokenCreate(role=Role.enroll))
     body = EnrollRequest(name=name, capabilities=capabilities(**caps), protocol_version=PROTOCOL_VERSION)
-    return leases.enrol(ctx, Principal(token.id, Role.enrol), body)
+    return leases.enroll(ctx, Principal(token.id, Role.enroll), body)
 
 
 def refusal(error: DomainError):
@@ -73,7 +73,7 @@ def test_a_lease_carries_typed_settings_and_the_resolved_reference(ctx, user):
     base = add_model(ctx, tiny_tflite(seed=0), name="net-fp32", family="net", task="classification")
     int8 = add_model(ctx, tiny_tflite(seed=1), name="net-int8", family="net",
                      variant={"quantization": "int8"})
-    device = enrol(ctx).device_id
+    device = enroll(ctx).device_id
     job = jobs.submit(ctx, JobCreate(models=[int8.name], settings={"reference": "auto", "threads": 2}),
                       created_by=user)
     assert job.settings.reference.resolved == {str(int8.id): base.id}
@@ -108,12 +108,12 @@ def test_refusals_are_domain_errors_with_one_status_each(ctx, user):
     with pytest.raises(Invalid) as agent_role:
         tokens.create_token(ctx, TokenCreate(role=Role.agent))
     assert refusal(agent_role.value)[:3] == (422, None, "Invalid role")  # type from the title
-    with pytest.raises(Forbidden) as not_enrol:
-        leases.enrol(ctx, Principal(user, Role.user), EnrollRequest(
+    with pytest.raises(Forbidden) as not_enroll:
+        leases.enroll(ctx, Principal(user, Role.user), EnrollRequest(
             name="x", capabilities=capabilities(), protocol_version=PROTOCOL_VERSION))
-    assert refusal(not_enrol.value)[:2] == (403, "forbidden")
+    assert refusal(not_enroll.value)[:2] == (403, "forbidden")
     with pytest.raises(ProtocolMismatch) as old_agent:
-        leases.enrol(ctx, Principal(user, Role.admin), EnrollRequest(
+        leases.enroll(ctx, Principal(user, Role.admin), EnrollRequest(
             name="x", capabilities=capabilities(), protocol_version=PROTOCOL_VERSION + 1))
     assert refusal(old_agent.value)[:2] == (426, "protocol-mismatch")
 

@@ -43,3 +43,24 @@ def test_downgrade_and_upgrade_round_trip(database_url):
     upgrade(database_url)
     assert current_revision(database_url) == head
     assert schema_diff(database_url) == []
+
+
+def test_enrollment_tokens_of_the_old_spelling_are_renamed(database_url):
+    from sqlalchemy import text
+
+    upgrade(database_url, "0001")
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO tokens (role, name, secret_hash, revoked, created_at) VALUES "
+                "('enrol', 'old', 'x', false, CURRENT_TIMESTAMP), ('user', 'u', 'y', false, CURRENT_TIMESTAMP)"))
+        upgrade(database_url)
+        with engine.connect() as connection:
+            roles = dict(connection.execute(text("SELECT name, role FROM tokens")).all())
+        assert roles == {"old": "enroll", "u": "user"}
+        downgrade(database_url, "0001")
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT role FROM tokens WHERE name = 'old'")).scalar() == "enrol"
+    finally:
+        engine.dispose()

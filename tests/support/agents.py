@@ -1,4 +1,4 @@
-"""Real agent processes for tests: enrol with ``edgefarm-agent enroll`` and
+"""Real agent processes for tests: enroll with ``edgefarm-agent enroll`` and
 serve with ``edgefarm-agent run``, each in its own config, state and cache."""
 
 import os
@@ -22,11 +22,11 @@ class AgentProcess:
         self.proc: Optional[subprocess.Popen] = None
         self.env = dict(os.environ, EDGEFARM_LOG_LEVEL="INFO")
         self.device_id: Optional[int] = None
-        self._enrol(labels, platform)
+        self._enroll(labels, platform)
 
-    def _enrol(self, labels, platform) -> None:
+    def _enroll(self, labels, platform) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
-        token = self.farm.admin.post("/api/v1/tokens", json={"role": "enrol"}).json()["token"]
+        token = self.farm.admin.post("/api/v1/tokens", json={"role": "enroll"}).json()["token"]
         args = ["enroll", "--server", self.farm.url, "--token", token, "--config", str(self.config),
                 "--name", self.name, "--state-dir", str(self.home / "state"),
                 "--cache-dir", str(self.home / "cache")]

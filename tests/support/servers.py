@@ -1,7 +1,7 @@
 """Real server processes for tests: ``ServerProcess`` runs ``edgefarm-server
 serve`` (uvicorn) on a free loopback port against a given database, and
 ``Farm`` bundles it with admin and user tokens and small helpers for the agent
-side of the protocol (enrol, lease, heartbeat, report) spoken over HTTP."""
+side of the protocol (enroll, lease, heartbeat, report) spoken over HTTP."""
 
 import os
 import signal
@@ -123,10 +123,10 @@ class Farm:
             headers["Authorization"] = f"Bearer {token}"
         return httpx.Client(base_url=self.url, headers=headers, timeout=60)
 
-    def enrol(self, name: str = "dev", **caps) -> "AgentSession":
-        enrol_token = self.admin.post("/api/v1/tokens", json={"role": "enrol"}).json()["token"]
+    def enroll(self, name: str = "dev", **caps) -> "AgentSession":
+        enroll_token = self.admin.post("/api/v1/tokens", json={"role": "enroll"}).json()["token"]
         body = {"name": name, "capabilities": capabilities(**caps), "protocol_version": PROTOCOL_VERSION}
-        with self.client(enrol_token) as client:
+        with self.client(enroll_token) as client:
             response = client.post("/api/v1/agents/enroll", json=body)
         assert response.status_code == 201, response.text
         data = response.json()
@@ -212,7 +212,7 @@ def populate_family(farm: Farm, folder: Path) -> dict:
         path.write_bytes(tiny_tflite(seed=i))
         models.append(farm.push_model(path, name=name, family="net", task="classification",
                                       variant=variant))
-    pc, pi = farm.enrol("pc-1"), farm.enrol("pi-1", platform="rpi3", labels=["lab2"])
+    pc, pi = farm.enroll("pc-1"), farm.enroll("pi-1", platform="rpi3", labels=["lab2"])
     job = farm.submit(models=[str(m["id"]) for m in models], devices="all")
     index = {m["id"]: i for i, m in enumerate(models)}
     for agent, platform in ((pc, "pc"), (pi, "rpi3")):

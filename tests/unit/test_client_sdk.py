@@ -73,7 +73,7 @@ def test_both_clients_sort_alike_and_keep_the_problem(status, error, retryable):
 
 
 def test_agent_messages_say_what_to_do():
-    with pytest.raises(AccessDenied, match="refused this agent's token .* re-enrol the agent"):
+    with pytest.raises(AccessDenied, match="refused this agent's token .* re-enroll the agent"):
         session_answering(401).heartbeat()
     with pytest.raises(ProtocolMismatch, match="upgrade the agent or the server"):
         session_answering(426).heartbeat()
