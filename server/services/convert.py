@@ -27,20 +27,23 @@ def model_variant(model: Model) -> Variant:
     return Variant(quantization=model.quantization, sparsity=model.sparsity, label=model.variant_label)
 
 
-def model_out(model: Model, base_url: str) -> ModelOut:
-    return ModelOut(
+def _model_fields(model: Model, base_url: str) -> dict:
+    """The ``ModelRef`` fields of a model row."""
+    return dict(
         id=model.id, name=model.name, family=model.family, task=model.task, format=model.format,
         sha256=model.sha256, size_bytes=model.size_bytes, variant=model_variant(model),
         preprocessing=model.preprocessing, labels=model.labels, inputs=model.inputs or [],
-        outputs=model.outputs or [], lineage=model.lineage, parent_id=model.parent_id,
-        description=model.description, created_at=model.created_at,
-        download_url=f"{base_url}/api/v1/models/{model.id}/file",
+        outputs=model.outputs or [], download_url=f"{base_url}/api/v1/models/{model.id}/file",
     )
 
 
 def model_ref(model: Model, base_url: str) -> ModelRef:
-    out = model_out(model, base_url)
-    return ModelRef(**out.model_dump(include=set(ModelRef.model_fields)))
+    return ModelRef(**_model_fields(model, base_url))
+
+
+def model_out(model: Model, base_url: str) -> ModelOut:
+    return ModelOut(**_model_fields(model, base_url), lineage=model.lineage, parent_id=model.parent_id,
+                    description=model.description, created_at=model.created_at)
 
 
 def dataset_download_url(dataset: Dataset, base_url: str) -> Optional[str]:
@@ -49,19 +52,23 @@ def dataset_download_url(dataset: Dataset, base_url: str) -> Optional[str]:
     return f"{base_url}/api/v1/datasets/{dataset.id}/file"
 
 
-def dataset_out(dataset: Dataset, base_url: str) -> DatasetOut:
-    return DatasetOut(
+def _dataset_fields(dataset: Dataset, base_url: str) -> dict:
+    """The ``DatasetRef`` fields of a dataset row."""
+    return dict(
         id=dataset.id, name=dataset.name, layout=dataset.layout, source=dataset.source,
         sha256=dataset.sha256, size_bytes=dataset.size_bytes, sample_count=dataset.sample_count,
-        split=dataset.split, root=dataset.root, classes=dataset.classes,
-        num_classes=dataset.num_classes, path=dataset.path, created_at=dataset.created_at,
+        split=dataset.split, classes=dataset.classes, path=dataset.path,
         download_url=dataset_download_url(dataset, base_url),
     )
 
 
 def dataset_ref(dataset: Dataset, base_url: str) -> DatasetRef:
-    out = dataset_out(dataset, base_url)
-    return DatasetRef(**out.model_dump(include=set(DatasetRef.model_fields)))
+    return DatasetRef(**_dataset_fields(dataset, base_url))
+
+
+def dataset_out(dataset: Dataset, base_url: str) -> DatasetOut:
+    return DatasetOut(**_dataset_fields(dataset, base_url), root=dataset.root,
+                      num_classes=dataset.num_classes, created_at=dataset.created_at)
 
 
 def device_status(

@@ -129,24 +129,31 @@ class ModelMeta(Schema):
     description: Optional[str] = None
 
 
-class ModelOut(Schema):
+class ModelRef(Schema):
+    """A stored model as a lease names it: what an agent needs to fetch and run it."""
+
     id: int
     name: str
     family: str
-    task: Optional[Task] = None
     format: ModelFormat
     sha256: str
     size_bytes: int
-    variant: Variant
+    download_url: str
+    task: Optional[Task] = None
+    variant: Variant = Field(default_factory=Variant)
     preprocessing: Optional[Preprocessing] = None
     labels: Optional[List[str]] = None
     inputs: List[TensorSpec] = Field(default_factory=list)
     outputs: List[TensorSpec] = Field(default_factory=list)
+
+
+class ModelOut(ModelRef):
+    """A stored model as the API shows it: its reference plus lineage and bookkeeping."""
+
     lineage: Optional[Lineage] = None
     parent_id: Optional[int] = None
     description: Optional[str] = None
     created_at: datetime
-    download_url: str
 
 
 # ---------------------------------------------------------------- datasets
@@ -164,7 +171,9 @@ class DatasetRegister(Schema):
     classes: Optional[List[str]] = None
 
 
-class DatasetOut(Schema):
+class DatasetRef(Schema):
+    """A dataset as a lease names it: what an agent needs to fetch (or find) and read it."""
+
     id: int
     name: str
     layout: DatasetLayout
@@ -173,12 +182,17 @@ class DatasetOut(Schema):
     size_bytes: Optional[int] = None
     sample_count: Optional[int] = None
     split: Optional[str] = None
-    root: Optional[str] = None
     classes: Optional[List[str]] = None
-    num_classes: Optional[int] = None
-    path: Optional[str] = None
-    created_at: datetime
     download_url: Optional[str] = None
+    path: Optional[str] = None
+
+
+class DatasetOut(DatasetRef):
+    """A dataset as the API shows it: its reference plus what validation found."""
+
+    root: Optional[str] = None
+    num_classes: Optional[int] = None
+    created_at: datetime
 
 
 # ---------------------------------------------------------------- devices
@@ -382,36 +396,6 @@ class JobCancel(Schema):
 
 class LeaseRequest(Schema):
     wait_seconds: Optional[float] = Field(None, ge=0, le=60)
-
-
-class ModelRef(Schema):
-    id: int
-    name: str
-    family: str
-    format: ModelFormat
-    sha256: str
-    size_bytes: int
-    download_url: str
-    task: Optional[Task] = None
-    variant: Variant = Field(default_factory=Variant)
-    preprocessing: Optional[Preprocessing] = None
-    labels: Optional[List[str]] = None
-    inputs: List[TensorSpec] = Field(default_factory=list)
-    outputs: List[TensorSpec] = Field(default_factory=list)
-
-
-class DatasetRef(Schema):
-    id: int
-    name: str
-    layout: DatasetLayout
-    source: DatasetSource
-    sha256: str
-    size_bytes: Optional[int] = None
-    sample_count: Optional[int] = None
-    split: Optional[str] = None
-    classes: Optional[List[str]] = None
-    download_url: Optional[str] = None
-    path: Optional[str] = None
 
 
 class Lease(Schema):
