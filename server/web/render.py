@@ -11,6 +11,8 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from edgefarm.shared.contract.rules import metric_name
+
 from .. import __version__
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -111,7 +113,7 @@ templates.env.filters.update(
     percent=fmt_percent, when=fmt_when, ago=fmt_ago, number=fmt_number,
     delta_class=delta_class, freqs=fmt_freqs,
 )
-templates.env.globals["version"] = __version__
+templates.env.globals.update(version=__version__, metric_name=metric_name)
 
 
 def page(request: Request, name: str, status: int = 200, **context) -> HTMLResponse:

@@ -162,7 +162,7 @@ def device_chart(compare: CompareOut, device: DeviceOut) -> DeviceChart:
     timed = [c for c in cells if c.p50_ms is not None]
     if any(c.accuracy is not None for c in timed):
         metric = next(c.accuracy_metric for c in timed if c.accuracy is not None)
-        y_label = "mIoU" if metric == "miou" else "top-1 accuracy"
+        y_label = metric_name(metric)
         placed = [c for c in timed if c.accuracy is not None]
         points = [charts.Point(names[c.model_id], c.result_id, c.p50_ms, c.accuracy, c.pareto)
                   for c in placed]

@@ -22,6 +22,7 @@ HEADLINE_METRICS = ("miou", "top1")
 #: How metric keys are written for people.
 METRIC_NAMES: Dict[str, str] = {
     "miou": "mIoU", "top1": "top-1", "top5": "top-5", "pixel_accuracy": "pixel accuracy",
+    "sample_count": "samples evaluated",
 }
 
 #: Model formats (``ModelFormat`` values) each runtime reads; ``null`` reads anything.
@@ -52,8 +53,8 @@ def headline_metric(metrics: Any) -> Tuple[Optional[float], Optional[str]]:
 
 
 def metric_name(key: Optional[str]) -> str:
-    """``mIoU``, ``top-1``, ...; an unknown key as it is."""
-    return METRIC_NAMES.get(key or "", key or "")
+    """``mIoU``, ``top-1``, ...; an unknown key with its underscores as spaces."""
+    return METRIC_NAMES.get(key or "", (key or "").replace("_", " "))
 
 
 def runtime_formats(runtime: str) -> Tuple[str, ...]:
