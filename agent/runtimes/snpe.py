@@ -64,6 +64,7 @@ from .snpe_sdk import (
     run_tool,
 )
 
+DEFAULT_PERF_PROFILE = "high_performance"
 ACCELERATOR_FLAGS = {"cpu": [], "gpu": ["--use_gpu"], "dsp": ["--use_dsp"], "aip": ["--use_aip"]}
 _VALIDATED = ("gpu", "dsp", "aip")
 
@@ -215,7 +216,7 @@ class SNPERuntime(Runtime):
     def _net_run(self, list_path: Path, out_dir: Path) -> None:
         args = ["--container", str(self._model), "--input_list", str(list_path),
                 "--output_dir", str(out_dir),
-                "--perf_profile", str(self._settings.get("perf_profile", "high_performance")),
+                "--perf_profile", str(self._perf_profile()),
                 "--profiling_level", str(self._settings.get("profiling_level", "basic")),
                 *self._flags, *[str(a) for a in self._settings.get("extra_args", [])]]
         timeout = self._settings.get("timeout_seconds")
@@ -284,9 +285,12 @@ class SNPERuntime(Runtime):
             arrays.append(np.memmap(path, dtype=np.float32, mode="r", shape=tuple(info.shape)))
         return arrays
 
+    def _perf_profile(self) -> str:
+        return str(self._settings.get("perf_profile", DEFAULT_PERF_PROFILE))
+
     def describe(self) -> Dict[str, Any]:
         return {"threads": None, "delegate": None, "flags": list(self._flags),
-                "perf_profile": self._settings.get("perf_profile", "high_performance"),
+                "perf_profile": self._perf_profile(),
                 "native_types": dict(self._native_types)}
 
     def close(self) -> None:
