@@ -115,7 +115,7 @@ def test_unknown_selector_key_is_refused(farm, stored):
     assert_problem(response, 422, "selector", "colour")
 
 
-def test_job_without_device_waits_and_starts_when_one_enrols(farm, stored):
+def test_job_without_device_waits_and_starts_when_one_enrolls(farm, stored):
     body = {"models": [str(stored["id"])], "devices": "platform=rpi3"}
     response = farm.user.post("/api/v1/jobs", json=body)
     assert response.status_code == 201

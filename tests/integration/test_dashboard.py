@@ -115,7 +115,7 @@ def test_session_cookie_is_signed_httponly_strict_and_ends(farm, family):
     client.close()
 
 
-def test_agent_and_enrol_tokens_cannot_sign_in(farm, family):
+def test_agent_and_enrollment_tokens_cannot_sign_in(farm, family):
     enroll = farm.admin.post("/api/v1/tokens", json={"role": "enroll"}).json()["token"]
     for token, word in ((family["pc"].token, "agent token"), (enroll, "enrollment token")):
         with farm.client() as client:
