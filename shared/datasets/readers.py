@@ -4,9 +4,9 @@ sample at a time, in the order ``edgefarm.shared.datasets.list_samples`` gives.
 This module owns ``load_image`` (any image file to HxWx3 uint8 RGB), ``load_mask``
 (a segmentation mask's class indices as stored: palette PNGs are read as indices,
 never converted to colours, so VOC's 255 "void" stays 255), the record readers of
-mnist-idx (IDX, possibly gzipped) and cifar10-bin files, ``decode_samples`` (planned
-samples to decoded ones, as ``edgefarm.shared.datasets.dataset.Dataset`` reads them) and
-``iter_decoded`` (the samples of a dataset folder, decoded).
+mnist-idx (IDX, possibly gzipped) and cifar10-bin files, and ``decode_samples``
+(planned samples to decoded ones, lazily; a run reads them through
+``edgefarm.shared.datasets.dataset.Dataset.decoded``, which plans the folder once).
 
 Every read error is raised as ``edgefarm.shared.datasets.DatasetError`` naming the sample and
 the file, so a corrupt JPEG deep inside an evaluation reports which one it was.
@@ -15,7 +15,6 @@ the file, so a corrupt JPEG deep inside an evaluation reports which one it was.
 from __future__ import annotations
 
 import gzip
-import os
 import zlib
 from dataclasses import dataclass
 from typing import IO, Dict, Iterable, Iterator, Optional, Tuple
@@ -23,7 +22,7 @@ from typing import IO, Dict, Iterable, Iterator, Optional, Tuple
 import numpy as np
 from PIL import Image
 
-from edgefarm.shared.datasets import CIFAR_RECORD_BYTES, DatasetError, Sample, list_samples
+from edgefarm.shared.datasets import CIFAR_RECORD_BYTES, DatasetError, Sample
 
 _IDX_HEADER_BYTES = 16
 _CIFAR_SIDE = 32
@@ -137,11 +136,3 @@ def decode_samples(samples: Iterable[Sample], layout: str) -> Iterator[DecodedSa
             yield _decode(sample, layout, records)
     finally:
         records.close()
-
-
-def iter_decoded(root_dir, layout: str, split: Optional[str] = None,
-                 limit: Optional[int] = None) -> Iterator[DecodedSample]:
-    """The samples of the extracted ``layout`` dataset in ``root_dir``, decoded lazily,
-    at most ``limit`` of them. Raises DatasetError naming the sample that fails."""
-    samples = list_samples(os.fspath(root_dir), layout, split)
-    yield from decode_samples(samples if limit is None else samples[:limit], layout)

@@ -21,8 +21,9 @@ from edgefarm.agent.errors import Cancelled, DatasetModelMismatch
 from edgefarm.agent.evaluation.evaluate import EvaluationError, evaluate
 from edgefarm.agent.runtimes.base import Runtime, TensorInfo
 from edgefarm.shared.datasets import DatasetError
+from edgefarm.shared.datasets.dataset import open_dataset
 from edgefarm.shared.datasets.preprocess import InputSpec, default_preprocessing
-from edgefarm.shared.datasets.readers import DecodedSample, iter_decoded, load_mask
+from edgefarm.shared.datasets.readers import DecodedSample, load_mask
 
 H, W = 12, 16
 SEG_CLASSES = 5  # class 4 appears nowhere; class 3 is only ever predicted
@@ -167,7 +168,7 @@ def test_segmentation_miou_matches_an_independent_computation(tmp_path, layout):
     out_shape = (1, SEG_CLASSES, H, W) if layout == "nchw" else (1, H, W, SEG_CLASSES)
     runtime = SegmentationOracle(seg_spec(layout).shape, out_shape, layout=layout)
     seen = []
-    outcome = evaluate(runtime, iter_decoded(tmp_path, "voc-seg"), "segmentation", seg_spec(layout),
+    outcome = evaluate(runtime, open_dataset(tmp_path, "voc-seg").decoded(), "segmentation", seg_spec(layout),
                        default_preprocessing("float32"), SEG_CLASSES,
                        progress=lambda done, total: seen.append(done))
     expected = expected_segmentation(tmp_path, ids)
@@ -197,7 +198,7 @@ def test_segmentation_logits_are_resized_to_the_mask(tmp_path):
             return logits
 
     runtime = Coarse((1, H, W, 3), (1, H // 2, W // 2, SEG_CLASSES))
-    outcome = evaluate(runtime, iter_decoded(tmp_path, "voc-seg"), "segmentation", seg_spec(),
+    outcome = evaluate(runtime, open_dataset(tmp_path, "voc-seg").decoded(), "segmentation", seg_spec(),
                        None, SEG_CLASSES)
     masks = [np.asarray(Image.open(p)) for p in sorted((tmp_path / "SegmentationClass").iterdir())]
     ones = sum(int((m == 1).sum()) for m in masks)
@@ -210,7 +211,7 @@ def test_a_corrupt_jpeg_fails_the_evaluation_naming_the_sample(tmp_path):
     ids = make_voc(tmp_path, count=4, corrupt="2007_000002")
     runtime = SegmentationOracle((1, H, W, 3), (1, H, W, SEG_CLASSES))
     with pytest.raises(DatasetError, match="2007_000002") as failure:
-        evaluate(runtime, iter_decoded(tmp_path, "voc-seg"), "segmentation", seg_spec(), None,
+        evaluate(runtime, open_dataset(tmp_path, "voc-seg").decoded(), "segmentation", seg_spec(), None,
                  SEG_CLASSES)
     assert "JPEGImages" in str(failure.value)
     assert runtime.invocations <= 2 and ids[2] == "2007_000002"
@@ -221,7 +222,7 @@ def test_an_inference_error_names_the_sample_and_stops_the_threads(tmp_path):
     make_voc(tmp_path, count=5)
     runtime = SegmentationOracle((1, H, W, 3), (1, H, W, SEG_CLASSES), fail_on_invoke=2)
     with pytest.raises(EvaluationError, match="sample 2007_000001: inference failed.*delegate crashed"):
-        evaluate(runtime, iter_decoded(tmp_path, "voc-seg"), "segmentation", seg_spec(), None,
+        evaluate(runtime, open_dataset(tmp_path, "voc-seg").decoded(), "segmentation", seg_spec(), None,
                  SEG_CLASSES)
     _assert_no_pipeline_threads()
 
@@ -230,7 +231,7 @@ def test_mask_classes_beyond_the_model_are_a_mismatch(tmp_path):
     make_voc(tmp_path, count=2)
     runtime = SegmentationOracle((1, H, W, 3), (1, H, W, 2))
     with pytest.raises(DatasetModelMismatch, match="sample 2007_000000: mask holds class 2"):
-        evaluate(runtime, iter_decoded(tmp_path, "voc-seg"), "segmentation", seg_spec(), None, None)
+        evaluate(runtime, open_dataset(tmp_path, "voc-seg").decoded(), "segmentation", seg_spec(), None, None)
 
 
 def test_model_and_dataset_mismatches_are_found_before_any_sample():
@@ -282,7 +283,7 @@ def expected_topk() -> Dict[str, float]:
 def test_classification_top1_top5_on_an_imagefolder(tmp_path, background):
     make_imagefolder(tmp_path)
     runtime = ClassificationOracle(len(CLASS_NAMES), background=background)
-    outcome = evaluate(runtime, iter_decoded(tmp_path, "imagefolder"), "classification",
+    outcome = evaluate(runtime, open_dataset(tmp_path, "imagefolder").decoded(), "classification",
                        InputSpec((1, 8, 8, 3), "float32"), None, len(CLASS_NAMES))
     expected = expected_topk()
     assert 0 < expected["top1"] < expected["top5"] < 1
@@ -295,7 +296,7 @@ def test_classification_labels_beyond_the_scores_are_a_mismatch(tmp_path):
     make_imagefolder(tmp_path)
     runtime = ClassificationOracle(6)
     with pytest.raises(DatasetModelMismatch, match="has label 6 but the model scores 6 classes"):
-        evaluate(runtime, iter_decoded(tmp_path, "imagefolder"), "classification",
+        evaluate(runtime, open_dataset(tmp_path, "imagefolder").decoded(), "classification",
                  InputSpec((1, 8, 8, 3), "float32"), None, None)
 
 
@@ -322,7 +323,7 @@ def test_mnist_idx_records(tmp_path, compressed):
         out.write(struct.pack(">IIII", 0x803, 5, 28, 28) + images.tobytes())
     with opener(tmp_path / f"t10k-labels-idx1-ubyte{suffix}", "wb") as out:
         out.write(struct.pack(">II", 0x801, 5) + labels)
-    decoded = list(iter_decoded(tmp_path, "mnist-idx", limit=4))
+    decoded = list(open_dataset(tmp_path, "mnist-idx").decoded(limit=4))
     assert [d.id for d in decoded] == ["t10k-0", "t10k-1", "t10k-2", "t10k-3"]
     assert [d.label for d in decoded] == [7, 2, 1, 0]
     for index, sample in enumerate(decoded):
@@ -333,7 +334,7 @@ def test_cifar10_bin_records_become_hwc(tmp_path):
     planes = np.random.default_rng(3).integers(0, 256, (3, 3, 32, 32), dtype=np.uint8)
     records = b"".join(bytes([label]) + planes[i].tobytes() for i, label in enumerate([3, 9, 0]))
     (tmp_path / "test_batch.bin").write_bytes(records)
-    decoded = list(iter_decoded(tmp_path, "cifar10-bin"))
+    decoded = list(open_dataset(tmp_path, "cifar10-bin").decoded())
     assert [d.label for d in decoded] == [3, 9, 0]
     for index, sample in enumerate(decoded):
         assert sample.image.shape == (32, 32, 3)
