@@ -168,6 +168,7 @@ def release_lease(
 ) -> Run:
     """The agent gives the run back (shutdown): requeue it without using up an attempt."""
     now = now or utcnow()
+    lock_job_of_run(session, run_id)
     run = _current_run(session, run_id, device_id, lease_id, now)
     if run.cancel_requested:
         _finish(run, RunState.cancelled, run.error or reason, now)
@@ -200,6 +201,7 @@ def record_report(
 ) -> ReportOutcome:
     """Store the outcome of a run, once; a repeated identical post is a no-op."""
     now = now or utcnow()
+    lock_job_of_run(session, run_id)
     run = session.get(Run, run_id, with_for_update=True, populate_existing=True)
     if run is None or run.device_id != device_id:
         raise LookupError(run_id)
@@ -328,9 +330,30 @@ def run_counts(session: Session, job_id: int) -> Dict[str, int]:
     return {state: count for state, count in rows}
 
 
+def lock_job(session: Session, job_id: int) -> Optional[Job]:
+    """The job row, locked until the transaction ends (``FOR UPDATE``; SQLite's
+    write transaction is serialised already)."""
+    return session.get(Job, job_id, with_for_update=True, populate_existing=True)
+
+
+def lock_job_of_run(session: Session, run_id: int) -> None:
+    """Lock the job of a run before the run itself: jobs before runs is the lock
+    order of every path that finishes runs (reports, release, cancel), so two of
+    them never wait on each other."""
+    job_id = session.scalar(select(Run.job_id).where(Run.id == run_id))
+    if job_id is not None:
+        lock_job(session, job_id)
+
+
 def refresh_job_state(session: Session, job_id: int) -> Job:
+    """Recompute the job's state from its runs' states, under the job's row lock.
+
+    The lock makes concurrent finishers of one job's runs take turns: under READ
+    COMMITTED each counts the runs after the previous one committed, so the last
+    to commit sees every run final (without it, two reports each saw the other's
+    run unfinished and the job stayed ``running``)."""
     session.flush()
-    job = session.get(Job, job_id)
+    job = lock_job(session, job_id)
     counts = run_counts(session, job_id)
     total = sum(counts.values())
     if total == 0:
