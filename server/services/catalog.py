@@ -45,6 +45,21 @@ def stored_file(ctx: AppContext, sha256: str, filename: str) -> StoredFile:
     return StoredFile(path, sha256, filename)
 
 
+def blob_in_use(session, sha256: str) -> bool:
+    """Whether a model or an uploaded dataset still names the stored file ``sha256``.
+
+    Files are stored once per content, so one file can be a model and a dataset at
+    once (a DLC is a zip archive); a delete removes the file only when this is False,
+    asked inside the deleting transaction after its row is gone."""
+    session.flush()
+    model = session.scalar(select(Model.id).where(Model.sha256 == sha256).limit(1))
+    dataset = session.scalar(
+        select(Dataset.id).where(Dataset.sha256 == sha256,
+                                 Dataset.source == str(DatasetSource.uploaded)).limit(1)
+    )
+    return model is not None or dataset is not None
+
+
 def _finished(writer: ArtifactWriter, inspect, *args):
     """Close the upload and run ``inspect(path, *args)`` on it; abort the upload if either fails."""
     try:
@@ -178,7 +193,9 @@ def delete_model(ctx: AppContext, model_id: int, base_url: str) -> ModelOut:
         session.execute(delete(JobModel).where(JobModel.model_id == model.id))
         session.execute(delete(Run).where(Run.model_id == model.id))
         session.delete(model)
-    ctx.store.delete(out.sha256)
+        in_use = blob_in_use(session, out.sha256)
+    if not in_use:
+        ctx.store.delete(out.sha256)
     return out
 
 
@@ -254,7 +271,8 @@ def dataset_file(ctx: AppContext, dataset_id: int) -> StoredFile:
 
 
 def delete_dataset(ctx: AppContext, dataset_id: int, base_url: str) -> DatasetOut:
-    """Refused while jobs name the dataset; the archive goes when no other dataset shares it."""
+    """Refused while jobs name the dataset; the archive goes when no model or other dataset
+    shares it."""
     with ctx.db.write() as session:
         dataset = get_row(session, Dataset, dataset_id, "dataset")
         if session.scalar(select(Job.id).where(Job.dataset_id == dataset.id).limit(1)) is not None:
@@ -263,9 +281,7 @@ def delete_dataset(ctx: AppContext, dataset_id: int, base_url: str) -> DatasetOu
             )
         out = dataset_out(dataset, base_url)
         session.delete(dataset)
-        shared_blob = session.scalar(
-            select(Dataset.id).where(Dataset.sha256 == out.sha256, Dataset.id != dataset_id)
-        )
-    if out.source == DatasetSource.uploaded and shared_blob is None:
+        in_use = blob_in_use(session, out.sha256)
+    if out.source == DatasetSource.uploaded and not in_use:
         ctx.store.delete(out.sha256)
     return out
