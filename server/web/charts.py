@@ -10,6 +10,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 MAX_BINS = 40
 
 
+def is_finite(value: Optional[float]) -> bool:
+    """A number a chart can place: not None, NaN or infinite (rows stored by older
+    servers, or written to the database directly, may hold NaN)."""
+    return value is not None and math.isfinite(value)
+
+
 @dataclass(frozen=True)
 class Frame:
     """An SVG canvas and the plot area inside its margins."""
@@ -109,7 +115,9 @@ class Scatter:
 
 
 def scatter(points: List[Point], x_label: str, y_label: str, frame: Frame = Frame()) -> Scatter:
-    """Accuracy (y, higher is better) against latency (x, from 0); front joined by latency."""
+    """Accuracy (y, higher is better) against latency (x, from 0); front joined by latency.
+    Points without finite coordinates are left out."""
+    points = [p for p in points if is_finite(p.x_value) and is_finite(p.y_value)]
     xs = [p.x_value for p in points] or [0.0, 1.0]
     ys = [p.y_value for p in points] or [0.0, 1.0]
     x_axis = axis(0.0, max(xs) * 1.05, frame.left, frame.x1, zero=True)
@@ -185,6 +193,8 @@ HISTOGRAM_FRAME = Frame(width=720, height=280, left=64, right=28, top=24, bottom
 
 def histogram(samples: Sequence[float], markers: Optional[Dict[str, float]] = None,
               frame: Frame = HISTOGRAM_FRAME) -> Optional[Histogram]:
+    """Bars of the finite samples (NaN and infinities are left out), None when none is."""
+    samples = [value for value in samples if is_finite(value)]
     if not samples:
         return None
     lo, hi = min(samples), max(samples)
@@ -204,7 +214,7 @@ def histogram(samples: Sequence[float], markers: Optional[Dict[str, float]] = No
         top = y_axis(count)
         bars.append(Bar(left + 0.5, top, max(right - left - 1, 0.5), round(frame.y1 - top, 1),
                         count, lo + i * width, lo + (i + 1) * width))
-    marks = [(name, x_axis(v)) for name, v in (markers or {}).items() if v is not None]
+    marks = [(name, x_axis(v)) for name, v in (markers or {}).items() if is_finite(v)]
     return Histogram(frame, bars, x_axis.ticks(), y_axis.ticks(), marks)
 
 

@@ -3,6 +3,7 @@ environment, the number and date formats the pages share, and the security
 headers every page carries (the Content-Security-Policy allows only the
 server itself, so no page can load anything from another host)."""
 
+import math
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
@@ -29,8 +30,13 @@ SECURITY_HEADERS = {
 MINUS = "\u2212"
 
 
+def _missing(value: Optional[float]) -> bool:
+    """None, NaN or infinite: shown as "—" (stored rows may hold NaN)."""
+    return value is None or (isinstance(value, float) and not math.isfinite(value))
+
+
 def fmt_ms(value: Optional[float]) -> str:
-    if value is None:
+    if _missing(value):
         return "—"
     if value >= 100:
         return f"{value:,.0f} ms"
@@ -40,7 +46,7 @@ def fmt_ms(value: Optional[float]) -> str:
 
 
 def fmt_bytes(value: Optional[int]) -> str:
-    if value is None:
+    if _missing(value):
         return "—"
     for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
         if value >= size:
@@ -50,12 +56,12 @@ def fmt_bytes(value: Optional[int]) -> str:
 
 
 def fmt_score(value: Optional[float]) -> str:
-    return "—" if value is None else f"{value:.4f}"
+    return "—" if _missing(value) else f"{value:.4f}"
 
 
 def fmt_points(delta: Optional[float]) -> str:
     """An accuracy difference in percentage points: -0.02 -> '−2.0 pp'."""
-    if delta is None:
+    if _missing(delta):
         return "—"
     if abs(delta) < 0.0005:
         return "±0.0 pp"
@@ -64,7 +70,7 @@ def fmt_points(delta: Optional[float]) -> str:
 
 def delta_class(delta: Optional[float]) -> str:
     """'pos', 'neg' or 'same' (a change under 0.05 points is no change)."""
-    if delta is None or abs(delta) < 0.0005:
+    if _missing(delta) or abs(delta) < 0.0005:
         return "same"
     return "pos" if delta > 0 else "neg"
 
@@ -80,11 +86,11 @@ def fmt_freqs(values: Optional[list]) -> str:
 
 
 def fmt_ratio(ratio: Optional[float]) -> str:
-    return "—" if ratio is None else f"×{ratio:.2f}"
+    return "—" if _missing(ratio) else f"×{ratio:.2f}"
 
 
 def fmt_percent(value: Optional[float]) -> str:
-    return "—" if value is None else f"{value * 100:.0f}%"
+    return "—" if _missing(value) else f"{value * 100:.0f}%"
 
 
 def fmt_when(moment: Optional[datetime]) -> str:
@@ -104,7 +110,7 @@ def fmt_ago(moment: Optional[datetime]) -> str:
 
 
 def fmt_number(value: Optional[float], digits: int = 1) -> str:
-    return "—" if value is None else f"{value:.{digits}f}"
+    return "—" if _missing(value) else f"{value:.{digits}f}"
 
 
 templates = Jinja2Templates(directory=str(TEMPLATES))

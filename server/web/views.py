@@ -63,8 +63,15 @@ class ResultRow:
     created_at: datetime
 
 
+def finite(value: Optional[float]) -> Optional[float]:
+    """The value, or None (shown as missing) when it is NaN or infinite."""
+    return value if charts.is_finite(value) else None
+
+
 def result_row(result: ResultOut) -> ResultRow:
+    """One table row; NaN or infinite figures of a stored result become missing."""
     accuracy, metric = headline(result)
+    accuracy = finite(accuracy)
     latency = result.latency_ms
     detail = " ".join(x for x in (result.runtime.version, result.runtime.accelerator) if x)
     return ResultRow(
@@ -73,7 +80,7 @@ def result_row(result: ResultOut) -> ResultRow:
         family=result.family, task=str(result.task),
         quantization=str(result.variant.quantization), sparsity=result.variant.sparsity,
         accuracy=accuracy, metric=metric_name(metric) if metric else None,
-        p50=latency.p50 if latency else None, p90=latency.p90 if latency else None,
+        p50=finite(latency.p50) if latency else None, p90=finite(latency.p90) if latency else None,
         size=result.model_size_bytes, memory=result.peak_rss_bytes, created_at=result.created_at,
     )
 
@@ -148,22 +155,29 @@ class DeviceChart:
     missing: List[str] = field(default_factory=list)  # variants that could not be placed
 
 
+def finite_cell(cell: CompareCell) -> CompareCell:
+    """The cell with its NaN or infinite figures made missing."""
+    update = {name: None for name, value in cell if isinstance(value, float) and finite(value) is None}
+    return cell.model_copy(update=update) if update else cell
+
+
 def compare_matrix(compare: CompareOut) -> List[MatrixRow]:
-    cells = {(c.model_id, c.device_id): c for c in compare.cells}
+    cells = {(c.model_id, c.device_id): finite_cell(c) for c in compare.cells}
     models = sorted(compare.models, key=lambda m: (m.id != compare.base_model_id, m.id))
     return [MatrixRow(m, variant_name(m.variant), m.id == compare.base_model_id,
                       [cells.get((m.id, d.id)) for d in compare.devices]) for m in models]
 
 
 def device_chart(compare: CompareOut, device: DeviceOut) -> DeviceChart:
-    """Accuracy (or, when no variant has one, model size) against p50 latency."""
+    """Accuracy (or, when no variant has one, model size) against p50 latency; a cell
+    whose figures are missing, NaN or infinite is listed as not placed."""
     names = {m.id: m.name for m in compare.models}
     cells = [c for c in compare.cells if c.device_id == device.id]
-    timed = [c for c in cells if c.p50_ms is not None]
-    if any(c.accuracy is not None for c in timed):
-        metric = next(c.accuracy_metric for c in timed if c.accuracy is not None)
+    timed = [c for c in cells if finite(c.p50_ms) is not None]
+    if any(finite(c.accuracy) is not None for c in timed):
+        metric = next(c.accuracy_metric for c in timed if finite(c.accuracy) is not None)
         y_label = metric_name(metric)
-        placed = [c for c in timed if c.accuracy is not None]
+        placed = [c for c in timed if finite(c.accuracy) is not None]
         points = [charts.Point(names[c.model_id], c.result_id, c.p50_ms, c.accuracy, c.pareto)
                   for c in placed]
     else:
