@@ -14,7 +14,7 @@ from ..auth import Principal
 from ..context import AppContext
 from ..problems import ProblemException
 from ..services import catalog
-from .artifacts import file_response
+from .artifacts import dataset_download
 from .deps import downloader, get_ctx, reader, submitter
 from .uploads import receive_upload
 
@@ -87,9 +87,9 @@ def get_dataset(
 
 @router.get("/{dataset_id}/file")
 def download_dataset(
-    dataset_id: int, ctx: AppContext = Depends(get_ctx), _: Principal = Depends(downloader)
+    dataset_id: int, ctx: AppContext = Depends(get_ctx), principal: Principal = Depends(downloader)
 ):
-    return file_response(catalog.dataset_file(ctx, dataset_id))
+    return dataset_download(ctx, dataset_id, principal)
 
 
 @router.delete("/{dataset_id}", response_model=DatasetOut)

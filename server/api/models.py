@@ -14,7 +14,7 @@ from ..auth import Principal
 from ..context import AppContext
 from ..problems import ProblemError, ProblemException
 from ..services import catalog
-from .artifacts import file_response
+from .artifacts import model_download
 from .deps import downloader, get_ctx, reader, submitter
 from .uploads import receive_upload
 
@@ -85,9 +85,9 @@ def get_model(
 
 @router.get("/{model_id}/file")
 def download_model(
-    model_id: int, ctx: AppContext = Depends(get_ctx), _: Principal = Depends(downloader)
+    model_id: int, ctx: AppContext = Depends(get_ctx), principal: Principal = Depends(downloader)
 ) -> FileResponse:
-    return file_response(catalog.model_file(ctx, model_id))
+    return model_download(ctx, model_id, principal)
 
 
 @router.delete("/{model_id}", response_model=ModelOut)

@@ -24,7 +24,8 @@ from ..queue import runs_using_model
 from ..storage import ArtifactWriter
 from ..tables import Dataset, Job, JobModel, Model, Result, Run
 from .convert import dataset_out, model_out
-from .errors import Conflict, Gone, Invalid, UnsupportedMedia
+from .errors import Conflict, Gone, Invalid, NotFound, UnsupportedMedia
+from .leases import device_needs_artifact
 from .lookups import find_dataset, find_model, get_row
 
 
@@ -165,8 +166,20 @@ def get_model(ctx: AppContext, ref: str, base_url: str) -> ModelOut:
         return model_out(find_model(session, ref), base_url)
 
 
-def model_file(ctx: AppContext, model_id: int) -> StoredFile:
+def _check_device_may_fetch(session, device_id: Optional[int], what: str, ref: int,
+                            **artifact: int) -> None:
+    """An agent (``device_id`` not None) fetches only what a run it holds names; anything
+    else is answered as not found, so that an agent token learns nothing of the catalog
+    (and a lease lost mid-download fails the run instead of stopping the agent, as a 403
+    would)."""
+    if device_id is not None and not device_needs_artifact(session, device_id, **artifact):
+        raise NotFound(f"{what} among the runs this device holds", ref)
+
+
+def model_file(ctx: AppContext, model_id: int, device_id: Optional[int] = None) -> StoredFile:
+    """The model's stored file; for an agent (``device_id``) only a model its runs need."""
     with ctx.db.read() as session:
+        _check_device_may_fetch(session, device_id, "model", model_id, model_id=model_id)
         model = get_row(session, Model, model_id, "model")
     return stored_file(ctx, model.sha256, f"{model.name}.{model.format}")
 
@@ -258,8 +271,10 @@ def get_dataset(ctx: AppContext, ref: str, base_url: str) -> DatasetOut:
         return dataset_out(find_dataset(session, ref), base_url)
 
 
-def dataset_file(ctx: AppContext, dataset_id: int) -> StoredFile:
+def dataset_file(ctx: AppContext, dataset_id: int, device_id: Optional[int] = None) -> StoredFile:
+    """The dataset's stored archive; for an agent (``device_id``) only one its runs need."""
     with ctx.db.read() as session:
+        _check_device_may_fetch(session, device_id, "dataset", dataset_id, dataset_id=dataset_id)
         dataset = get_row(session, Dataset, dataset_id, "dataset")
     if dataset.source != DatasetSource.uploaded:
         raise Conflict(

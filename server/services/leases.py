@@ -10,10 +10,11 @@ work between two claims is the API's long poll."""
 from contextlib import contextmanager
 from typing import Dict, Iterator, Optional
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from edgefarm.shared.contract import PROTOCOL_VERSION
-from edgefarm.shared.contract.enums import Role, RunState
+from edgefarm.shared.contract.enums import ACTIVE_RUN_STATES, Role, RunState
 from edgefarm.shared.contract.rules import report_problem
 from edgefarm.shared.contract.schemas import (
     AgentHeartbeat,
@@ -48,6 +49,8 @@ from ..tables import Dataset, Device, Job, Model, Run, Token, utcnow
 from .convert import dataset_ref, device_status, model_ref, run_out
 from .errors import Forbidden, Invalid, LeaseNotCurrent, NotFound, ProtocolMismatch, Unauthorized
 from .references import reference_model
+
+ACTIVE_STATES = tuple(str(state) for state in ACTIVE_RUN_STATES)
 
 # ---------------------------------------------------------------- devices
 
@@ -129,6 +132,28 @@ def lease_for(session: Session, run: Run, ctx: AppContext, base_url: str) -> Lea
         intervals=ctx.settings.intervals(),
         reference_model=model_ref(reference, base_url) if reference is not None else None,
     )
+
+
+def device_needs_artifact(session: Session, device_id: int, model_id: Optional[int] = None,
+                          dataset_id: Optional[int] = None) -> bool:
+    """Whether a run the device holds a lease on (leased or running, its lease not yet
+    swept) names the model (as its model or its reference) or the dataset: the
+    only artifacts an agent may download, the same its leases point it to."""
+    runs = session.scalars(
+        select(Run).where(Run.device_id == device_id, Run.state.in_(ACTIVE_STATES))
+    )
+    for run in runs:
+        job = session.get(Job, run.job_id)
+        if dataset_id is not None and job.dataset_id == dataset_id:
+            return True
+        if model_id is None:
+            continue
+        if run.model_id == model_id:
+            return True
+        reference = reference_model(session, RunSettings.model_validate(job.settings), run.model_id)
+        if reference is not None and reference.id == model_id:
+            return True
+    return False
 
 
 def claim(ctx: AppContext, device_id: int, base_url: str) -> Optional[Lease]:
