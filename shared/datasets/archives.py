@@ -10,7 +10,11 @@ This module owns:
 * The safety rules: members with absolute paths, drive letters, ``..`` components,
   NUL bytes or backslashes, links, device files, FIFOs and duplicate names are
   refused, and so are archives over a member-count or uncompressed-size limit and zip
-  members compressed more than 1000:1 (zip bombs). ``__MACOSX/``, ``.DS_Store`` and
+  members compressed more than 1000:1 (zip bombs). A tar archive's decompressed stream
+  is counted as it is read: past its first MiB it may not expand more than 200:1 over
+  the compressed bytes read so far, nor beyond the size limit plus room for headers, so a bomb is
+  stopped early. It is read to its end: a tar archive without its end-of-archive
+  block, or a gzip, bzip2 or xz stream cut short, is refused as truncated. ``__MACOSX/``, ``.DS_Store`` and
   AppleDouble ``._*`` members are junk: ignored, never extracted or packed.
 * ``safe_extract``: extraction after the same checks, into a staging folder beside
   the destination that is renamed into place only when everything was written.
@@ -48,6 +52,7 @@ except ImportError:  # pragma: no cover
 DEFAULT_MAX_MEMBERS = 2_000_000
 DEFAULT_MAX_TOTAL_BYTES = 64 * 2**30
 MAX_COMPRESSION_RATIO = 1000
+MAX_STREAM_RATIO = 200  # a whole tar stream: images barely compress, text some 10:1
 MAX_TEXT_BYTES = 64 * 2**20  # largest split list, labels file or class list read into memory
 HEAD_BYTES = 16  # what a "head" keeps: an IDX file's header
 
@@ -354,7 +359,11 @@ def _archive_kind(path) -> str:
         magic = stream.read(4)
     if magic in _ZIP_MAGICS:
         return "zip"
-    if tarfile.is_tarfile(path):
+    try:
+        is_tar = tarfile.is_tarfile(path)
+    except _DAMAGED_ARCHIVE_ERRORS as exc:  # compressed, but cut short or corrupt
+        raise DatasetError(f"damaged tar archive: {exc}") from exc
+    if is_tar:
         return "tar"
     raise DatasetError("not a zip or tar archive")
 
@@ -398,13 +407,129 @@ def _zip_members(path, scan: _Scan, act: _MemberAction) -> None:
 
 
 def _tar_members(path, scan: _Scan, act: _MemberAction) -> None:
-    with tarfile.open(path, "r|*") as archive:
-        for info in archive:
-            kind = _tar_entry_kind(info, scan.noun)
-            size = info.size if kind == "file" else 0
-            member = scan.admit(info.name, kind, size)
-            if member:
-                act(member, kind, size, functools.partial(archive.extractfile, info))
+    with open(path, "rb") as raw_file:
+        raw = _CountingReader(raw_file)
+        stream = _TarStream(_decompressed(raw), raw, scan.max_total_bytes, scan.max_members)
+        with tarfile.open(fileobj=stream, mode="r|") as archive:
+            for info in archive:
+                kind = _tar_entry_kind(info, scan.noun)
+                size = info.size if kind == "file" else 0
+                member = scan.admit(info.name, kind, size)
+                if member:
+                    act(member, kind, size, functools.partial(archive.extractfile, info))
+            stream.check_end_block(archive.offset)
+        stream.drain()
+
+
+_GZIP_MAGIC, _BZIP2_MAGIC, _XZ_MAGIC = b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00"
+_HEADER_ROOM = 4096  # stream bytes allowed per member beyond its data: headers, padding
+_RATIO_FLOOR = 1 << 20  # decompressed bytes always allowed, whatever the ratio
+
+
+class _CountingReader:
+    """A file read forwards, counting the bytes read."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self.count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self.count += len(data)
+        return data
+
+
+def _decompressed(raw: _CountingReader) -> IO[bytes]:
+    """The tar stream inside ``raw``, decompressed by the stream's own magic bytes;
+    these readers check the end of the compressed stream (a gzip trailer's CRC and
+    length), which tarfile's own stream reader does not."""
+    magic = raw.read(6)
+    source = _Prefixed(magic, raw)
+    if magic.startswith(_GZIP_MAGIC):
+        return gzip.GzipFile(fileobj=source, mode="rb")  # type: ignore[arg-type]
+    if magic.startswith(_BZIP2_MAGIC):
+        import bz2
+
+        return bz2.BZ2File(source, mode="rb")  # type: ignore[arg-type]
+    if magic.startswith(_XZ_MAGIC):
+        import lzma as lzma_module
+
+        return lzma_module.LZMAFile(source, mode="rb")  # type: ignore[arg-type]
+    return source  # type: ignore[return-value]
+
+
+class _Prefixed:
+    """``head`` (already read) followed by the rest of ``rest``."""
+
+    def __init__(self, head: bytes, rest: _CountingReader) -> None:
+        self._head, self._rest = head, rest
+
+    def read(self, size: int = -1) -> bytes:
+        if not self._head:
+            return self._rest.read(size)
+        if size is None or size < 0:
+            data, self._head = self._head + self._rest.read(), b""
+            return data
+        data, self._head = self._head[:size], self._head[size:]
+        if len(data) < size:
+            data += self._rest.read(size - len(data))
+        return data
+
+
+class _TarStream:
+    """The decompressed tar stream as tarfile reads it: every byte counted against the
+    compression-ratio and size limits (a bomb stops early), and the last bytes kept to
+    check that the archive ends with its end-of-archive block."""
+
+    def __init__(self, stream: IO[bytes], raw: _CountingReader, max_total_bytes: int,
+                 max_members: int) -> None:
+        self._stream, self._raw = stream, raw
+        self._limit = max_total_bytes + _HEADER_ROOM * (max_members + 1) + tarfile.RECORDSIZE
+        self.count = 0
+        self._tail = b""
+        self._tail_start = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self.count += len(data)
+        self._check_limits()
+        keep = 2 * tarfile.RECORDSIZE + tarfile.BLOCKSIZE
+        self._tail = (self._tail + data)[-keep:]
+        self._tail_start = self.count - len(self._tail)
+        return data
+
+    def _check_limits(self) -> None:
+        if self.count > MAX_STREAM_RATIO * self._raw.count + _RATIO_FLOOR:
+            raise DatasetError(
+                f"archive expands from {self._raw.count} to more than {self.count} bytes "
+                f"(ratio over {MAX_STREAM_RATIO}:1); refusing a possible decompression bomb"
+            )
+        if self.count > self._limit:
+            raise DatasetError(
+                f"archive expands to more than {self._limit} bytes, over the size limit; refusing it"
+            )
+
+    def check_end_block(self, offset: int) -> None:
+        """The member listing stopped at ``offset``: refuse it unless a zeroed block sits
+        there (the end-of-archive marker), i.e. the archive was not cut short."""
+        start = offset - self._tail_start
+        if offset + tarfile.BLOCKSIZE > self.count:
+            start = -1  # read more so the block is there, if the archive holds it
+            more = self.read(tarfile.BLOCKSIZE + offset - self.count)
+            if more:
+                start = offset - self._tail_start
+        block = self._tail[start:start + tarfile.BLOCKSIZE] if start >= 0 else b""
+        if len(block) != tarfile.BLOCKSIZE or block.count(0) != tarfile.BLOCKSIZE:
+            raise DatasetError(
+                f"tar archive ends at byte {offset} without its end-of-archive block: "
+                "it is truncated or damaged"
+            )
+
+    def drain(self) -> None:
+        """Read the stream to its end (the decompressor then checks the compressed
+        stream's end, which a truncated file lacks)."""
+        while self.read(_COPY_CHUNK):
+            pass
 
 
 def scan_directory(root_dir, keep: Keep = _keep_nothing) -> Tree:
