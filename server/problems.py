@@ -84,7 +84,7 @@ def _problem(request: Request, exc: ProblemException) -> Any:
 DOMAIN_STATUS = {
     errors.NotFound: 404, errors.Conflict: 409, errors.Invalid: 422, errors.Unauthorized: 401,
     errors.Forbidden: 403, errors.Gone: 410, errors.UnsupportedMedia: 415,
-    errors.ProtocolMismatch: 426, errors.DomainError: 400,
+    errors.ProtocolMismatch: 426, errors.InsufficientStorage: 507, errors.DomainError: 400,
 }
 
 

@@ -7,9 +7,10 @@ jobs or results need them), and naming the stored file a download serves.
 An upload arrives as an ``ArtifactWriter`` whose bytes are written; these
 functions commit it into the store or abort it, whatever happens."""
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 from sqlalchemy import delete, or_, select
 
@@ -21,10 +22,10 @@ from edgefarm.shared.formats.onnx import read_onnx_info
 
 from ..context import AppContext
 from ..queue import runs_using_model
-from ..storage import ArtifactWriter
+from ..storage import ArtifactWriter, StorageFull
 from ..tables import Dataset, Job, JobModel, Model, Result, Run
 from .convert import dataset_out, model_out
-from .errors import Conflict, Gone, Invalid, NotFound, UnsupportedMedia
+from .errors import Conflict, Gone, InsufficientStorage, Invalid, NotFound, UnsupportedMedia
 from .leases import device_needs_artifact
 from .lookups import find_dataset, find_model, get_row
 
@@ -61,10 +62,22 @@ def blob_in_use(session, sha256: str) -> bool:
     return model is not None or dataset is not None
 
 
+@contextmanager
+def _space_for(writer: ArtifactWriter) -> Iterator[None]:
+    """A full artifact store as a domain error (507); the upload is dropped, nothing kept."""
+    try:
+        yield
+    except StorageFull as exc:
+        writer.abort()
+        raise InsufficientStorage("Insufficient storage", f"{exc}; free space on the server "
+                                  "(its data directory) and upload again") from exc
+
+
 def _finished(writer: ArtifactWriter, inspect, *args):
     """Close the upload and run ``inspect(path, *args)`` on it; abort the upload if either fails."""
     try:
-        writer.finish()
+        with _space_for(writer):
+            writer.finish()
         return inspect(writer.temp_path, *args)
     except Exception:
         writer.abort()
@@ -141,7 +154,8 @@ def add_model(ctx: AppContext, writer: ArtifactWriter, meta: ModelMeta, filename
             writer.abort()
             return model_out(existing, base_url), False
         model = _build_model(session, meta, filename, writer.sha256, writer.size, fmt, inputs, outputs)
-        writer.commit()
+        with _space_for(writer):
+            writer.commit()
         session.add(model)
         session.flush()
         return model_out(model, base_url), True
@@ -239,7 +253,8 @@ def add_dataset(ctx: AppContext, writer: ArtifactWriter, name: str, layout: Data
             split=summary.split, root=summary.root, classes=summary.classes,
             num_classes=summary.num_classes,
         )
-        writer.commit()
+        with _space_for(writer):
+            writer.commit()
         session.add(dataset)
         session.flush()
         return dataset_out(dataset, base_url), True

@@ -68,6 +68,12 @@ class Gone(DomainError):
     """A file the database names is missing from the artifact store."""
 
 
+class InsufficientStorage(DomainError):
+    """The server has no disk space left to store what was sent; nothing was kept."""
+
+    code = "insufficient-storage"
+
+
 class UnsupportedMedia(DomainError):
     """An upload is not a kind of file the farm reads."""
 
