@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from typing import Dict, Iterator, Optional
 
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from edgefarm.shared.contract import PROTOCOL_VERSION
@@ -47,10 +48,20 @@ from ..queue import (
 )
 from ..tables import Dataset, Device, Job, Model, Run, Token, utcnow
 from .convert import dataset_ref, device_status, model_ref, run_out
-from .errors import Forbidden, Invalid, LeaseNotCurrent, NotFound, ProtocolMismatch, Unauthorized
+from .errors import (
+    Forbidden,
+    InsufficientStorage,
+    Invalid,
+    LeaseNotCurrent,
+    NotFound,
+    ProtocolMismatch,
+    Unauthorized,
+)
 from .references import reference_model
 
 ACTIVE_STATES = tuple(str(state) for state in ACTIVE_RUN_STATES)
+SQLITE_FULL = 13  # sqlite3's "database or disk is full"
+PG_DISK_FULL = "53100"
 
 # ---------------------------------------------------------------- devices
 
@@ -203,12 +214,32 @@ def release(ctx: AppContext, run_id: int, device_id: int, body: RunRelease) -> R
     return out
 
 
+@contextmanager
+def _database_space() -> Iterator[None]:
+    """A database out of disk space (SQLite's SQLITE_FULL, PostgreSQL's 53100) as a 507
+    problem: the transaction was rolled back, the agent keeps the report and retries."""
+    try:
+        yield
+    except OperationalError as exc:
+        original = exc.orig
+        full = (getattr(original, "sqlite_errorcode", None) == SQLITE_FULL
+                or "database or disk is full" in str(original)
+                or getattr(original, "sqlstate", None) == PG_DISK_FULL)
+        if not full:
+            raise
+        raise InsufficientStorage(
+            "Insufficient storage",
+            "the server's database has no disk space left; nothing was stored. "
+            "Free space on the server and send it again",
+        ) from exc
+
+
 def report(ctx: AppContext, run_id: int, device_id: int, body: RunReport) -> RunReportResponse:
     """Record the run's outcome; accepted only with the current lease id (a repeat is a no-op)."""
     problem = report_problem(body)
     if problem is not None:
         raise Invalid("Invalid report", problem)
-    with ctx.db.write() as session:
+    with _database_space(), ctx.db.write() as session:
         device = session.get(Device, device_id)
         device.last_seen_at = utcnow()
         snapshot = {"name": device.name, "platform": device.platform, **(device.capabilities or {})}

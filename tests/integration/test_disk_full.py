@@ -8,19 +8,20 @@ with the reason otherwise); the database lives outside it."""
 
 import hashlib
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from edgefarm.shared.formats.tflite_builder import tiny_tflite
 from tests.support.archives import archive_bytes, voc_files
+from tests.support.servers import Farm, ServerProcess, sample_result
 
 
-@pytest.fixture
-def small_artifact_disk(tmp_path):
-    """``tmp_path/data0/artifacts`` (where the first farm of ``start_farm`` keeps its
-    files) on a 4 MiB tmpfs, unmounted after the farm has stopped."""
-    mount = tmp_path / "data0" / "artifacts"
+@contextmanager
+def small_disk(mount: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs mounted at ``mount`` (root only: skips the test otherwise)."""
     mount.mkdir(parents=True)
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
                           capture_output=True, text=True)
@@ -31,6 +32,14 @@ def small_artifact_disk(tmp_path):
     finally:
         if subprocess.run(["umount", str(mount)], capture_output=True).returncode != 0:
             subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+@pytest.fixture
+def small_artifact_disk(tmp_path):
+    """``tmp_path/data0/artifacts`` (where the first farm of ``start_farm`` keeps its
+    files) on a small tmpfs, unmounted after the farm has stopped."""
+    with small_disk(tmp_path / "data0" / "artifacts") as mount:
+        yield mount
 
 
 def fill(disk: Path) -> Path:
@@ -96,3 +105,39 @@ def test_full_artifact_disk_refuses_uploads_and_keeps_what_is_stored(
     again = farm.user.post("/api/v1/models", files={"file": ("second.tflite", second)})
     assert again.status_code == 201, again.text
     assert again.json()["sha256"] == hashlib.sha256(second).hexdigest()
+
+
+def test_report_to_a_full_sqlite_disk_is_refused_then_accepted_once_space_is_freed(tmp_path):
+    """The default layout: the SQLite database inside the (full) data directory."""
+    with small_disk(tmp_path / "data") as disk:
+        server = ServerProcess(disk, f"sqlite:///{disk}/edgefarm.db").start()
+        farm = Farm(server)
+        try:
+            path = tmp_path / "m.tflite"
+            path.write_bytes(tiny_tflite())
+            model = farm.push_model(path, name="m")
+            agent = farm.enroll("pc-1")
+            job = farm.submit(models=[model["id"]], devices="all")
+            lease = agent.lease()
+            filler = fill(disk)
+            result = sample_result()
+            result["latency_ms"]["samples"] = [10.0 + i / 1000 for i in range(20_000)]
+            refused = agent.report(lease, result=result)
+            assert_database_full(refused)
+            assert farm.user.get(f"/api/v1/runs/{lease['run_id']}").json()["state"] == "leased"
+            assert farm.user.get("/api/v1/results").json() == []
+            filler.unlink()
+            accepted = agent.report(lease, result=result)
+            assert accepted.status_code == 200, accepted.text
+            assert farm.user.get(f"/api/v1/jobs/{job['id']}").json()["state"] == "succeeded"
+            download = farm.user.get(f"/api/v1/models/{model['id']}/file")
+            assert hashlib.sha256(download.content).hexdigest() == model["sha256"]
+        finally:
+            farm.close()
+            server.stop()
+
+
+def assert_database_full(response):
+    assert response.status_code == 507, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "database has no disk space left" in response.json()["detail"]
