@@ -261,15 +261,30 @@ def _finish(run: Run, state: RunState, error: Optional[str], now: datetime) -> N
 # ---------------------------------------------------------------- sweeps
 
 
+def _locked_runs(session: Session, *conditions) -> List[Run]:
+    """The runs meeting ``conditions``, each locked after its job (the lock order of
+    reports, release and cancel, so a sweep never deadlocks with them); a run another
+    transaction holds is skipped, one that no longer meets them once locked too."""
+    found = session.execute(
+        select(Run.id, Run.job_id).where(*conditions).order_by(Run.job_id, Run.id)
+    ).all()
+    runs = []
+    for run_id, job_id in found:
+        lock_job(session, job_id)
+        run = session.scalars(
+            select(Run).where(Run.id == run_id, *conditions).with_for_update(skip_locked=True)
+            .execution_options(populate_existing=True)
+        ).first()
+        if run is not None:
+            runs.append(run)
+    return runs
+
+
 def requeue_expired_leases(session: Session, now: Optional[datetime] = None) -> Dict[str, int]:
     """Leases past their expiry: requeue while attempts remain, else mark the run lost."""
     now = now or utcnow()
     counts = {"requeued": 0, "lost": 0, "cancelled": 0}
-    expired = session.scalars(
-        select(Run).where(Run.state.in_(ACTIVE), Run.lease_expires_at < now)
-        .with_for_update(skip_locked=True)
-    ).all()
-    for run in expired:
+    for run in _locked_runs(session, Run.state.in_(ACTIVE), Run.lease_expires_at < now):
         note = (
             "agent_lost: no heartbeat before the lease expired "
             f"(attempt {run.attempt} of {run.max_attempts})"
@@ -290,10 +305,7 @@ def requeue_expired_leases(session: Session, now: Optional[datetime] = None) -> 
 def fail_timed_out_runs(session: Session, now: Optional[datetime] = None) -> int:
     """Runs past their job's hard timeout fail, whatever their lease says."""
     now = now or utcnow()
-    runs = session.scalars(
-        select(Run).where(Run.state.in_(ACTIVE), Run.deadline_at < now)
-        .with_for_update(skip_locked=True)
-    ).all()
+    runs = _locked_runs(session, Run.state.in_(ACTIVE), Run.deadline_at < now)
     for run in runs:
         timeout = session.get(Job, run.job_id).timeout_seconds
         _finish(run, RunState.failed, f"timeout: the run exceeded the job's hard timeout of {timeout} s", now)
