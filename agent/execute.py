@@ -15,16 +15,23 @@ run alone, and cancellation is a kill. ``edgefarm-agent bench`` calls
 ``run_benchmark`` directly.
 
 Progress is printed to stdout as JSON lines ``{"phase": ..., "done": n, "total": m}``.
+The child runs in its own process group (``edgefarm.agent.children``) and ends that
+group, and removes its run folder, when the agent that started it is gone.
 """
 
 import json
 import os
+import shutil
+import signal
 import sys
+import threading
+import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
+from edgefarm.shared.contract.digests import sha256_file
 from edgefarm.shared.contract.schemas import (
     Agreement,
     Environment,
@@ -36,7 +43,9 @@ from edgefarm.shared.contract.schemas import (
 )
 
 from . import __version__
+from .children import RUN_FOLDER_PREFIX
 from .errors import Cancelled
+from .pause import pause_at
 from .runtimes import LoadOptions, ModelLoadError, get_runtime_class
 
 Progress = Callable[[Dict[str, Any]], None]
@@ -221,6 +230,7 @@ def run_benchmark(spec: RunSpec, progress: Optional[Progress] = None,
     from .sysinfo import environment_delta, read_environment
 
     report = progress or (lambda info: None)
+    model_sha256 = sha256_file(Path(spec.model_path))  # the bytes this run loads
     before = read_environment()
     runtime, init_ms = _load(spec)
     try:
@@ -252,7 +262,8 @@ def run_benchmark(spec: RunSpec, progress: Optional[Progress] = None,
             metrics=metrics, environment=Environment(**environment_delta(before, after)),
             extra={"warmup_runs": bench.warmup_count, "latency_wall_seconds": bench.wall_seconds,
                    "latency_samples_stride": bench.samples_stride,
-                   "inputs": "dataset sample" if spec.dataset_dir else "synthetic", **extra},
+                   "inputs": "dataset sample" if spec.dataset_dir else "synthetic",
+                   "model_sha256": model_sha256, **extra},
             agreement=agreement,
         )
     finally:
@@ -276,10 +287,17 @@ def main(argv=None) -> int:
     3 with ``{"error": ...}`` for a run that failed, 4 when cancelled."""
     spec_path, result_path = (argv or sys.argv[1:])[:2]
     spec = RunSpec.from_json(json.loads(Path(spec_path).read_text()))
+    watch_parent(Path(spec_path).parent)
+    phases = set()
 
     def emit(info: Dict[str, Any]) -> None:
+        phase = info.get("phase")
+        if phase not in phases:
+            phases.add(phase)
+            pause_at(str(phase))
         print(json.dumps(info), flush=True)
 
+    pause_at("load")
     try:
         result = run_benchmark(spec, progress=emit)
     except Cancelled:
@@ -293,6 +311,23 @@ def main(argv=None) -> int:
         return 3
     Path(result_path).write_text(result.model_dump_json())
     return 0
+
+
+def watch_parent(run_folder: Path, interval: float = 0.5) -> threading.Thread:
+    """End this process group (and remove the run folder) once the agent that started
+    this process is gone: a SIGKILLed agent leaves no one to stop the run."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        if run_folder.name.startswith(RUN_FOLDER_PREFIX):
+            shutil.rmtree(run_folder, ignore_errors=True)
+        os.killpg(os.getpgid(0), signal.SIGKILL)
+
+    thread = threading.Thread(target=watch, name="parent-watch", daemon=True)
+    thread.start()
+    return thread
 
 
 if __name__ == "__main__":
