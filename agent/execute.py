@@ -287,7 +287,15 @@ def main(argv=None) -> int:
     3 with ``{"error": ...}`` for a run that failed, 4 when cancelled."""
     spec_path, result_path = (argv or sys.argv[1:])[:2]
     spec = RunSpec.from_json(json.loads(Path(spec_path).read_text()))
-    watch_parent(Path(spec_path).parent)
+    watch = ParentWatch(Path(spec_path).parent)
+    try:
+        return _run(spec, result_path, watch)
+    finally:
+        if watch.orphaned():
+            watch.end()
+
+
+def _run(spec: RunSpec, result_path: str, watch: "ParentWatch") -> int:
     phases = set()
 
     def emit(info: Dict[str, Any]) -> None:
@@ -295,7 +303,10 @@ def main(argv=None) -> int:
         if phase not in phases:
             phases.add(phase)
             pause_at(str(phase))
-        print(json.dumps(info), flush=True)
+        try:
+            print(json.dumps(info), flush=True)
+        except BrokenPipeError:  # the agent closed its end: it is gone
+            watch.end()
 
     pause_at("load")
     try:
@@ -313,21 +324,29 @@ def main(argv=None) -> int:
     return 0
 
 
-def watch_parent(run_folder: Path, interval: float = 0.5) -> threading.Thread:
-    """End this process group (and remove the run folder) once the agent that started
-    this process is gone: a SIGKILLed agent leaves no one to stop the run."""
-    parent = os.getppid()
+class ParentWatch:
+    """Ends this process group, and removes the run folder, once the agent that
+    started this process is gone: a SIGKILLed agent leaves no one to stop the run.
+    Checked every ``interval`` by a thread; a broken progress pipe says the same sooner."""
 
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(interval)
-        if run_folder.name.startswith(RUN_FOLDER_PREFIX):
-            shutil.rmtree(run_folder, ignore_errors=True)
-        os.killpg(os.getpgid(0), signal.SIGKILL)
+    def __init__(self, run_folder: Path, interval: float = 0.5):
+        self.run_folder, self.interval, self.parent = run_folder, interval, os.getppid()
+        threading.Thread(target=self._watch, name="parent-watch", daemon=True).start()
 
-    thread = threading.Thread(target=watch, name="parent-watch", daemon=True)
-    thread.start()
-    return thread
+    def orphaned(self) -> bool:
+        return os.getppid() != self.parent
+
+    def end(self) -> None:
+        if self.run_folder.name.startswith(RUN_FOLDER_PREFIX):
+            shutil.rmtree(self.run_folder, ignore_errors=True)
+        if os.getpgid(0) == os.getpid():  # the group the worker made for this run
+            os.killpg(os.getpid(), signal.SIGKILL)
+        os._exit(4)
+
+    def _watch(self) -> None:
+        while not self.orphaned():
+            time.sleep(self.interval)
+        self.end()
 
 
 if __name__ == "__main__":
