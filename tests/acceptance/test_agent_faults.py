@@ -185,17 +185,17 @@ def test_report_spooled_in_a_short_outage_is_delivered_before_new_work(start_far
     """The server is away for less than the lease while a result is posted, and more
     work is queued for the device: the spooled report goes first, while its lease is
     current, so the run is not measured a second time."""
-    farm = start_farm(**{**FAST, "lease_seconds": 12})
+    farm = start_farm(**{**FAST, "lease_seconds": 20})  # the restart itself takes seconds
     first, second = push_tiny(farm, tmp_path, seed=1, name="first"), push_tiny(farm, tmp_path, seed=2, name="second")
     agent = AgentProcess(farm, tmp_path / "agent", name="pc").start()
     try:
         job = farm.submit(models=[first["id"]], devices="all", settings={**SLOW_RUN, "min_seconds": 2})
         wait_for(lambda: run_state(farm, job["id"])["state"] == "running", 60, what="run to start")
-        later = farm.submit(models=[second["id"]], devices="all", settings={**SLOW_RUN, "min_seconds": 12})
+        later = farm.submit(models=[second["id"]], devices="all", settings={**SLOW_RUN, "min_seconds": 16})
         farm.server.stop()
         outage = time.monotonic()
         wait_for(lambda: "kept for later" in agent.log(), 30, what="the result to be spooled")
-        time.sleep(max(0.0, 6 - (time.monotonic() - outage)))  # an outage of 6 s, half the lease
+        time.sleep(max(0.0, 6 - (time.monotonic() - outage)))  # 6 s, and the restart (PostgreSQL: migrate)
         farm.server.start()
         final = wait_job(farm, job["id"], timeout=60)
         assert wait_job(farm, later["id"], timeout=90)["state"] == "succeeded"

@@ -80,7 +80,7 @@ def kill_server_while_the_result_posts(farm, agent, job_id: int, outage: float) 
 
 def test_server_killed_for_less_than_the_lease(start_farm, tmp_path):
     """The report waits in the spool and goes first: no run is measured twice."""
-    farm = start_farm(**{**FAST, "lease_seconds": 10})
+    farm = start_farm(**{**FAST, "lease_seconds": 15})  # 5 s down, plus the restart
     models = [push_model(farm, tmp_path, seed) for seed in (1, 2, 3)]
     agent = AgentProcess(farm, tmp_path / "agent", name="pc").start()
     try:
