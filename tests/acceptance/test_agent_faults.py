@@ -268,7 +268,7 @@ def test_agent_start_kills_the_group_a_killed_agent_left(fast_farm, tmp_path):
         del agent.env[PAUSE_VARIABLE]
         agent.start()
         wait_for(lambda: gone(child), 15, what="the new agent to kill the leftover run")
-        assert not Path(spec).parent.exists()
+        wait_for(lambda: not Path(spec).parent.exists(), 5, what="the leftover run folder to go")
         final = wait_job(farm, job["id"], timeout=60)
     finally:
         agent.stop()
