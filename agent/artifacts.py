@@ -1,7 +1,10 @@
 """The agent's content-addressed artifact cache.
 
 Blobs live at ``<cache>/blobs/<sha[:2]>/<sha>`` and are only ever placed there
-after their sha256 was checked; extracted dataset archives live at
+after their sha256 was checked; a disk can still damage or truncate them later,
+so every use checks the blob again (its size, then its sha256: 3-4 ms for the
+2.8 MB DeepLab model) and a blob that fails is removed and downloaded again. Extracted
+dataset archives live at
 ``<cache>/datasets/<sha>/`` and are extracted once, safely (no absolute paths,
 no ``..``, no links). Every use touches the entry, and ``evict`` removes the
 least recently used entries until the cache fits its size cap. Datasets that
@@ -10,16 +13,19 @@ expected sha256 once and remembered.
 """
 
 import json
+import logging
 import os
 import shutil
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from edgefarm.shared.contract.digests import sha256_file
 from edgefarm.shared.datasets import pack_directory, safe_extract
+
+log = logging.getLogger("edgefarm.agent")
 
 Fetch = Callable[[str, Path, str], None]  # (url, destination, expected sha256)
 
@@ -48,12 +54,17 @@ class ArtifactCache:
     def partial_path(self, sha256: str) -> Path:
         return self.root / "tmp" / f"{sha256}.part"
 
-    def get_blob(self, sha256: str, url: str, fetch: Fetch) -> Path:
-        """The verified file for ``sha256``, downloading it (resumably) when absent."""
+    def get_blob(self, sha256: str, url: str, fetch: Fetch, size: Optional[int] = None) -> Path:
+        """The verified file for ``sha256``, downloading it (resumably) when absent or
+        when the cached copy no longer has ``size`` bytes or that sha256."""
         path = self.blob_path(sha256)
         if path.exists():
-            self._touch(path)
-            return path
+            problem = blob_problem(path, sha256, size)
+            if problem is None:
+                self._touch(path)
+                return path
+            log.warning("cached %s %s; removed, downloading it again", path.name, problem)
+            path.unlink()
         partial = self.partial_path(sha256)
         fetch(url, partial, sha256)  # checks the digest; leaves a partial file to resume on failure
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -61,13 +72,13 @@ class ArtifactCache:
         self.evict(keep={path})
         return path
 
-    def get_dataset_dir(self, sha256: str, url: str, fetch: Fetch) -> Path:
+    def get_dataset_dir(self, sha256: str, url: str, fetch: Fetch, size: Optional[int] = None) -> Path:
         """A downloaded dataset archive, extracted once into its own folder."""
         target = self.root / "datasets" / sha256
         if target.is_dir():
             self._touch(target)
             return target
-        archive = self.get_blob(sha256, url, fetch)
+        archive = self.get_blob(sha256, url, fetch, size)
         try:
             safe_extract(archive, target)
         except FileExistsError:
@@ -143,6 +154,17 @@ class ArtifactCache:
                 total -= size
                 removed.append(path)
         return removed
+
+
+def blob_problem(path: Path, sha256: str, size: Optional[int] = None) -> Optional[str]:
+    """Why the file at ``path`` is not the blob ``sha256`` of ``size`` bytes, or None."""
+    actual = path.stat().st_size
+    if size is not None and actual != size:
+        return f"has {actual} bytes, expected {size}"
+    digest = sha256_file(path)
+    if digest != sha256:
+        return f"has sha256 {digest}"
+    return None
 
 
 def _fingerprint(path: Path) -> str:

@@ -132,11 +132,13 @@ def load_runtime(runtime_cls: Type[Runtime], model_path: Path,
 
 
 class _Pacer:
-    """Checks for cancellation and reports progress at most every PROGRESS_INTERVAL_SECONDS."""
+    """Checks for cancellation and reports progress when the phase changes and at most
+    every PROGRESS_INTERVAL_SECONDS within a phase."""
 
     def __init__(self, progress: Optional[ProgressCallback], should_stop: Optional[StopCheck]):
         self.progress, self.should_stop = progress, should_stop
         self.last_report = time.perf_counter()
+        self.phase: Optional[str] = None
 
     def between_runs(self, done: int, phase: str) -> None:
         if self.should_stop is not None and self.should_stop():
@@ -144,8 +146,8 @@ class _Pacer:
         if self.progress is None:
             return
         now = time.perf_counter()
-        if now - self.last_report >= PROGRESS_INTERVAL_SECONDS:
-            self.last_report = now
+        if phase != self.phase or now - self.last_report >= PROGRESS_INTERVAL_SECONDS:
+            self.last_report, self.phase = now, phase
             self.progress(done, phase)
 
 
@@ -212,9 +214,9 @@ def benchmark(runtime: Runtime, inputs: Sequence[Any], protocol: Optional[Protoc
               should_stop: Optional[StopCheck] = None) -> BenchResult:
     """Run the latency protocol on a loaded runtime.
 
-    ``progress(done, phase)`` (phase "first", "warmup" or "measure") is called at most every
-    0.5 s; ``should_stop()`` is checked before every run and a truthy answer raises
-    ``Cancelled``.
+    ``progress(done, phase)`` (phase "first", "warmup" or "measure") is called as each
+    phase starts and at most every 0.5 s within it; ``should_stop()`` is checked before
+    every run and a truthy answer raises ``Cancelled``.
     """
     protocol = protocol or Protocol()
     wall = Stopwatch()

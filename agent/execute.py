@@ -15,16 +15,23 @@ run alone, and cancellation is a kill. ``edgefarm-agent bench`` calls
 ``run_benchmark`` directly.
 
 Progress is printed to stdout as JSON lines ``{"phase": ..., "done": n, "total": m}``.
+The child runs in its own process group (``edgefarm.agent.children``) and ends that
+group, and removes its run folder, when the agent that started it is gone.
 """
 
 import json
 import os
+import shutil
+import signal
 import sys
+import threading
+import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
+from edgefarm.shared.contract.digests import sha256_file
 from edgefarm.shared.contract.schemas import (
     Agreement,
     Environment,
@@ -36,7 +43,9 @@ from edgefarm.shared.contract.schemas import (
 )
 
 from . import __version__
+from .children import RUN_FOLDER_PREFIX
 from .errors import Cancelled
+from .pause import pause_at
 from .runtimes import LoadOptions, ModelLoadError, get_runtime_class
 
 Progress = Callable[[Dict[str, Any]], None]
@@ -221,6 +230,7 @@ def run_benchmark(spec: RunSpec, progress: Optional[Progress] = None,
     from .sysinfo import environment_delta, read_environment
 
     report = progress or (lambda info: None)
+    model_sha256 = sha256_file(Path(spec.model_path))  # the bytes this run loads
     before = read_environment()
     runtime, init_ms = _load(spec)
     try:
@@ -252,7 +262,8 @@ def run_benchmark(spec: RunSpec, progress: Optional[Progress] = None,
             metrics=metrics, environment=Environment(**environment_delta(before, after)),
             extra={"warmup_runs": bench.warmup_count, "latency_wall_seconds": bench.wall_seconds,
                    "latency_samples_stride": bench.samples_stride,
-                   "inputs": "dataset sample" if spec.dataset_dir else "synthetic", **extra},
+                   "inputs": "dataset sample" if spec.dataset_dir else "synthetic",
+                   "model_sha256": model_sha256, **extra},
             agreement=agreement,
         )
     finally:
@@ -276,10 +287,28 @@ def main(argv=None) -> int:
     3 with ``{"error": ...}`` for a run that failed, 4 when cancelled."""
     spec_path, result_path = (argv or sys.argv[1:])[:2]
     spec = RunSpec.from_json(json.loads(Path(spec_path).read_text()))
+    watch = ParentWatch(Path(spec_path).parent)
+    try:
+        return _run(spec, result_path, watch)
+    finally:
+        if watch.orphaned():
+            watch.end()
+
+
+def _run(spec: RunSpec, result_path: str, watch: "ParentWatch") -> int:
+    phases = set()
 
     def emit(info: Dict[str, Any]) -> None:
-        print(json.dumps(info), flush=True)
+        phase = info.get("phase")
+        if phase not in phases:
+            phases.add(phase)
+            pause_at(str(phase))
+        try:
+            print(json.dumps(info), flush=True)
+        except BrokenPipeError:  # the agent closed its end: it is gone
+            watch.end()
 
+    pause_at("load")
     try:
         result = run_benchmark(spec, progress=emit)
     except Cancelled:
@@ -293,6 +322,31 @@ def main(argv=None) -> int:
         return 3
     Path(result_path).write_text(result.model_dump_json())
     return 0
+
+
+class ParentWatch:
+    """Ends this process group, and removes the run folder, once the agent that
+    started this process is gone: a SIGKILLed agent leaves no one to stop the run.
+    Checked every ``interval`` by a thread; a broken progress pipe says the same sooner."""
+
+    def __init__(self, run_folder: Path, interval: float = 0.5):
+        self.run_folder, self.interval, self.parent = run_folder, interval, os.getppid()
+        threading.Thread(target=self._watch, name="parent-watch", daemon=True).start()
+
+    def orphaned(self) -> bool:
+        return os.getppid() != self.parent
+
+    def end(self) -> None:
+        if self.run_folder.name.startswith(RUN_FOLDER_PREFIX):
+            shutil.rmtree(self.run_folder, ignore_errors=True)
+        if os.getpgid(0) == os.getpid():  # the group the worker made for this run
+            os.killpg(os.getpid(), signal.SIGKILL)
+        os._exit(4)
+
+    def _watch(self) -> None:
+        while not self.orphaned():
+            time.sleep(self.interval)
+        self.end()
 
 
 if __name__ == "__main__":

@@ -3,6 +3,12 @@ execute the run in a child process while a heartbeat task renews the lease and
 watches for cancellation, and deliver the report (spooled first, so nothing is
 lost when the server is away).
 
+Spooled reports are delivered before any new lease is asked for, retried while
+the server is away at most one heartbeat interval apart, so that a report
+arrives while its lease is still current. The run's child process is a process
+group of its own, recorded in the state dir and killed as a group
+(``edgefarm.agent.children``).
+
 Background tasks are small named threads; if one dies unexpectedly the agent
 stops loudly. Errors come sorted from ``edgefarm.shared.client``: retryable ones back
 off, fatal ones stop the agent with their message.
@@ -33,9 +39,11 @@ from edgefarm.shared.contract.rules import DEFAULT_INTERVALS
 from edgefarm.shared.contract.schemas import DeviceCapabilities, Lease, ReferenceSpec, RunReport, RunResult
 
 from .artifacts import ArtifactCache, CacheError
+from .children import RUN_FOLDER_PREFIX, ChildRecord, kill_group
 from .clock import Deadline
 from .config import AgentConfig
 from .execute import ReferenceRun, RunSpec
+from .pause import pause_at
 from .spool import Spool
 
 log = logging.getLogger("edgefarm.agent")
@@ -53,8 +61,9 @@ class RunContext:
         self.process: Optional[subprocess.Popen] = None
 
     def stop_child(self) -> None:
+        """Kill the child's whole process group (it is the group's leader)."""
         if self.process is not None and self.process.poll() is None:
-            self.process.kill()
+            kill_group(self.process.pid)
 
 
 class Worker:
@@ -62,6 +71,7 @@ class Worker:
         self.config, self.client, self.capabilities = config, client, capabilities
         self.cache = ArtifactCache(Path(config.cache_dir), config.cache_max_bytes)
         self.spool = Spool(Path(config.state_dir) / "spool")
+        self.children = ChildRecord(Path(config.state_dir))
         self.intervals = DEFAULT_INTERVALS  # until the server answers with its own
         self.stopping = threading.Event()
         self.current: Optional[RunContext] = None
@@ -90,9 +100,9 @@ class Worker:
 
     def run_forever(self) -> int:
         try:
+            self.children.reap_leftovers()
             self._start()
-            while not self.stopping.is_set():
-                self.deliver_spool()
+            while self.flush_spool():
                 lease = self._next_lease()
                 if lease is not None:
                     self.execute(lease)
@@ -100,6 +110,10 @@ class Worker:
             log.error("%s", exc)
             self.fatal = str(exc)
             return 2
+        finally:
+            run = self.current
+            if run is not None:
+                run.stop_child()
         return 3 if self.fatal else 0
 
     def _start(self) -> None:
@@ -155,6 +169,7 @@ class Worker:
             self._release(run)
             return
         self.spool.put(lease.run_id, report)
+        pause_at("report")
         self.deliver_spool()
 
     def _perform(self, run: RunContext) -> Optional[RunReport]:
@@ -175,17 +190,19 @@ class Worker:
         lease = run.lease
 
         def fetch(url, dest, sha):
+            pause_at("download")
             self.client.download(url, dest, sha, progress=lambda done, total: run.progress.update(
                 {"phase": "download", "done": done, "total": total}))
 
-        model_path = self.cache.get_blob(lease.model.sha256, lease.model.download_url, fetch)
+        model_path = self.cache.get_blob(lease.model.sha256, lease.model.download_url, fetch,
+                                         lease.model.size_bytes)
         dataset_dir = None
         if lease.dataset is not None:
             ds = lease.dataset
             if ds.source == "registered":
                 dataset_dir = self.cache.verify_registered(Path(ds.path), ds.sha256)
             else:
-                dataset_dir = self.cache.get_dataset_dir(ds.sha256, ds.download_url, fetch)
+                dataset_dir = self.cache.get_dataset_dir(ds.sha256, ds.download_url, fetch, ds.size_bytes)
         runtime = str(lease.settings.runtime)
         reference = self._reference(lease, fetch)
         return RunSpec(
@@ -204,7 +221,7 @@ class Worker:
         if model is None or spec is None:
             return None
         spec = ReferenceSpec() if isinstance(spec, str) else spec
-        path = self.cache.get_blob(model.sha256, model.download_url, fetch)
+        path = self.cache.get_blob(model.sha256, model.download_url, fetch, model.size_bytes)
         return ReferenceRun(runtime=str(spec.runtime), model_path=str(path), accelerator=spec.accelerator,
                             max_samples=spec.max_samples, model_id=model.id, model_name=model.name,
                             model_sha256=model.sha256,
@@ -212,20 +229,25 @@ class Worker:
 
     def _run_child(self, run: RunContext, spec: RunSpec) -> RunResult:
         run.progress = {"phase": "load"}
-        with tempfile.TemporaryDirectory(prefix="edgefarm-run-") as tmp:
+        with tempfile.TemporaryDirectory(prefix=RUN_FOLDER_PREFIX, dir=self.children.runs_dir) as tmp:
             spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
             spec_path.write_text(json.dumps(spec.to_json()))
             run.process = subprocess.Popen(
                 [sys.executable, "-m", "edgefarm.agent.execute", str(spec_path), str(result_path)],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
             )
-            if run.cancel_reason:  # cancelled while downloading
-                run.stop_child()
-            reader = threading.Thread(target=self._read_progress, args=(run,), daemon=True)
-            reader.start()
-            code = self._wait_child(run)
-            reader.join(timeout=5)
-            return self._collect(run, code, result_path)
+            self.children.record(run.process.pid, Path(tmp))
+            try:
+                if run.cancel_reason:  # cancelled while downloading
+                    run.stop_child()
+                reader = threading.Thread(target=self._read_progress, args=(run,), daemon=True)
+                reader.start()
+                code = self._wait_child(run)
+                kill_group(run.process.pid)  # whatever the child started and left behind
+                reader.join(timeout=5)
+                return self._collect(run, code, result_path, spec)
+            finally:
+                self.children.clear()
 
     def _wait_child(self, run: RunContext) -> int:
         deadline = Deadline(run.lease.timeout_seconds)
@@ -239,12 +261,18 @@ class Worker:
                     raise _RunError(f"timeout: the run exceeded its hard timeout of "
                                     f"{run.lease.timeout_seconds} s and was stopped")
 
-    def _collect(self, run: RunContext, code: int, result_path: Path) -> RunResult:
+    def _collect(self, run: RunContext, code: int, result_path: Path, spec: RunSpec) -> RunResult:
         if run.cancel_reason or code == 4:
             raise _Cancelled(run.cancel_reason or "cancelled", by_server=not self.stopping.is_set())
         data = json.loads(result_path.read_text()) if result_path.exists() else {}
         if code == 0:
-            return RunResult.model_validate(data)
+            result = RunResult.model_validate(data)
+            loaded = (result.extra or {}).get("model_sha256")
+            if loaded != run.lease.model.sha256:  # the cached file changed after it was checked
+                Path(spec.model_path).unlink(missing_ok=True)
+                raise _RunError(f"the model file run has sha256 {loaded}, expected "
+                                f"{run.lease.model.sha256}; removed from the cache")
+            return result
         if "error" in data:
             raise _RunError(data["error"])
         stderr = (run.process.stderr.read() or "").strip().splitlines()[-3:]
@@ -310,20 +338,39 @@ class Worker:
 
     # ------------------------------------------------------------ reports
 
-    def deliver_spool(self) -> int:
-        """Post every spooled report; keep those the server cannot take yet."""
-        delivered = 0
+    def flush_spool(self) -> bool:
+        """Deliver every spooled report before any new work is asked for, retrying while
+        the server is away; False when the agent is stopping."""
+        interval = min(self.intervals.heartbeat_seconds, self.intervals.lease_seconds / 3)
+        backoff = Backoff(base=0.5, cap=max(interval, 0.5))
+        while not self.stopping.is_set():
+            retry_after = self.deliver_spool()
+            if retry_after is None:
+                return True
+            self.stopping.wait(backoff.next_delay(retry_after or None))
+        return False
+
+    def deliver_spool(self) -> Optional[float]:
+        """Post every spooled report. None when the spool is empty; else the server is
+        away and the reports are kept: the delay it asked for, or 0.
+
+        A report the server refuses (409: its lease is no longer current, so the run
+        was requeued or finished otherwise and will be measured again if needed) is
+        not dropped silently: it moves to the spool's ``refused/`` folder, logged."""
         for path, run_id, report in self.spool.pending():
             try:
                 self.client.report(run_id, report)
             except TransientError as exc:
                 log.warning("report for run %s kept for later: %s", run_id, exc)
-                break
+                return exc.retry_after or 0.0
             except (Conflict, Rejected) as exc:
-                log.warning("report for run %s refused, dropped: %s", run_id, exc)
+                kept = self.spool.refuse(path, exc.summary)
+                log.error("report for run %s (%s) refused by the server: %s; kept in %s",
+                          run_id, report.state, exc.summary, kept)
+                continue
             self.spool.done(path)
-            delivered += 1
-        return delivered
+            log.info("report for run %s delivered", run_id)
+        return None
 
 
 class _RunError(Exception):

@@ -1,13 +1,17 @@
 """Faults with real processes: an agent killed mid-run, a server that goes away
-while the result is posted, SIGTERM, and a model no runtime can load."""
+while the result is posted, SIGTERM, a model no runtime can load, a damaged
+cache, and a run's child process outliving its agent."""
 
+import hashlib
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
+from edgefarm.agent.pause import PAUSE_VARIABLE
 from edgefarm.shared.formats.tflite_builder import broken_tflite, tiny_tflite
-from tests.support.agents import AgentProcess, wait_for, wait_job
+from tests.support.agents import AgentProcess, gone, process_state, run_children, wait_for, wait_job
 from tests.support.servers import ServerProcess
 
 FAST = {"lease_seconds": 3, "heartbeat_seconds": 1, "poll_wait_seconds": 2,
@@ -171,3 +175,102 @@ def test_sigterm_while_idle_stops_at_once(start_farm, tmp_path):
     agent.signal(signal.SIGTERM)
     assert agent.wait(timeout=20) == 0
     assert time.monotonic() - started < 3
+
+
+def results_of(farm, job_id):
+    return farm.user.get("/api/v1/results", params={"job": job_id}).json()
+
+
+def test_report_spooled_in_a_short_outage_is_delivered_before_new_work(start_farm, tmp_path):
+    """The server is away for less than the lease while a result is posted, and more
+    work is queued for the device: the spooled report goes first, while its lease is
+    current, so the run is not measured a second time."""
+    farm = start_farm(**{**FAST, "lease_seconds": 20})  # the restart itself takes seconds
+    first, second = push_tiny(farm, tmp_path, seed=1, name="first"), push_tiny(farm, tmp_path, seed=2, name="second")
+    agent = AgentProcess(farm, tmp_path / "agent", name="pc").start()
+    try:
+        job = farm.submit(models=[first["id"]], devices="all", settings={**SLOW_RUN, "min_seconds": 2})
+        wait_for(lambda: run_state(farm, job["id"])["state"] == "running", 60, what="run to start")
+        later = farm.submit(models=[second["id"]], devices="all", settings={**SLOW_RUN, "min_seconds": 16})
+        farm.server.stop()
+        outage = time.monotonic()
+        wait_for(lambda: "kept for later" in agent.log(), 30, what="the result to be spooled")
+        time.sleep(max(0.0, 6 - (time.monotonic() - outage)))  # 6 s, and the restart (PostgreSQL: migrate)
+        farm.server.start()
+        final = wait_job(farm, job["id"], timeout=60)
+        assert wait_job(farm, later["id"], timeout=90)["state"] == "succeeded"
+    finally:
+        agent.stop()
+    assert final["state"] == "succeeded" and final["runs"][0]["attempt"] == 1
+    assert len(results_of(farm, job["id"])) == 1 and len(results_of(farm, later["id"])) == 1
+    assert "refused by the server" not in agent.log()
+    assert not list((agent.home / "state" / "spool" / "refused").glob("*.json"))
+
+
+def cached_blob(agent: AgentProcess, sha256: str) -> Path:
+    return agent.home / "cache" / "blobs" / sha256[:2] / sha256
+
+
+@pytest.mark.parametrize("damage", ["overwrite", "truncate"])
+def test_damaged_cache_entry_is_downloaded_again(fast_farm, tmp_path, damage):
+    """A cached model overwritten in place or truncated is caught before the run:
+    downloaded again, and the result names the sha256 of the bytes that ran."""
+    farm = fast_farm
+    model = push_tiny(farm, tmp_path)
+    agent = AgentProcess(farm, tmp_path / "agent", name="pc").start()
+    try:
+        first = farm.submit(models=[model["id"]], devices="all", settings={"min_seconds": 0.1})
+        assert wait_job(farm, first["id"], timeout=60)["state"] == "succeeded"
+        blob = cached_blob(agent, model["sha256"])
+        data = blob.read_bytes()
+        if damage == "overwrite":
+            blob.write_bytes(data[:300] + bytes(400) + data[700:])  # same size, other bytes
+        else:
+            blob.write_bytes(data[: len(data) // 2])
+        second = farm.submit(models=[model["id"]], devices="all", settings={"min_seconds": 0.1})
+        final = wait_job(farm, second["id"], timeout=60)
+    finally:
+        agent.stop()
+    assert final["state"] == "succeeded", final["runs"][0]["error"]
+    assert hashlib.sha256(blob.read_bytes()).hexdigest() == model["sha256"]
+    (result,) = results_of(farm, second["id"])
+    assert result["extra"]["model_sha256"] == model["sha256"]
+    assert "downloading it again" in agent.log()
+
+
+def test_child_of_a_killed_agent_stops_and_its_folder_goes(fast_farm, tmp_path):
+    """SIGKILL outside systemd: nobody stops the run, so the child ends its own group."""
+    farm = fast_farm
+    model = push_tiny(farm, tmp_path)
+    agent = AgentProcess(farm, tmp_path / "agent", name="pc").start()
+    job = farm.submit(models=[model["id"]], devices="all", settings={**SLOW_RUN, "min_seconds": 60})
+    wait_for(lambda: run_state(farm, job["id"])["state"] == "running", 60, what="run to start")
+    (child, spec), = wait_for(lambda: run_children(agent.proc.pid), 10, what="the run's process")
+    agent.kill()
+    wait_for(lambda: gone(child), 10, what="the orphaned run process to end")
+    assert not Path(spec).parent.exists()
+
+
+def test_agent_start_kills_the_group_a_killed_agent_left(fast_farm, tmp_path):
+    """A child that cannot notice (stopped here, at the measurement) is killed, with
+    its folder, by the next agent process on the device, which then does the run."""
+    farm = fast_farm
+    model = push_tiny(farm, tmp_path)
+    agent = AgentProcess(farm, tmp_path / "agent", name="pc")
+    agent.env[PAUSE_VARIABLE] = "measure"
+    agent.start()
+    try:
+        job = farm.submit(models=[model["id"]], devices="all", settings={"min_seconds": 0.5})
+        (child, spec), = wait_for(lambda: run_children(agent.proc.pid), 60, what="the run's process")
+        wait_for(lambda: process_state(child) == "T", 30, what="the run to pause at the measurement")
+        agent.kill()
+        assert process_state(child) == "T" and Path(spec).exists()
+        del agent.env[PAUSE_VARIABLE]
+        agent.start()
+        wait_for(lambda: gone(child), 15, what="the new agent to kill the leftover run")
+        wait_for(lambda: not Path(spec).parent.exists(), 5, what="the leftover run folder to go")
+        final = wait_job(farm, job["id"], timeout=60)
+    finally:
+        agent.stop()
+    assert final["state"] == "succeeded" and final["runs"][0]["attempt"] == 2
+    assert len(results_of(farm, job["id"])) == 1

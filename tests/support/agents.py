@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional, Tuple
 
 from tests.support.servers import PROJECT
 
@@ -69,6 +69,41 @@ class AgentProcess:
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
+
+
+def run_children(parent_pid: int) -> List[Tuple[int, str]]:
+    """(pid, spec path) of the run processes (``edgefarm.agent.execute``) of an agent."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            ppid = int(process_stat(int(entry.name))[1])
+        except (OSError, TypeError, IndexError):
+            continue
+        if ppid == parent_pid and "edgefarm.agent.execute" in argv:
+            found.append((int(entry.name), argv[argv.index("edgefarm.agent.execute") + 1]))
+    return found
+
+
+def process_stat(pid: int) -> Optional[List[str]]:
+    """State, ppid, pgrp, session ... of a process from /proc, or None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2:].split()
+
+
+def process_state(pid: int) -> Optional[str]:
+    """The process's state letter (R, S, T stopped, Z zombie...), None when it is gone."""
+    stat = process_stat(pid)
+    return stat[0] if stat else None
+
+
+def gone(pid: int) -> bool:
+    return process_state(pid) in (None, "Z", "X")
 
 
 def wait_for(predicate, timeout: float = 60, interval: float = 0.2, what: str = "condition"):
