@@ -140,7 +140,8 @@ def push_digits(user: FarmClient, variants: List[Dict[str, Any]]) -> List[ModelO
     return models
 
 
-def push_dataset(user: FarmClient, archive: Path, name: str, layout: str) -> DatasetOut:
+def push_dataset(user: FarmClient, archive: Path, name: str = DATASET_NAME,
+                 layout: str = "imagefolder") -> DatasetOut:
     """The dataset ``name`` on the server, uploaded unless the same archive is there."""
     try:
         dataset: Optional[DatasetOut] = user.get_dataset(name)

@@ -3,10 +3,11 @@ Markdown (ready to paste into a study README; the main job prints the same text)
 
 Classification: Platform | Runtime | Model | Pruning | Accuracy | p50 | Model size;
 segmentation: Platform | Runtime | Model | Quantization | Pruning | mIoU | p50 | p90 |
-Model size; both with peak memory as an extra column. Any other task (a latency-only
-job) gets the segmentation columns without the metric. Accuracy and mIoU are
-fractions as the study prints them (0.9759, 0.526275), latencies in milliseconds,
-sizes in KiB/MiB. One row per result, in the order given.
+Model size; both with peak memory as an extra column. A result goes to the table of
+its headline metric (top-1: classification, mIoU: segmentation), else of its task;
+any other task (a latency-only job) gets the segmentation columns without the metric.
+Accuracy and mIoU are fractions as the study prints them (0.9759, 0.526275),
+latencies in milliseconds, sizes in KiB/MiB. One row per result, in the order given.
 """
 
 from __future__ import annotations
@@ -76,11 +77,22 @@ def study_row(result: ResultOut, task: str) -> List[str]:
     return head + [_quantization(result), _pruning(result), p50, p90, size, memory]
 
 
+#: Headline metric -> the table its results go to.
+METRIC_TASKS = {"top1": "classification", "miou": "segmentation"}
+
+
+def table_task(result: ResultOut) -> str:
+    """The task whose table shows ``result``: the one its headline metric belongs to
+    (a latency job whose runs also scored top-1 is a classification row), else its job's."""
+    _, key = headline_metric(result.metrics)
+    return METRIC_TASKS.get(key or "", str(result.task))
+
+
 def study_tables(results: Sequence[ResultOut]) -> List[StudyTable]:
     """One table per task present, classification first, then segmentation, then others."""
     by_task: Dict[str, List[ResultOut]] = {}
     for result in results:
-        by_task.setdefault(str(result.task), []).append(result)
+        by_task.setdefault(table_task(result), []).append(result)
     order = sorted(by_task, key=lambda t: (list(TITLES).index(t) if t in TITLES else len(TITLES), t))
     tables = []
     for task in order:
