@@ -141,10 +141,11 @@ def benchmark(user: FarmClient, data_dir: Path, device_id: int) -> Tuple[List[Jo
     family_job = f"demo: {demo_deeplab.FAMILY} variants"
     jobs = [submit(user, "demo: digits-mlp variants", digits, device_id, digits_set, "classification"),
             submit(user, family_job, deeplab, device_id, voc_set, "segmentation",
-                   measured_runs=demo_deeplab.MEASURED_RUNS)]
-    for runtime in demo_deeplab.OTHER_RUNTIMES:
-        jobs.append(submit(user, f"demo: {demo_deeplab.FAMILY} fp32 on {runtime}", deeplab[:1], device_id,
-                           voc_set, "segmentation", runtime, demo_deeplab.MEASURED_RUNS))
+                   **demo_deeplab.SETTINGS["tflite"])]
+    for runtime, settings in demo_deeplab.SETTINGS.items():  # the fp32 base on the other runtimes
+        if runtime != "tflite":
+            jobs.append(submit(user, f"demo: {demo_deeplab.FAMILY} fp32 on {runtime}", deeplab[:1],
+                               device_id, voc_set, "segmentation", **settings))
     names = {model.id: model.name for model in digits + deeplab}
     return jobs, variants, names
 

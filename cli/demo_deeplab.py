@@ -33,12 +33,11 @@ FAMILY = "deeplabv3-mnv2-dm05"
 DATASET_NAME = "voc-sample"
 LAYOUT = "voc-seg"
 VARIANTS = ("fp16", "dynamic", "int8", "pruned-0.5")
-#: The fp32 base also runs on these runtimes, beside tflite.
-OTHER_RUNTIMES = ("opencv",)
 CALIBRATION_SAMPLES = 8
-#: Timed invokes per run (and at least 1 s): 20 of DeepLab's 30-200 ms keep all six runs
-#: within about half a minute on two cores.
-MEASURED_RUNS = 20
+#: Job settings per runtime: timed invokes (and at least 1 s of them). DeepLab takes 30-150 ms
+#: on tflite and 100-400 ms on opencv on two cores: these keep its six runs near half a minute.
+SETTINGS = {"tflite": {"runtime": "tflite", "measured_runs": 20, "min_seconds": 1},
+            "opencv": {"runtime": "opencv", "measured_runs": 10, "min_seconds": 1}}
 NOTE = (f"{FAMILY}: the study's DeepLabv3 (MobileNetV2, depth multiplier 0.5, trained on PASCAL VOC "
         "2012; examples/deeplabv3) and the variants edgefarm's sweep tools make of it (fp16, dynamic "
         "range, int8 calibrated on the sample, post-training pruning to 50% without fine-tuning). "
