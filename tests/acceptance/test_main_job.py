@@ -208,6 +208,11 @@ def check_results(farm: Farm, checkout: Path, data_dir: Path, server: ServerProc
     assert abs(opencv["metrics"]["miou"] - fp32) <= 0.02, opencv["metrics"]["miou"]
     assert by_label["pruned-0.5"]["metrics"]["miou"] < fp32  # post-training pruning, no fine-tuning
 
+    page = farm.user.get(f"/compare/{FAMILY}")  # the page the main job points to last
+    assert page.status_code == 200
+    for result in results:
+        assert result["model_name"] in page.text
+
     env = dict(os.environ, EDGEFARM_URL=farm.url, EDGEFARM_TOKEN=farm.user_token,
                XDG_CONFIG_HOME=str(tmp_path / "no-config"))
     everything = farm.user.get("/api/v1/results").json()
