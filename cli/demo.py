@@ -14,8 +14,9 @@ on stderr (``step k/6``, then ``run k/n`` while the agent works), it
    (``edgefarm.tools.digits``) into ``demo/`` and uploads them through the SDK,
 4. segmentation: the study's DeepLabv3 (``edgefarm.examples``), its variants made by
    the sweep tools and the real VOC sample (``demo_deeplab``), uploaded alike,
-5. submits the jobs (every variant on ``tflite``, DeepLab fp32 on ``opencv`` too) on
-   the local device and follows their runs,
+5. submits the jobs (every variant on ``tflite``, DeepLab fp32 on ``opencv`` too, and
+   on ``onnxruntime`` when tf2onnx can convert it) on the local device and follows
+   their runs,
 6. prints the study's two tables (Classification, Segmentation; Markdown, as
    ``edgefarm results --format markdown``), the URLs and the CLI's ``export`` line,
    the dashboard's DeepLab compare page last, then serves until Ctrl-C or SIGTERM
@@ -138,14 +139,9 @@ def benchmark(user: FarmClient, data_dir: Path, device_id: int) -> Tuple[List[Jo
     voc_set = push_dataset(user, voc_archive, demo_deeplab.DATASET_NAME, demo_deeplab.LAYOUT)
     step(5, "benchmark jobs on the local agent")
     deeplab = [model for _, model in family]
-    family_job = f"demo: {demo_deeplab.FAMILY} variants"
-    jobs = [submit(user, "demo: digits-mlp variants", digits, device_id, digits_set, "classification"),
-            submit(user, family_job, deeplab, device_id, voc_set, "segmentation",
-                   **demo_deeplab.SETTINGS["tflite"])]
-    for runtime, settings in demo_deeplab.SETTINGS.items():  # the fp32 base on the other runtimes
-        if runtime != "tflite":
-            jobs.append(submit(user, f"demo: {demo_deeplab.FAMILY} fp32 on {runtime}", deeplab[:1],
-                               device_id, voc_set, "segmentation", **settings))
+    jobs = [submit(user, "demo: digits-mlp variants", digits, device_id, digits_set, "classification")]
+    for name, models, settings in demo_deeplab.job_plan(family):
+        jobs.append(submit(user, name, models, device_id, voc_set, "segmentation", **settings))
     names = {model.id: model.name for model in digits + deeplab}
     return jobs, variants, names
 

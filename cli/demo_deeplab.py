@@ -11,8 +11,13 @@ Built once into ``<data dir>/demo/deeplabv3/`` and reused after:
   and post-training magnitude pruning to 50% (no fine-tuning, so mIoU drops), each
   with its lineage sidecar; ``family.json`` lists them.
 
+* ``deeplabv3-mnv2-dm05-fp32-onnx.onnx``: the base converted for ``onnxruntime`` with
+  tf2onnx (``edgefarm.tools.onnx_export``), when tf2onnx and TensorFlow are installed
+  (the ``tools-tf`` extra; ``make demo`` does not install them, and says so).
+
 Uploaded like ``edgefarm sweep`` does (family, variant, lineage with the base as
-parent), then two jobs: every variant on ``tflite``, and the fp32 base on ``opencv``.
+parent), then the jobs of ``job_plan``: every ``.tflite`` variant on ``tflite``, the
+fp32 base on ``opencv``, and its ONNX export on ``onnxruntime``.
 """
 
 from __future__ import annotations
@@ -35,9 +40,12 @@ LAYOUT = "voc-seg"
 VARIANTS = ("fp16", "dynamic", "int8", "pruned-0.5")
 CALIBRATION_SAMPLES = 8
 #: Job settings per runtime: timed invokes (and at least 1 s of them). DeepLab takes 30-150 ms
-#: on tflite and 100-400 ms on opencv on two cores: these keep its six runs near half a minute.
+#: on tflite and 100-400 ms on opencv and onnxruntime on two cores: these keep its six (seven
+#: with ONNX) runs near half a minute.
 SETTINGS = {"tflite": {"runtime": "tflite", "measured_runs": 20, "min_seconds": 1},
-            "opencv": {"runtime": "opencv", "measured_runs": 10, "min_seconds": 1}}
+            "opencv": {"runtime": "opencv", "measured_runs": 10, "min_seconds": 1},
+            "onnxruntime": {"runtime": "onnxruntime", "measured_runs": 10, "min_seconds": 1}}
+ONNX_LABEL = "fp32-onnx"
 NOTE = (f"{FAMILY}: the study's DeepLabv3 (MobileNetV2, depth multiplier 0.5, trained on PASCAL VOC "
         "2012; examples/deeplabv3) and the variants edgefarm's sweep tools make of it (fp16, dynamic "
         "range, int8 calibrated on the sample, post-training pruning to 50% without fine-tuning). "
@@ -98,16 +106,41 @@ def build_family(folder: Path) -> List[Dict[str, Any]]:
 def _with_base(base: Path, made: List[Dict[str, Any]], folder: Path) -> List[Dict[str, Any]]:
     fp32 = {"variant": {"quantization": "none", "label": "fp32"}}
     entries = [{"label": "fp32", "path": base, "meta": fp32}]
-    return entries + [{"label": e["label"], "path": folder / e["file"], "meta": e["meta"]} for e in made]
+    entries += [{"label": e["label"], "path": folder / e["file"], "meta": e["meta"]} for e in made]
+    onnx = onnx_export(base, folder)
+    return entries + ([onnx] if onnx else [])
 
 
-def push_family(user: FarmClient, entries: List[Dict[str, Any]]) -> List[Tuple[str, ModelOut]]:
+def onnx_export(base: Path, folder: Path) -> Optional[Dict[str, Any]]:
+    """The fp32 model as ONNX for onnxruntime (``edgefarm.tools.onnx_export``), converted
+    once; None, said why, when tf2onnx and TensorFlow are not installed."""
+    from edgefarm.tools.common import ToolError
+    from edgefarm.tools.lineage import read_sidecar, sidecar_path
+    from edgefarm.tools.onnx_export import tflite_to_onnx
+
+    path = folder / f"{FAMILY}-{ONNX_LABEL}.onnx"
+    if not path.exists():
+        started = time.monotonic()
+        try:
+            tflite_to_onnx(base, path)
+        except ToolError as exc:
+            say(f"  onnxruntime: skipped, {exc}")
+            return None
+        say(f"converted {FAMILY}-fp32 to ONNX with tf2onnx in {time.monotonic() - started:.1f} s")
+    return {"label": ONNX_LABEL, "path": path, "meta": read_sidecar(sidecar_path(path), path),
+            "runtime": "onnxruntime"}
+
+
+Pushed = List[Tuple[Dict[str, Any], ModelOut]]  # (family.json entry, stored model)
+
+
+def push_family(user: FarmClient, entries: List[Dict[str, Any]]) -> Pushed:
     """The base and its variants on the server (as ``edgefarm sweep`` files them), base first."""
     from edgefarm.tools.voc_sample import VOC_CLASSES
 
     stored = {m.sha256: m for m in user.list_models()}
     labels = list(VOC_CLASSES)
-    pushed: List[Tuple[str, ModelOut]] = []
+    pushed: Pushed = []
     base_sha: Optional[str] = None
     for entry in entries:
         meta = {"name": f"{FAMILY}-{entry['label']}", "family": FAMILY, "task": "segmentation",
@@ -118,5 +151,17 @@ def push_family(user: FarmClient, entries: List[Dict[str, Any]]) -> List[Tuple[s
             meta["description"] = "DeepLabv3 MobileNetV2 dm0.5, PASCAL VOC 2012 (examples/deeplabv3)"
         model = push_model(user, stored, Path(entry["path"]), meta)
         base_sha = base_sha or model.sha256
-        pushed.append((entry["label"], model))
+        pushed.append((entry, model))
     return pushed
+
+
+def job_plan(pushed: Pushed) -> List[Tuple[str, List[ModelOut], Dict[str, Any]]]:
+    """``(job name, models, settings)``: the tflite files on tflite, the fp32 base on
+    opencv, the ONNX export (when made) on onnxruntime."""
+    tflite = [model for entry, model in pushed if entry.get("runtime", "tflite") == "tflite"]
+    plan = [(f"demo: {FAMILY} variants", tflite, SETTINGS["tflite"]),
+            (f"demo: {FAMILY} fp32 on opencv", tflite[:1], SETTINGS["opencv"])]
+    onnx = [model for entry, model in pushed if entry.get("runtime") == "onnxruntime"]
+    if onnx:
+        plan.append((f"demo: {FAMILY} fp32 on onnxruntime", onnx, SETTINGS["onnxruntime"]))
+    return plan

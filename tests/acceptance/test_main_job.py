@@ -10,13 +10,14 @@ It proves: both study tables are printed; the agent's mIoU of DeepLab fp32 on th
 sample equals an independent computation (the LiteRT interpreter run here on the
 same files, the package's documented pre-processing, this test's own bilinear resize,
 confusion matrix with 255 ignored, and mean IoU) within 1e-6; fp16 is within 0.01 of
-fp32; dynamic and int8 are below 40% of fp32's size; opencv's fp32 mIoU is within
-0.02 of tflite's; the compare page is the last line; ``edgefarm results --format
+fp32; dynamic and int8 are below 40% of fp32's size; opencv's fp32 mIoU (and
+onnxruntime's, where tf2onnx can convert the model) is within 0.02 of tflite's; the compare page is the last line; ``edgefarm results --format
 markdown`` parses as Markdown tables with one row per result; a second run reuses
 what was built and uploaded and is faster.
 """
 
 import hashlib
+import importlib.util
 import os
 import socket
 import subprocess
@@ -38,6 +39,9 @@ pytest.importorskip("ai_edge_litert", reason="the independent mIoU runs the Lite
 FOLDERS = {"shared": "shared", "server": "server", "agent": "agent", "tools": "tools", "cli": "cli",
            "migrations": "migrations", "examples": "examples"}
 FAMILY = "deeplabv3-mnv2-dm05"
+#: The ONNX export runs on onnxruntime where tf2onnx and TensorFlow are installed (the dev extra).
+ONNX = all(importlib.util.find_spec(name) is not None for name in ("tf2onnx", "tensorflow"))
+RUNS = 12 if ONNX else 11
 CLASSIFICATION = ["Platform", "Runtime", "Model", "Pruning", "Accuracy", "p50 (ms)", "Model size",
                   "Peak memory"]
 SEGMENTATION = ["Platform", "Runtime", "Model", "Quantization", "Pruning", "mIoU", "p50 (ms)", "p90 (ms)",
@@ -91,10 +95,11 @@ def check_tables(stdout: str) -> None:
                                                         "digits-mlp-pruned-0.8"}
     for row in classification:
         assert float(row["Accuracy"]) >= 0.9 and float(row["p50 (ms)"]) > 0, row
-    runs = {(row["Model"], row["Runtime"].split()[0]) for row in segmentation}
-    assert runs == {(f"{FAMILY}-{label}", "tflite") for label in ("fp32", "fp16", "dynamic", "int8",
-                                                                   "pruned-0.5")} | {(f"{FAMILY}-fp32",
-                                                                                      "opencv")}
+    expected = {(f"{FAMILY}-{label}", "tflite") for label in ("fp32", "fp16", "dynamic", "int8", "pruned-0.5")}
+    expected.add((f"{FAMILY}-fp32", "opencv"))
+    if ONNX:
+        expected.add((f"{FAMILY}-fp32-onnx", "onnxruntime"))
+    assert {(row["Model"], row["Runtime"].split()[0]) for row in segmentation} == expected
     for row in segmentation:
         assert 0 <= float(row["mIoU"]) <= 1 and float(row["p90 (ms)"]) >= float(row["p50 (ms)"]) > 1, row
         assert row["Model size"].endswith("iB") and row["Peak memory"].endswith("MiB"), row
@@ -164,7 +169,8 @@ def test_main_job_on_a_clean_clone_prints_the_study_tables_and_a_second_run_reus
     assert first.stdout.strip().splitlines()[-1] == f"{url}/compare/{FAMILY}"
     for number in range(1, 7):
         assert f"step {number}/6:" in first.stderr
-    assert "run 11/11 succeeded" in first.stderr
+    assert f"run {RUNS}/{RUNS} succeeded" in first.stderr
+    assert ("converted" in first.stderr) == ONNX
     assert "accuracy check: the agent's top-1 equals the in-process accuracy for 3/3" in first.stderr
 
     with socket.socket() as busy:  # the second run moves to a free port, the agent follows
@@ -174,7 +180,7 @@ def test_main_job_on_a_clean_clone_prints_the_study_tables_and_a_second_run_reus
         second, second_seconds = run_demo(checkout, env)
     check_tables(second.stdout)
     assert "agent: reusing device" in second.stderr
-    for built in ("uploaded", "trained", "made", "wrote"):
+    for built in ("uploaded", "trained", "made", "wrote", "converted"):
         assert built not in second.stderr
     assert second_seconds < first_seconds, (first_seconds, second_seconds)
 
@@ -206,6 +212,11 @@ def check_results(farm: Farm, checkout: Path, data_dir: Path, server: ServerProc
     for label in ("dynamic", "int8"):
         assert by_label[label]["model_size_bytes"] < 0.4 * by_label["fp32"]["model_size_bytes"], label
     assert abs(opencv["metrics"]["miou"] - fp32) <= 0.02, opencv["metrics"]["miou"]
+    if ONNX:
+        onnx_job = jobs[f"demo: {FAMILY} fp32 on onnxruntime"]
+        (onnx,) = farm.user.get("/api/v1/results", params={"job": onnx_job["id"]}).json()
+        assert onnx["runtime"]["name"] == "onnxruntime"
+        assert abs(onnx["metrics"]["miou"] - fp32) <= 0.02, onnx["metrics"]["miou"]
     assert by_label["pruned-0.5"]["metrics"]["miou"] < fp32  # post-training pruning, no fine-tuning
 
     page = farm.user.get(f"/compare/{FAMILY}")  # the page the main job points to last
