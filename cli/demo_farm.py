@@ -15,18 +15,16 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from edgefarm.shared.client import AccessDenied, FarmClient, NotFound
 from edgefarm.shared.contract.digests import sha256_file
-from edgefarm.shared.contract.rules import headline_metric
 from edgefarm.shared.contract.schemas import DatasetOut, DeviceOut, JobOut, ModelOut, ResultOut
 
 from .demo_processes import Child, DemoError
-from .output import format_ms, print_table, say
-from .waiting import run_counts
+from .output import say
+from .study_tables import markdown_of
 
-PROJECT = Path(__file__).resolve().parents[1]
-DEEPLAB = PROJECT.parent / "shared" / "fixtures" / "deeplabv3_mnv2_dm05_pascal_fp32.tflite"
 DEVICE_NAME = "local-pc"
 DATASET_NAME = "digits-test"
-RUN_SETTINGS = {"runtime": "tflite", "threads": 2, "measured_runs": 50, "min_seconds": 1}
+#: The digits MLP runs in microseconds: half a second of timed invokes is plenty.
+RUN_SETTINGS = {"runtime": "tflite", "threads": 2, "measured_runs": 50, "min_seconds": 0.5}
 JOB_TIMEOUT_SECONDS = 600
 POLL_SECONDS = 0.3
 #: Checked with each token: listing tokens needs an admin, listing devices a user.
@@ -143,53 +141,51 @@ def push_digits(user: FarmClient, variants: List[Dict[str, Any]]) -> List[ModelO
     return models
 
 
-def push_dataset(user: FarmClient, archive: Path) -> DatasetOut:
-    """The digits test split on the server, uploaded unless the same archive is there."""
+def push_dataset(user: FarmClient, archive: Path, name: str = DATASET_NAME,
+                 layout: str = "imagefolder") -> DatasetOut:
+    """The dataset ``name`` on the server, uploaded unless the same archive is there."""
     try:
-        dataset: Optional[DatasetOut] = user.get_dataset(DATASET_NAME)
+        dataset: Optional[DatasetOut] = user.get_dataset(name)
     except NotFound:
         dataset = None
     if dataset is not None and dataset.sha256 == sha256_file(archive):
         return dataset
     with open(archive, "rb") as handle:
-        dataset = user.push_dataset(handle, archive.name, {"name": DATASET_NAME, "layout": "imagefolder"})
-    say(f"uploaded dataset {DATASET_NAME} ({dataset.sample_count} images, imagefolder)")
+        dataset = user.push_dataset(handle, archive.name, {"name": name, "layout": layout})
+    say(f"uploaded dataset {name} ({dataset.sample_count} images, {layout})")
     return dataset
-
-
-def push_deeplab(user: FarmClient) -> Optional[ModelOut]:
-    """The DeepLabv3 fixture, when ``../shared/fixtures`` has it (optional)."""
-    if not DEEPLAB.exists():
-        return None
-    stored = {m.sha256: m for m in user.list_models()}
-    meta = {"name": DEEPLAB.stem, "family": "deeplabv3-mnv2-dm05", "task": "segmentation",
-            "variant": {"quantization": "none", "label": "fp32"}}
-    return push_model(user, stored, DEEPLAB, meta)
 
 
 # ---------------------------------------------------------------- jobs
 
 
 def submit(user: FarmClient, name: str, models: Sequence[ModelOut], device_id: int,
-           dataset: Optional[DatasetOut], task: str) -> JobOut:
+           dataset: Optional[DatasetOut], task: str, **settings: Any) -> JobOut:
+    """One job of ``models`` on the local device; ``settings`` override ``RUN_SETTINGS``."""
+    settings = dict(RUN_SETTINGS, **settings)
+    runtime = settings["runtime"]
     body: Dict[str, Any] = {"name": name, "models": [m.id for m in models], "task": task,
-                            "settings": RUN_SETTINGS, "devices": f"id={device_id}"}
+                            "settings": settings, "devices": f"id={device_id}"}
     if dataset is not None:
         body["dataset"] = dataset.id
     job = user.submit_job(body)
-    say(f"submitted job {job.id} ({name}): {len(job.runs)} run(s) on device {device_id}")
+    say(f"submitted job {job.id} ({name}): {len(job.runs)} run(s) on {runtime}, device {device_id}")
     return job
 
 
-def wait_jobs(user: FarmClient, jobs: List[JobOut], children: List[Child]) -> List[JobOut]:
-    """Each job in its final state, waited for with the SDK's loop: one stderr line per
-    change of its run states, the children checked at every poll."""
+def wait_jobs(user: FarmClient, jobs: List[JobOut], children: List[Child],
+              names: Dict[int, str]) -> List[JobOut]:
+    """Each job in its final state, waited for with the SDK's loop: one stderr line
+    when a run starts and when it ends (``run k/n``, numbered over all the jobs), the
+    children checked at every poll. ``names``: model id -> name."""
     started = time.monotonic()
+    numbers = {run.id: k for k, run in enumerate((r for job in jobs for r in job.runs), 1)}
+    seen: Dict[int, str] = {}
     finished = []
     for job in jobs:
         remaining = max(0.0, started + JOB_TIMEOUT_SECONDS - time.monotonic())
-        final, ended = user.wait_for_job(job.id, remaining, interval=POLL_SECONDS,
-                                         on_update=_watcher(started, children))
+        watch = _watcher(started, children, numbers, seen, names)
+        final, ended = user.wait_for_job(job.id, remaining, interval=POLL_SECONDS, on_update=watch)
         if not ended:
             raise DemoError(f"job {job.id} did not finish within {JOB_TIMEOUT_SECONDS} s")
         for run in final.runs:
@@ -199,48 +195,28 @@ def wait_jobs(user: FarmClient, jobs: List[JobOut], children: List[Child]) -> Li
     return finished
 
 
-def _watcher(started: float, children: List[Child]) -> Callable[[JobOut], None]:
-    """The ``on_update`` of one wait: a line when the run states change; the children alive."""
-    shown: List[Tuple[str, ...]] = []
+def _watcher(started: float, children: List[Child], numbers: Dict[int, int], seen: Dict[int, str],
+             names: Dict[int, str]) -> Callable[[JobOut], None]:
+    """The ``on_update`` of one wait: a line per run that started or ended; the children alive."""
 
     def watch(job: JobOut) -> None:
-        states = tuple(str(run.state) for run in job.runs)
-        if shown[-1:] != [states]:
-            shown.append(states)
-            say(_progress_line(job, time.monotonic() - started))
+        for run in job.runs:
+            state = str(run.state)
+            if seen.get(run.id) == state or state in ("queued", "leased"):
+                continue
+            seen[run.id] = state
+            took = ""
+            if run.started_at and run.finished_at:
+                took = f" in {(run.finished_at - run.started_at).total_seconds():.1f} s"
+            say(f"[{time.monotonic() - started:5.1f} s] run {numbers.get(run.id, '?')}/{len(numbers)} "
+                f"{state}{took}: {names.get(run.model_id, run.model_id)} on {job.settings.runtime}")
         for child in children:
             child.check_alive("exited while jobs were running")
 
     return watch
 
 
-def _progress_line(job: JobOut, elapsed: float) -> str:
-    done, total = run_counts(job)
-    counts = ", ".join(f"{n} {state}" for state, n in sorted(job.counts.items()))
-    return (f"[{elapsed:5.1f} s] job {job.id} ({job.name}): {done}/{total} runs finished "
-            f"({counts}), job {job.state}")
-
-
 # ---------------------------------------------------------------- results
-
-
-COLUMNS = ("platform", "runtime", "model", "quantization", "pruning", "accuracy", "p50 ms",
-           "p90 ms", "size bytes", "peak RSS MiB")
-RIGHT = COLUMNS[4:]
-
-
-def result_row(result: ResultOut) -> Tuple[Any, ...]:
-    """A study-style row: the headline accuracy as a fraction, latency in ms, sizes."""
-    accuracy, _ = headline_metric(result.metrics)
-    latency = result.latency_ms
-    sparsity = result.variant.sparsity
-    rss = result.peak_rss_bytes
-    return (
-        result.platform, result.runtime.name, result.model_name, result.variant.quantization,
-        f"{sparsity:.0%}" if sparsity else None, None if accuracy is None else f"{accuracy:.4f}",
-        format_ms(latency.p50 if latency else None), format_ms(latency.p90 if latency else None),
-        result.model_size_bytes or None, f"{rss / 2**20:.1f}" if rss else None,
-    )
 
 
 def check_accuracy(results: List[ResultOut], variants: List[Dict[str, Any]]) -> None:
@@ -254,14 +230,16 @@ def check_accuracy(results: List[ResultOut], variants: List[Dict[str, Any]]) -> 
         f"{len(same)}/{len(checked)} digits variants")
 
 
-def print_report(url: str, results: List[ResultOut], user_token: str) -> None:
-    """The results table, the URLs and the CLI's ``export`` line, on stdout."""
-    if results:
-        print_table(COLUMNS, [result_row(r) for r in results], right=RIGHT, plain=True)
-    else:
-        print("no results")
-    print(f"\nAPI docs: {url}/docs\n"
+def print_report(url: str, results: List[ResultOut], user_token: str, notes: Dict[str, str],
+                 compare_family: str) -> None:
+    """The study's tables (Markdown, one per task), the URLs and the CLI's ``export``
+    line on stdout; the dashboard's compare page of ``compare_family`` last."""
+    print(markdown_of(results, notes) if results else "no results")
+    print(f"API docs: {url}/docs\n"
           f"Results as CSV: {url}/api/v1/results?format=csv\n"
           f"  curl -H \"Authorization: Bearer $EDGEFARM_TOKEN\" \"$EDGEFARM_URL/api/v1/results?format=csv\"\n"
-          f"For the edgefarm CLI (e.g. edgefarm results --compare digits-mlp):\n"
-          f"export EDGEFARM_URL={url} EDGEFARM_TOKEN={user_token}", flush=True)
+          f"For the edgefarm CLI (e.g. edgefarm results --format markdown, "
+          f"edgefarm results --compare {compare_family}):\n"
+          f"export EDGEFARM_URL={url} EDGEFARM_TOKEN={user_token}\n"
+          f"\nThe {compare_family} family side by side (sign in with the token above):\n"
+          f"{url}/compare/{compare_family}", flush=True)

@@ -6,7 +6,8 @@ device, runtime, model and variant, the headline accuracy (mIoU for
 segmentation, top-1 for classification), latency percentiles, model size and
 peak memory. Metrics arrive as fractions and are shown as percentages; an
 accuracy delta is in percentage points. ``--csv`` writes the server's own CSV
-export unchanged.
+export unchanged; ``--format markdown`` writes the study's tables, one per task
+(``edgefarm.cli.study_tables``), with the same filters.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ..output import (
     print_table,
     say,
 )
+from ..study_tables import markdown_of
 from . import Context, add_command, add_json_option
 from .models import variant_text
 
@@ -49,6 +51,9 @@ def register(subparsers: Any) -> None:
     formats = p.add_mutually_exclusive_group()
     add_json_option(formats)
     formats.add_argument("--csv", action="store_true", help="write the server's CSV export to stdout")
+    formats.add_argument("--format", choices=("markdown",), dest="output_format",
+                         help="markdown: the study's tables (one per task, one row per result) "
+                              "as Markdown on stdout; same filters as --csv")
 
 
 def run_results(ctx: Context) -> int:
@@ -60,6 +65,12 @@ def run_results(ctx: Context) -> int:
         emit_text(ctx.client.results_csv(filters))
         return 0
     results = ctx.client.list_results(filters)
+    if args.output_format == "markdown":
+        if not results:
+            say("no results match")
+            return 0
+        emit_text(markdown_of(results))
+        return 0
     if ctx.json:
         emit_json([r.model_dump(mode="json") for r in results])
         return 0
@@ -115,8 +126,8 @@ def format_agreement(agreement: Any) -> Optional[str]:
 
 def run_compare(ctx: Context) -> int:
     args = ctx.args
-    if args.csv:
-        raise CliError("--csv cannot be combined with --compare (use --json)")
+    if args.csv or args.output_format:
+        raise CliError("--csv and --format cannot be combined with --compare (use --json)")
     other = [f"--{name}" for name in ("model", "family", "variant", "device", "task", "job")
              if getattr(args, name) is not None]
     if other:

@@ -19,6 +19,7 @@ from typing import Dict, Iterator, Optional
 import pytest
 
 from edgefarm.shared.formats.tflite_builder import tiny_tflite
+from tests.support.markdown_tables import parse_tables
 from tests.support.servers import DEEPLAB_SHA256, Farm, ServerProcess, sample_result
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -229,6 +230,25 @@ def test_submit_wait_and_results(cli_farm, tmp_path):
     assert "-1.00 pt" in compared.stdout and "0.40x" in compared.stdout
     assert "* 89.00% top-1" in compared.stdout  # int8: faster, nearly as accurate: on the front
     assert as_json(edgefarm(cli_farm, tmp_path, "results", "--compare", "cmp", "--json"))["family"] == "cmp"
+
+    # The study's table as Markdown, with the same filters as --csv: one row per result.
+    markdown = edgefarm(cli_farm, tmp_path, "results", "--family", "cmp", "--format", "markdown")
+    assert markdown.returncode == 0, markdown.stderr
+    tables = parse_tables(markdown.stdout)
+    assert [t["heading"] for t in tables] == ["Classification"]
+    assert tables[0]["header"] == ["Platform", "Runtime", "Model", "Pruning", "Accuracy", "p50 (ms)",
+                                   "Model size", "Peak memory"]
+    rows = {row[2]: row for row in tables[0]["rows"]}
+    assert len(tables[0]["rows"]) == 2 and set(rows) == {"cmp-fp32", "cmp-int8"}
+    assert rows["cmp-fp32"][4] == "0.9000" and rows["cmp-int8"][4] == "0.8900"
+    assert rows["cmp-fp32"][5] == "10.00" and rows["cmp-int8"][5] == "4.00"
+    only = parse_tables(edgefarm(cli_farm, tmp_path, "results", "--model", "cmp-int8", "--format",
+                                 "markdown").stdout)
+    assert [row[2] for row in only[0]["rows"]] == ["cmp-int8"]
+    refused = edgefarm(cli_farm, tmp_path, "results", "--compare", "cmp", "--format", "markdown")
+    assert refused.returncode == 2 and "cannot be combined with --compare" in refused.stderr
+    bad = edgefarm(cli_farm, tmp_path, "results", "--format", "html")
+    assert bad.returncode == 2 and "invalid choice: 'html'" in bad.stderr
 
 
 def test_devices_list_and_drain(cli_farm, tmp_path):
