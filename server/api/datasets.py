@@ -5,6 +5,7 @@ from typing import List, Optional
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
 
 from edgefarm.shared.contract.enums import DatasetLayout
 from edgefarm.shared.contract.schemas import DatasetOut, DatasetRegister
@@ -15,10 +16,11 @@ from ..context import AppContext
 from ..problems import ProblemException
 from ..services import catalog
 from .artifacts import file_response
-from .deps import downloader, get_ctx, reader, submitter
+from .bodies import FILE_RESPONSE, ContractRoute
+from .deps import RowId, downloader, get_ctx, reader, submitter
 from .uploads import receive_upload
 
-router = APIRouter(prefix="/datasets", tags=["datasets"])
+router = APIRouter(prefix="/datasets", tags=["datasets"], route_class=ContractRoute)
 
 
 def _form_value(fields: dict, key: str, required: bool = True) -> Optional[str]:
@@ -85,16 +87,16 @@ def get_dataset(
     return catalog.get_dataset(ctx, ref, ctx.base_url(request))
 
 
-@router.get("/{dataset_id}/file")
+@router.get("/{dataset_id}/file", response_class=FileResponse, responses=FILE_RESPONSE)
 def download_dataset(
-    dataset_id: int, ctx: AppContext = Depends(get_ctx), _: Principal = Depends(downloader)
+    dataset_id: RowId, ctx: AppContext = Depends(get_ctx), _: Principal = Depends(downloader)
 ):
     return file_response(catalog.dataset_file(ctx, dataset_id))
 
 
 @router.delete("/{dataset_id}", response_model=DatasetOut)
 def delete_dataset(
-    dataset_id: int, request: Request, ctx: AppContext = Depends(get_ctx),
+    dataset_id: RowId, request: Request, ctx: AppContext = Depends(get_ctx),
     _: Principal = Depends(submitter),
 ) -> DatasetOut:
     return catalog.delete_dataset(ctx, dataset_id, ctx.base_url(request))

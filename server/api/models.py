@@ -15,10 +15,11 @@ from ..context import AppContext
 from ..problems import ProblemError, ProblemException
 from ..services import catalog
 from .artifacts import file_response
-from .deps import downloader, get_ctx, reader, submitter
+from .bodies import FILE_RESPONSE, ContractRoute
+from .deps import RowId, downloader, get_ctx, reader, submitter
 from .uploads import receive_upload
 
-router = APIRouter(prefix="/models", tags=["models"])
+router = APIRouter(prefix="/models", tags=["models"], route_class=ContractRoute)
 
 
 def parse_meta(fields: dict) -> ModelMeta:
@@ -83,16 +84,16 @@ def get_model(
     return catalog.get_model(ctx, ref, ctx.base_url(request))
 
 
-@router.get("/{model_id}/file")
+@router.get("/{model_id}/file", response_class=FileResponse, responses=FILE_RESPONSE)
 def download_model(
-    model_id: int, ctx: AppContext = Depends(get_ctx), _: Principal = Depends(downloader)
+    model_id: RowId, ctx: AppContext = Depends(get_ctx), _: Principal = Depends(downloader)
 ) -> FileResponse:
     return file_response(catalog.model_file(ctx, model_id))
 
 
 @router.delete("/{model_id}", response_model=ModelOut)
 def delete_model(
-    model_id: int, request: Request, ctx: AppContext = Depends(get_ctx),
+    model_id: RowId, request: Request, ctx: AppContext = Depends(get_ctx),
     _: Principal = Depends(submitter),
 ) -> ModelOut:
     return catalog.delete_model(ctx, model_id, ctx.base_url(request))

@@ -16,8 +16,6 @@ from typing import Annotated, Any, Dict, List, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .ids import MAX_DB_INT, MAX_INT32, Count, DbId
-
 from .enums import (
     ColorOrder,
     DatasetLayout,
@@ -32,6 +30,7 @@ from .enums import (
     Runtime,
     Task,
 )
+from .ids import MAX_DB_INT, MAX_INT32, Count, DbId
 
 
 class Schema(BaseModel):
