@@ -123,8 +123,8 @@ def problem_statuses(path: str, method: str, operation: Dict[str, Any]) -> List[
         statuses |= {409, 413}
     if "multipart/form-data" in operation.get("requestBody", {}).get("content", {}):
         statuses.add(415)
-    if path.endswith("/file"):
-        statuses.add(410)
+    if path.endswith("/file"):  # missing from the store; a dataset kept on the devices
+        statuses |= {409, 410}
     if _AGENT_PATH.match(path):
         statuses.add(426)
     return sorted(statuses)

@@ -17,7 +17,7 @@ from fastapi import Request
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from edgefarm.shared.contract.ids import parse_id
+from edgefarm.shared.contract.ids import MAX_DB_INT, parse_id
 from edgefarm.shared.contract.schemas import Problem
 
 from ..problems import MEDIA_TYPE, PROBLEM_TYPE_BASE
@@ -61,7 +61,7 @@ class BodyLimit:
             return
         limit = f"the limit is {self.max_bytes} bytes"
         declared = dict(scope["headers"]).get(b"content-length", b"").decode("latin-1")
-        if declared and (parse_id(declared) or 0) > self.max_bytes:
+        if declared and (parse_id(declared, MAX_DB_INT) or 0) > self.max_bytes:
             await _refuse(scope, send, f"the body declares {declared} bytes; {limit}")
             return
         try:

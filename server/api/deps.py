@@ -14,14 +14,14 @@ from sqlalchemy.orm import Session
 
 from edgefarm.shared.contract import PROTOCOL_HEADER, PROTOCOL_VERSION
 from edgefarm.shared.contract.enums import Role
-from edgefarm.shared.contract.ids import MAX_DB_INT
+from edgefarm.shared.contract.ids import MAX_DB_INT, MAX_ID
 
 from ..auth import Principal, verify_token
 from ..context import AppContext
 from ..problems import ProblemException
 
-#: A row id in a path: 1 .. 2^63-1.
-RowId = Annotated[int, Path(ge=1, le=MAX_DB_INT, description="row id")]
+#: A row id in a path: 1 .. 2^31-1 (``edgefarm.shared.contract.ids``).
+RowId = Annotated[int, Path(ge=1, le=MAX_ID, description="row id")]
 #: How many rows a list skips.
 Offset = Annotated[int, Query(ge=0, le=MAX_DB_INT, description="rows to skip")]
 

@@ -6,7 +6,7 @@ from typing import Annotated, List, Optional
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from edgefarm.shared.contract.ids import MAX_DB_INT
+from edgefarm.shared.contract.ids import MAX_ID
 from edgefarm.shared.contract.schemas import CompareOut, ResultOut
 
 from ..auth import Principal
@@ -31,7 +31,7 @@ def list_results(
     ),
     device: Optional[str] = Query(None, description="device id or name"),
     platform: Optional[str] = None, runtime: Optional[str] = None, task: Optional[str] = None,
-    job: Optional[int] = Query(None, ge=1, le=MAX_DB_INT, description="job id"),
+    job: Optional[int] = Query(None, ge=1, le=MAX_ID, description="job id"),
     since: Annotated[Moment, Query(description="results created at or after (RFC 3339)")] = None,
     until: Annotated[Moment, Query(description="results created before (RFC 3339)")] = None,
     format: str = Query("json", pattern="^(json|csv)$"),

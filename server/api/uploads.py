@@ -12,7 +12,7 @@ from typing import Dict, Optional
 from fastapi import Request
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from edgefarm.shared.contract.ids import parse_id
+from edgefarm.shared.contract.ids import MAX_DB_INT, parse_id
 
 from ..problems import ProblemException
 from ..storage import ArtifactStore, ArtifactTooLarge, ArtifactWriter
@@ -93,7 +93,7 @@ async def receive_upload(
             f"send the file as multipart/form-data with a '{file_field}' part",
         )
     declared = request.headers.get("content-length")
-    if (parse_id(declared or "") or 0) > max_bytes + MAX_FIELD_BYTES:
+    if (parse_id(declared or "", MAX_DB_INT) or 0) > max_bytes + MAX_FIELD_BYTES:
         raise ProblemException(413, "Upload too large", f"the limit is {max_bytes} bytes")
     collector = _PartCollector(store, file_field, max_bytes)
     parser = MultipartParser(params[b"boundary"], collector.callbacks())

@@ -34,7 +34,7 @@ from fastapi.responses import Response
 from sqlalchemy import delete
 
 from edgefarm.shared.contract.enums import Role
-from edgefarm.shared.contract.ids import parse_id
+from edgefarm.shared.contract.ids import MAX_DB_INT, parse_id
 
 from ..auth import Principal, verify_token
 from ..tables import RevokedSession, Token
@@ -101,7 +101,7 @@ def _cookie_fields(cookie: str) -> Optional[Tuple[int, int, str, str]]:
     parts = cookie.split(".")
     if len(parts) != 5 or parts[0] != "v1":
         return None
-    token_id, issued = parse_id(parts[1]), parse_id(parts[2])
+    token_id, issued = parse_id(parts[1]), parse_id(parts[2], MAX_DB_INT)
     if token_id is None or issued is None or not parts[3]:
         return None
     return token_id, issued, parts[3], parts[4]

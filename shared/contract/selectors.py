@@ -80,7 +80,7 @@ def _parse_ids(values: List[str]) -> List[int]:
     for value in values:
         device_id = parse_id(value)
         if device_id is None:
-            raise SelectorError(f"device id must be a whole number from 1 to 2^63-1, got {value!r}")
+            raise SelectorError(f"device id must be a whole number from 1 to 2^31-1, got {value!r}")
         ids.append(device_id)
     return ids
 

@@ -15,7 +15,8 @@ from tests.integration.test_dashboard import Tags, sign_in
 from tests.support.servers import sample_result
 
 HUGE = str(2**64)  # past SQLite's INTEGER and PostgreSQL's bigint
-LAST = str(2**63 - 1)  # the largest id: well formed, no such row
+PAST = str(2**31)  # past PostgreSQL's integer (the id columns)
+LAST = str(2**31 - 1)  # the largest id: well formed, no such row
 LONG = "9" * 5000  # past Python's int-from-text limit (4300 digits)
 SUPER = "\u00b2"  # "²": str.isdigit() is True, int() refuses it
 
@@ -36,9 +37,10 @@ def test_non_ascii_digits_in_tokens_and_references_are_refused(farm, model):
     assert_problem(farm.user.get(f"/api/v1/datasets/{SUPER}"), 404, "dataset")
     before = snapshot(farm)
     assert_problem(farm.user.post("/api/v1/jobs", json={"models": [SUPER]}), 404, "model")
-    assert_problem(farm.user.post("/api/v1/jobs", json={"models": [HUGE]}), 404, "model")
+    for ref in (HUGE, PAST):
+        assert_problem(farm.user.post("/api/v1/jobs", json={"models": [ref]}), 404, "model")
     response = farm.user.post("/api/v1/jobs", json={"models": [str(model["id"])],
-                                                    "devices": f"id={SUPER}"})
+                                                    "devices": f"id={PAST}"})
     assert_problem(response, 422, "device id")
     assert farm.user.get("/api/v1/results", params={"model": SUPER, "device": HUGE}).json() == []
     assert snapshot(farm) == before
@@ -50,7 +52,7 @@ def test_non_ascii_digits_in_sign_in_and_session_cookie_are_refused(farm):
         response = client.post("/login", data={"token": f"ef_{SUPER}_x", "csrf": nonce})
         assert response.status_code == 401 and "malformed" in response.text
     for cookie in (f"v1.{SUPER}.1.nonce.sig", f"v1.1.{SUPER}.nonce.sig", f"v1.{LONG}.1.n.s",
-                   f"v1.1.{HUGE}.n.s"):
+                   f"v1.1.{HUGE}.n.s", f"v1.{PAST}.1.n.s"):
         with farm.client(Cookie=f"edgefarm_session={cookie}".encode("latin-1")) as client:
             response = client.get("/")
             assert response.status_code == 401 and "sign in" in response.text.lower()
@@ -69,7 +71,7 @@ def test_ids_past_the_database_range_are_refused(farm, model):
     before = snapshot(farm)
     for method, path in ID_PATHS:
         body = {"json": {}} if method in ("PATCH", "POST") else {}
-        for bad in (HUGE, LONG, SUPER, "0"):
+        for bad in (HUGE, PAST, LONG, SUPER, "0"):
             response = farm.admin.request(method, path.format(bad), **body)
             assert response.status_code == 422, (method, path, bad, response.text)
             assert_problem(response, 422, "id")
@@ -82,7 +84,8 @@ def test_offsets_counts_and_long_numbers_past_the_range_are_refused(farm, model)
     for path in ("/api/v1/jobs", "/api/v1/results"):
         assert_problem(farm.user.get(path, params={"offset": HUGE}), 422, "offset")
         assert_problem(farm.user.get(path, params={"offset": LONG}), 422, "offset")
-    assert_problem(farm.user.get("/api/v1/results", params={"job": HUGE}), 422, "job")
+    for job in (HUGE, PAST):
+        assert_problem(farm.user.get("/api/v1/results", params={"job": job}), 422, "job")
     register = {"name": "r", "layout": "imagenet-val", "path": "/data/r", "sha256": "a" * 64,
                 "sample_count": 2**64}
     assert_problem(farm.user.post("/api/v1/datasets/register", json=register), 422, "sample_count")
