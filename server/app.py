@@ -1,5 +1,5 @@
 """``create_app(settings)``: the FastAPI application with its API, problem
-handlers (and their OpenAPI description), the request body limit, background
+handlers (and their OpenAPI description), the request limits, background
 sweeper and (on PostgreSQL) the LISTEN thread."""
 
 import asyncio
@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from . import __version__
 from .api import api_router
-from .api.bodies import BodyLimit
+from .api.bodies import RequestLimits
 from .config import Settings
 from .context import AppContext
 from .db import Database
@@ -66,5 +66,5 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
     app.include_router(api_router())
     mount_dashboard(app)
     document_problems(app)
-    app.add_middleware(BodyLimit)
+    app.add_middleware(RequestLimits)
     return app

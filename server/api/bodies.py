@@ -1,12 +1,15 @@
-"""Request bodies before the contract reads them.
+"""Requests before the contract reads them.
 
-* ``BodyLimit``: an ASGI middleware that refuses a body over ``MAX_BODY_BYTES``
+* ``RequestLimits``: an ASGI middleware that refuses a body over ``MAX_BODY_BYTES``
   with 413 before anything parses it, whether its Content-Length says so or it
-  streams more than it declared. Multipart uploads (models, datasets) are left to
-  ``uploads``, which streams them into the store under their own, larger limits.
+  streams more than it declared (multipart uploads of models and datasets are left
+  to ``uploads``, which streams them into the store under their own, larger
+  limits), and a path or query string with a NUL character (400), which no text
+  column of PostgreSQL can hold.
 * ``ContractRoute``: the route class of every API router. Its JSON reader refuses
-  what ``json.loads`` accepts but JSON does not (``NaN``, ``Infinity``) and
-  numbers too long to be any field of the contract, as 422 problems.
+  what ``json.loads`` accepts but JSON does not (``NaN``, ``Infinity``), numbers
+  too long to be any field of the contract and NUL characters in text, as 422
+  problems.
 * ``FILE_RESPONSE``: how the file downloads are documented.
 """
 
@@ -39,24 +42,33 @@ class BodyTooLarge(Exception):
     pass
 
 
-async def _refuse(scope: Scope, send: Send, detail: str) -> None:
-    body = Problem(type=PROBLEM_TYPE_BASE + "body-too-large", title="Request body too large",
-                   status=413, detail=detail, instance=scope.get("path"))
+async def _refuse(scope: Scope, send: Send, detail: str, status: int = 413,
+                  title: str = "Request body too large", kind: str = "body-too-large") -> None:
+    body = Problem(type=PROBLEM_TYPE_BASE + kind, title=title, status=status, detail=detail,
+                   instance=scope.get("path", "").replace("\x00", ""))
     payload = json.dumps(body.model_dump(mode="json")).encode()
-    await send({"type": "http.response.start", "status": 413, "headers": [
+    await send({"type": "http.response.start", "status": status, "headers": [
         (b"content-type", MEDIA_TYPE.encode()), (b"content-length", str(len(payload)).encode()),
         (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": payload})
 
 
-class BodyLimit:
-    """Reads a non-multipart body whole (at most ``max_bytes``) before the app runs."""
+class RequestLimits:
+    """Refuses NUL characters in the path or query; reads a non-multipart body whole
+    (at most ``max_bytes``) before the app runs."""
 
     def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES):
         self.app, self.max_bytes = app, max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self._exempt(scope):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if "\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b""):
+            await _refuse(scope, send, "the path or query holds a NUL character (%00)", 400,
+                          "Malformed request", "nul-character")
+            return
+        if self._exempt(scope):
             await self.app(scope, receive, send)
             return
         limit = f"the limit is {self.max_bytes} bytes"
@@ -108,14 +120,18 @@ def _number(kind: Callable[[str], Any]) -> Callable[[str], Any]:
 
 
 def strict_json(body: bytes) -> Any:
-    """``json.loads`` that refuses NaN, Infinity and overlong numbers (as JSONDecodeError)."""
+    """``json.loads`` that refuses NaN, Infinity, overlong numbers and NUL characters in
+    text (as JSONDecodeError)."""
     try:
+        if b"\\u0000" in body if isinstance(body, bytes) else "\\u0000" in body:
+            raise ValueError("text must not hold NUL characters (\\u0000)")
         return json.loads(body, parse_constant=_constant, parse_int=_number(int),
                           parse_float=_number(float))
     except ValueError as exc:
         if isinstance(exc, json.JSONDecodeError):
             raise
-        raise json.JSONDecodeError(str(exc), body.decode("utf-8", "replace")[:200], 0) from exc
+        doc = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+        raise json.JSONDecodeError(str(exc), doc[:200], 0) from exc
 
 
 class _ContractRequest(Request):

@@ -23,10 +23,17 @@ from .uploads import receive_upload
 router = APIRouter(prefix="/datasets", tags=["datasets"], route_class=ContractRoute)
 
 
+#: The longest value of each text field of the upload form (its column's width).
+FIELD_LENGTHS = {"name": 200, "layout": 32, "split": 100}
+
+
 def _form_value(fields: dict, key: str, required: bool = True) -> Optional[str]:
     value = (fields.get(key) or "").strip()
     if required and not value:
         raise ProblemException(422, "Missing field", f"the form needs a '{key}' field")
+    if len(value) > FIELD_LENGTHS[key]:
+        raise ProblemException(422, "Field too long",
+                               f"'{key}' is longer than {FIELD_LENGTHS[key]} characters")
     return value or None
 
 

@@ -1,6 +1,5 @@
 """Models: streamed upload, metadata, download by sha256/ETag, list, delete."""
 
-import json
 from typing import List, Optional
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -15,7 +14,7 @@ from ..context import AppContext
 from ..problems import ProblemError, ProblemException
 from ..services import catalog
 from .artifacts import file_response
-from .bodies import FILE_RESPONSE, ContractRoute
+from .bodies import FILE_RESPONSE, ContractRoute, strict_json
 from .deps import RowId, downloader, get_ctx, reader, submitter
 from .uploads import receive_upload
 
@@ -25,7 +24,7 @@ router = APIRouter(prefix="/models", tags=["models"], route_class=ContractRoute)
 def parse_meta(fields: dict) -> ModelMeta:
     """The ``meta`` JSON field, with the plain fields name/family/task as shortcuts."""
     try:
-        raw = json.loads(fields.get("meta") or "{}")
+        raw = strict_json(fields.get("meta") or "{}")
         if not isinstance(raw, dict):
             raise ValueError("meta must be a JSON object")
         for key in ("name", "family", "task", "description"):

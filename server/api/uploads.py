@@ -18,6 +18,8 @@ from ..problems import ProblemException
 from ..storage import ArtifactStore, ArtifactTooLarge, ArtifactWriter
 
 MAX_FIELD_BYTES = 1024 * 1024
+#: A file name may name the model it holds, and names are at most 200 characters.
+MAX_FILENAME_CHARS = 200
 
 
 @dataclass
@@ -112,6 +114,15 @@ async def receive_upload(
         raise ProblemException(400, "Malformed upload", f"the multipart body is invalid: {exc}")
     if collector.upload.writer is None:
         raise ProblemException(422, "Missing file", f"the form has no '{file_field}' file part")
+    texts = [*collector.upload.fields.values(), collector.upload.filename or ""]
+    if any("\x00" in text for text in texts):
+        _abort(collector.upload)
+        raise ProblemException(422, "Invalid form field",
+                               "form fields and file names must not hold NUL characters")
+    if len(collector.upload.filename or "") > MAX_FILENAME_CHARS:
+        _abort(collector.upload)
+        raise ProblemException(422, "File name too long",
+                               f"the file name is longer than {MAX_FILENAME_CHARS} characters")
     return collector.upload
 
 

@@ -74,7 +74,7 @@ class Problem(Schema):
 
 class TokenCreate(Schema):
     role: Role
-    name: Optional[str] = None
+    name: Optional[str] = Field(None, max_length=200)
 
 
 class TokenOut(Schema):
@@ -122,7 +122,7 @@ class Variant(Schema):
 
     quantization: Quantization = Quantization.none
     sparsity: Optional[float] = Field(None, ge=0.0, le=1.0)
-    label: Optional[str] = None  # free text such as "pruned-0.9"
+    label: Optional[str] = Field(None, max_length=200)  # free text such as "pruned-0.9"
 
 
 class Lineage(Schema):
@@ -185,7 +185,7 @@ class DatasetRegister(Schema):
     path: str = Field(..., min_length=1)
     sha256: str = Field(..., pattern=r"^[0-9a-f]{64}$")
     sample_count: Optional[int] = Field(None, ge=1, le=MAX_INT32)
-    split: Optional[str] = None
+    split: Optional[str] = Field(None, max_length=100)
     classes: Optional[List[str]] = None
 
 
@@ -341,7 +341,8 @@ class JobCreate(Schema):
     dataset: Optional[str] = Field(None, description="dataset id or name; none = latency only")
     task: Optional[Task] = None
     settings: RunSettings = Field(default_factory=RunSettings)
-    devices: str = Field("all", description="selector: all, platform=X, label=X, id=N, ...")
+    devices: str = Field("all", max_length=1000,
+                         description="selector: all, platform=X, label=X, id=N, ...")
     priority: int = Field(0, ge=-100, le=100)
     timeout_seconds: int = Field(3600, ge=1, le=7 * 24 * 3600)
     max_attempts: int = Field(3, ge=1, le=10)
@@ -488,8 +489,8 @@ class Metrics(Schema):
 
 
 class RuntimeReport(Schema):
-    name: str
-    version: Optional[str] = None
+    name: str = Field(..., max_length=32)
+    version: Optional[str] = Field(None, max_length=100)
     accelerator: str = "cpu"
     threads: Optional[Count] = None
     delegate: Optional[str] = None
@@ -544,7 +545,7 @@ class RunResult(Schema):
     """The figures an agent posts for a run (also ``edgefarm-agent bench --json``)."""
 
     runtime: RuntimeReport
-    agent_version: Optional[str] = None
+    agent_version: Optional[str] = Field(None, max_length=100)
     init_ms: Optional[NonNegative] = None
     first_inference_ms: Optional[NonNegative] = None
     latency_ms: Optional[LatencyStats] = None
