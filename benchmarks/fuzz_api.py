@@ -1,5 +1,5 @@
 """A longer seeded schemathesis run against a real server: starts ``edgefarm-server``
-on a fresh SQLite database (or ``--database-url``), stores a little of everything,
+on a fresh SQLite database (``--postgres``: a throwaway PostgreSQL cluster), stores a little of everything,
 sends ``--examples`` generated requests per operation and generation mode (valid,
 then invalid), and prints the counts of requests, server errors and schema
 violations (``tests.support.fuzz``). The test suite runs the same at a smaller
@@ -8,6 +8,7 @@ Run: ``.venv/bin/python benchmarks/fuzz_api.py --examples 200 --seed 1``.
 """
 
 import argparse
+import contextlib
 import sys
 import tempfile
 import time
@@ -17,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.support.fuzz import fuzz_api, seed_farm  # noqa: E402
+from tests.support.pgcluster import PgCluster  # noqa: E402
 from tests.support.servers import Farm, ServerProcess  # noqa: E402
 
 
@@ -24,11 +26,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=200, help="per operation and mode")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--database-url", help="default: a fresh SQLite file")
+    parser.add_argument("--postgres", action="store_true", help="default: a fresh SQLite file")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch, contextlib.ExitStack() as stack:
         folder = Path(scratch)
-        url = args.database_url or f"sqlite:///{folder}/fuzz.db"
+        url = f"sqlite:///{folder}/fuzz.db"
+        if args.postgres:
+            cluster = stack.enter_context(PgCluster())
+            url = cluster.create_database("fuzz")
         server = ServerProcess(folder / "data", url, poll_wait_seconds=0.2).start()
         farm = Farm(server)
         try:

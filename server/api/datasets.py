@@ -46,6 +46,8 @@ def _layout(value: str) -> DatasetLayout:
 
 
 @router.post("", response_model=DatasetOut, status_code=201,
+             responses={200: {"model": DatasetOut,
+                              "description": "the same archive is stored under this name already"}},
              openapi_extra={"requestBody": {"content": {"multipart/form-data": {"schema": {
                  "type": "object", "required": ["file", "name", "layout"], "properties": {
                      "file": {"type": "string", "format": "binary"},

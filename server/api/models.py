@@ -40,6 +40,7 @@ def parse_meta(fields: dict) -> ModelMeta:
 
 
 @router.post("", response_model=ModelOut, status_code=201,
+             responses={200: {"model": ModelOut, "description": "the same file is stored already"}},
              openapi_extra={"requestBody": {"content": {"multipart/form-data": {"schema": {
                  "type": "object", "required": ["file"], "properties": {
                      "file": {"type": "string", "format": "binary"},

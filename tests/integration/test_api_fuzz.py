@@ -5,7 +5,11 @@ seed and a bounded number of examples. No response may be a server error, and
 each must match the document (status code, content type, body schema).
 ``benchmarks/fuzz_api.py`` runs the same for longer."""
 
-from tests.support.fuzz import fuzz_api, seed_farm
+import pytest
+
+pytest.importorskip("schemathesis")
+
+from tests.support.fuzz import fuzz_api, seed_farm  # noqa: E402
 
 #: Examples per operation and generation mode: about 1,700 requests, under a minute here.
 EXAMPLES = 25
