@@ -29,6 +29,8 @@ from ..problems import MEDIA_TYPE, PROBLEM_TYPE_BASE
 #: samples the contract allows (``MAX_REPORT_SAMPLES`` in each of its two latency
 #: statistics) is about 5 MB.
 MAX_BODY_BYTES = 8 * 1024 * 1024
+#: The routes that stream multipart uploads into the store (``uploads``).
+UPLOAD_PATHS = frozenset({"/api/v1/models", "/api/v1/datasets"})
 #: Digits of the longest number a body may spell (2^63 has 19; floats rarely 25).
 MAX_NUMBER_CHARS = 40
 
@@ -90,6 +92,9 @@ class RequestLimits:
 
     @staticmethod
     def _exempt(scope: Scope) -> bool:
+        """A multipart upload to an upload route (any other route reads its body whole)."""
+        if scope["method"] != "POST" or scope["path"] not in UPLOAD_PATHS:
+            return False
         content_type = dict(scope["headers"]).get(b"content-type", b"")
         return content_type.lower().startswith(b"multipart/")
 

@@ -169,9 +169,21 @@ def test_bodies_over_the_cap_are_refused_before_parsing(farm, model):
     response = farm.user.post("/api/v1/jobs", content=streamed(),
                               headers={"content-type": "application/json"})
     assert_problem(response, 413, "too large")
+    response = farm.user.post("/api/v1/jobs", content=streamed(),  # not an upload route
+                              headers={"content-type": "multipart/form-data; boundary=x"})
+    assert_problem(response, 413, "too large")
     assert snapshot(farm) == before
     assert farm.user.get("/api/v1/results").json() == []
     assert agent.report(lease).status_code == 200
+
+
+def test_uploads_keep_their_own_larger_limit(farm, tmp_path):
+    from edgefarm.server.api.bodies import MAX_BODY_BYTES
+
+    path = tmp_path / "big.tflite"
+    path.write_bytes(tiny_tflite() + bytes(MAX_BODY_BYTES + 1024))
+    stored = farm.push_model(path, name="big")
+    assert stored["size_bytes"] > MAX_BODY_BYTES
 
 
 def test_a_session_cookie_copied_before_sign_out_no_longer_works(farm):
