@@ -51,8 +51,9 @@ def _layout(value: str) -> DatasetLayout:
              openapi_extra={"requestBody": {"content": {"multipart/form-data": {"schema": {
                  "type": "object", "required": ["file", "name", "layout"], "properties": {
                      "file": {"type": "string", "format": "binary"},
-                     "name": {"type": "string"}, "layout": {"type": "string", "enum": list(LAYOUTS)},
-                     "split": {"type": "string"}}}}}}})
+                     "name": {"type": "string", "maxLength": 200},
+                     "layout": {"type": "string", "enum": list(LAYOUTS)},
+                     "split": {"type": "string", "maxLength": 100}}}}}}})
 async def upload_dataset(
     request: Request, response: Response, ctx: AppContext = Depends(get_ctx),
     _: Principal = Depends(submitter),

@@ -7,6 +7,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from pydantic import ValidationError
 
+from edgefarm.shared.contract.enums import Task
 from edgefarm.shared.contract.schemas import ModelMeta, ModelOut
 
 from ..auth import Principal
@@ -45,8 +46,9 @@ def parse_meta(fields: dict) -> ModelMeta:
                  "type": "object", "required": ["file"], "properties": {
                      "file": {"type": "string", "format": "binary"},
                      "meta": {"type": "string", "description": "ModelMeta as JSON"},
-                     "name": {"type": "string"}, "family": {"type": "string"},
-                     "task": {"type": "string"}}}}}}})
+                     "name": {"type": "string", "maxLength": 200},
+                     "family": {"type": "string", "maxLength": 200},
+                     "task": {"type": "string", "enum": [t.value for t in Task]}}}}}}})
 async def upload_model(
     request: Request, response: Response, ctx: AppContext = Depends(get_ctx),
     _: Principal = Depends(submitter),

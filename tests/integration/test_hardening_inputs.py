@@ -56,6 +56,9 @@ def test_non_ascii_digits_in_sign_in_and_session_cookie_are_refused(farm):
         with farm.client(Cookie=f"edgefarm_session={cookie}".encode("latin-1")) as client:
             response = client.get("/")
             assert response.status_code == 401 and "sign in" in response.text.lower()
+    for bad in (HUGE, PAST, SUPER):  # the dashboard's pages read ids too
+        assert 400 <= farm.user.get(f"/results/{bad}").status_code < 500
+        assert 400 <= farm.user.post(f"/jobs/{bad}/cancel", data={"csrf": "x"}).status_code < 500
 
 
 ID_PATHS = [
