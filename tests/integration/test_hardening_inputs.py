@@ -102,6 +102,24 @@ def test_offsets_counts_and_long_numbers_past_the_range_are_refused(farm, model)
     assert snapshot(farm) == before
 
 
+def test_text_no_column_can_hold_is_refused(farm, model):
+    before = snapshot(farm)
+    assert_problem(farm.user.get("/api/v1/models/a%00b"), 400, "NUL")
+    assert_problem(farm.user.get("/api/v1/results", params={"family": "a\x00"}), 400, "NUL")
+    assert_problem(farm.admin.post("/api/v1/tokens", json={"role": "user", "name": "a\x00"}),
+                   422, "NUL")
+    assert_problem(farm.admin.post("/api/v1/tokens", json={"role": "user", "name": "n" * 201}),
+                   422, "name")
+    other = tiny_tflite(seed=3)
+    response = farm.user.post("/api/v1/models", files={"file": ("m.tflite", other)},
+                              data={"name": "a\x00b"})
+    assert_problem(response, 422, "NUL")
+    response = farm.user.post("/api/v1/models", files={"file": ("m" * 250 + ".tflite", other)})
+    assert_problem(response, 422, "file name")
+    assert snapshot(farm) == before
+    assert len(farm.admin.get("/api/v1/tokens").json()) == 2
+
+
 def test_since_and_until_are_rfc3339_date_times(farm):
     assert_problem(farm.user.get("/api/v1/results", params={"since": "1700000000"}), 422, "since")
     assert_problem(farm.user.get("/api/v1/results", params={"until": "12"}), 422, "until")
