@@ -1,5 +1,6 @@
 """``create_app(settings)``: the FastAPI application with its API, problem
-handlers, background sweeper and (on PostgreSQL) the LISTEN thread."""
+handlers (and their OpenAPI description), the request limits, background
+sweeper and (on PostgreSQL) the LISTEN thread."""
 
 import asyncio
 import contextlib
@@ -10,12 +11,13 @@ from fastapi import FastAPI
 
 from . import __version__
 from .api import api_router
+from .api.bodies import RequestLimits
 from .config import Settings
 from .context import AppContext
 from .db import Database
 from .migrate import upgrade
 from .notify import PgListener, Waker
-from .problems import install_problem_handlers
+from .problems import document_problems, install_problem_handlers
 from .storage import LocalArtifactStore
 from .sweeper import sweep_forever
 from .web import mount_dashboard
@@ -63,4 +65,6 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
     install_problem_handlers(app)
     app.include_router(api_router())
     mount_dashboard(app)
+    document_problems(app)
+    app.add_middleware(RequestLimits)
     return app

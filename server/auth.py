@@ -18,6 +18,7 @@ from typing import Optional, Tuple
 from sqlalchemy.orm import Session
 
 from edgefarm.shared.contract.enums import Role
+from edgefarm.shared.contract.ids import parse_id
 
 from .tables import Token, utcnow
 
@@ -47,12 +48,14 @@ def issue_token(
 
 
 def parse_token(token: str) -> Optional[Tuple[int, str]]:
+    """``(id, secret)`` of a well-formed token, else None (never an exception)."""
     if not token.startswith(PREFIX):
         return None
-    token_id, sep, secret = token[len(PREFIX):].partition("_")
-    if not sep or not token_id.isdigit() or not secret:
+    text_id, sep, secret = token[len(PREFIX):].partition("_")
+    token_id = parse_id(text_id)
+    if not sep or token_id is None or not secret:
         return None
-    return int(token_id), secret
+    return token_id, secret
 
 
 def verify_token(session: Session, token: str) -> Optional[Token]:

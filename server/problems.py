@@ -3,13 +3,17 @@
 Every failure the API reports, including request validation and the domain
 errors of the services (``edgefarm.server.services.errors``, each class with
 its status in ``DOMAIN_STATUS``), goes through here so that clients get one
-shape with a message a person understands.
+shape with a message a person understands. ``document_problems`` writes the
+same into the OpenAPI document: each operation lists the problem statuses it
+can answer (``problem_statuses``), as ``application/problem+json`` ``Problem``.
 """
 
-from typing import Any, List, Optional
+import re
+from typing import Any, Dict, List, Optional
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -55,6 +59,8 @@ def problem_response(request: Request, exc: ProblemException) -> JSONResponse:
 
 
 def _describe(error: dict) -> str:
+    if error.get("type") == "json_invalid":
+        return f"the body is not valid JSON: {(error.get('ctx') or {}).get('error', 'unreadable')}"
     loc = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path")]
     where = ".".join(loc)
     return f"{where}: {error.get('msg')}" if where else str(error.get("msg"))
@@ -95,6 +101,64 @@ def domain_status(exc: errors.DomainError) -> int:
 def _domain_problem(request: Request, exc: errors.DomainError) -> JSONResponse:
     problem = ProblemException(domain_status(exc), exc.title, exc.detail, kind=exc.code)
     return problem_response(request, problem)
+
+
+#: What each problem status means, as the OpenAPI document says it.
+PROBLEM_DESCRIPTIONS = {
+    400: "Malformed request", 401: "Missing, unknown or revoked token",
+    403: "The token's role may not do this", 404: "No such resource",
+    409: "Conflicts with what is stored", 410: "The stored file is missing",
+    413: "Request body too large", 415: "Unsupported upload",
+    422: "Invalid request", 426: "Agent protocol version mismatch",
+}
+_AGENT_PATH = re.compile(r"^/api/v1/(agents/|runs/\{[^}]+\}/(heartbeat|release|report)$)")
+
+
+def problem_statuses(path: str, method: str, operation: Dict[str, Any]) -> List[int]:
+    """The problem statuses an API operation can answer."""
+    statuses = {400, 422}
+    if path != "/api/v1/info":
+        statuses |= {401, 403, 404}
+    if method != "get":
+        statuses |= {409, 413}
+    if "multipart/form-data" in operation.get("requestBody", {}).get("content", {}):
+        statuses.add(415)
+    if path.endswith("/file"):  # missing from the store; a dataset kept on the devices
+        statuses |= {409, 410}
+    if _AGENT_PATH.match(path):
+        statuses.add(426)
+    return sorted(statuses)
+
+
+def _problem_schemas() -> Dict[str, Any]:
+    schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    found = schema.pop("$defs", {})
+    found["Problem"] = schema
+    return found
+
+
+def document_problems(app: FastAPI) -> None:
+    """Make ``app.openapi()`` describe the problem responses the API really sends."""
+
+    def openapi() -> Dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(title=app.title, version=app.version,
+                                   description=app.description, routes=app.routes)
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            for name in ("HTTPValidationError", "ValidationError"):
+                schemas.pop(name, None)
+            schemas.update(_problem_schemas())
+            content = {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+            for path, operations in document.get("paths", {}).items():
+                for method, operation in operations.items():
+                    responses = operation.setdefault("responses", {})
+                    for status in problem_statuses(path, method, operation):
+                        responses[str(status)] = {
+                            "description": PROBLEM_DESCRIPTIONS[status], "content": content}
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 def install_problem_handlers(app: FastAPI) -> None:

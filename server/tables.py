@@ -63,6 +63,18 @@ class Token(Base):
     device_id: Mapped[Optional[int]] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
 
 
+class RevokedSession(Base):
+    """A dashboard session ended by ``/logout`` before it expired (its cookie nonce):
+    a copy of the cookie no longer signs anyone in. Rows past ``expires_at`` are
+    pruned at the next sign-out."""
+
+    __tablename__ = "revoked_sessions"
+
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("tokens.id", ondelete="CASCADE"))
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
 class Device(Base):
     __tablename__ = "devices"
 

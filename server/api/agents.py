@@ -18,9 +18,10 @@ from edgefarm.shared.contract.schemas import (
 from ..auth import Principal
 from ..context import AppContext
 from ..services import leases
+from .bodies import ContractRoute
 from .deps import agent, check_protocol, get_ctx, get_principal
 
-router = APIRouter(prefix="/agents", tags=["agents"])
+router = APIRouter(prefix="/agents", tags=["agents"], route_class=ContractRoute)
 
 
 @router.post("/enroll", response_model=EnrollResponse, status_code=201)

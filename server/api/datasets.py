@@ -5,6 +5,7 @@ from typing import List, Optional
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
 
 from edgefarm.shared.contract.enums import DatasetLayout
 from edgefarm.shared.contract.schemas import DatasetOut, DatasetRegister
@@ -15,16 +16,24 @@ from ..context import AppContext
 from ..problems import ProblemException
 from ..services import catalog
 from .artifacts import dataset_download
-from .deps import downloader, get_ctx, reader, submitter
+from .bodies import FILE_RESPONSE, ContractRoute
+from .deps import RowId, downloader, get_ctx, reader, submitter
 from .uploads import receive_upload
 
-router = APIRouter(prefix="/datasets", tags=["datasets"])
+router = APIRouter(prefix="/datasets", tags=["datasets"], route_class=ContractRoute)
+
+
+#: The longest value of each text field of the upload form (its column's width).
+FIELD_LENGTHS = {"name": 200, "layout": 32, "split": 100}
 
 
 def _form_value(fields: dict, key: str, required: bool = True) -> Optional[str]:
     value = (fields.get(key) or "").strip()
     if required and not value:
         raise ProblemException(422, "Missing field", f"the form needs a '{key}' field")
+    if len(value) > FIELD_LENGTHS[key]:
+        raise ProblemException(422, "Field too long",
+                               f"'{key}' is longer than {FIELD_LENGTHS[key]} characters")
     return value or None
 
 
@@ -37,11 +46,14 @@ def _layout(value: str) -> DatasetLayout:
 
 
 @router.post("", response_model=DatasetOut, status_code=201,
+             responses={200: {"model": DatasetOut,
+                              "description": "the same archive is stored under this name already"}},
              openapi_extra={"requestBody": {"content": {"multipart/form-data": {"schema": {
                  "type": "object", "required": ["file", "name", "layout"], "properties": {
                      "file": {"type": "string", "format": "binary"},
-                     "name": {"type": "string"}, "layout": {"type": "string", "enum": list(LAYOUTS)},
-                     "split": {"type": "string"}}}}}}})
+                     "name": {"type": "string", "maxLength": 200},
+                     "layout": {"type": "string", "enum": list(LAYOUTS)},
+                     "split": {"type": "string", "maxLength": 100}}}}}}})
 async def upload_dataset(
     request: Request, response: Response, ctx: AppContext = Depends(get_ctx),
     _: Principal = Depends(submitter),
@@ -85,16 +97,16 @@ def get_dataset(
     return catalog.get_dataset(ctx, ref, ctx.base_url(request))
 
 
-@router.get("/{dataset_id}/file")
+@router.get("/{dataset_id}/file", response_class=FileResponse, responses=FILE_RESPONSE)
 def download_dataset(
-    dataset_id: int, ctx: AppContext = Depends(get_ctx), principal: Principal = Depends(downloader)
+    dataset_id: RowId, ctx: AppContext = Depends(get_ctx), principal: Principal = Depends(downloader)
 ):
     return dataset_download(ctx, dataset_id, principal)
 
 
 @router.delete("/{dataset_id}", response_model=DatasetOut)
 def delete_dataset(
-    dataset_id: int, request: Request, ctx: AppContext = Depends(get_ctx),
+    dataset_id: RowId, request: Request, ctx: AppContext = Depends(get_ctx),
     _: Principal = Depends(submitter),
 ) -> DatasetOut:
     return catalog.delete_dataset(ctx, dataset_id, ctx.base_url(request))

@@ -1,17 +1,41 @@
 """The FastAPI dependencies of the API: the application's ``AppContext``, the
 caller named by its bearer token, the role each endpoint needs and the agent's
 protocol header. Their refusals are problems (401, 403, 426) answered before a
-handler runs."""
+handler runs. Also the bounded path and query parameters every router uses
+(``RowId``, ``Offset``, ``Moment``): out of range is a 422, never a database error."""
 
-from fastapi import Depends, Request
+import re
+from datetime import datetime
+from typing import Annotated, Any, Optional
+
+from fastapi import Depends, Path, Query, Request
+from pydantic import BeforeValidator
 from sqlalchemy.orm import Session
 
 from edgefarm.shared.contract import PROTOCOL_HEADER, PROTOCOL_VERSION
 from edgefarm.shared.contract.enums import Role
+from edgefarm.shared.contract.ids import MAX_DB_INT, MAX_ID
 
 from ..auth import Principal, verify_token
 from ..context import AppContext
 from ..problems import ProblemException
+
+#: A row id in a path: 1 .. 2^31-1 (``edgefarm.shared.contract.ids``).
+RowId = Annotated[int, Path(ge=1, le=MAX_ID, description="row id")]
+#: How many rows a list skips.
+Offset = Annotated[int, Query(ge=0, le=MAX_DB_INT, description="rows to skip")]
+
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _rfc3339(value: Any) -> Any:
+    if isinstance(value, str) and not _RFC3339.match(value):
+        raise ValueError("expected an RFC 3339 date-time such as 2026-12-01T00:00:00Z")
+    return value
+
+
+#: A date-time query parameter: RFC 3339 text only (no Unix timestamps), as documented.
+Moment = Annotated[Optional[datetime], BeforeValidator(_rfc3339)]
 
 
 def get_ctx(request: Request) -> AppContext:

@@ -9,9 +9,10 @@ from edgefarm.shared.contract.schemas import DeviceOut, DevicePatch
 from ..auth import Principal
 from ..context import AppContext
 from ..services import devices
-from .deps import admin, get_ctx, reader
+from .bodies import ContractRoute
+from .deps import RowId, admin, get_ctx, reader
 
-router = APIRouter(prefix="/devices", tags=["devices"])
+router = APIRouter(prefix="/devices", tags=["devices"], route_class=ContractRoute)
 
 
 @router.get("", response_model=List[DeviceOut])
@@ -21,14 +22,14 @@ def list_devices(ctx: AppContext = Depends(get_ctx), _: Principal = Depends(read
 
 @router.get("/{device_id}", response_model=DeviceOut)
 def get_device(
-    device_id: int, ctx: AppContext = Depends(get_ctx), _: Principal = Depends(reader)
+    device_id: RowId, ctx: AppContext = Depends(get_ctx), _: Principal = Depends(reader)
 ) -> DeviceOut:
     return devices.get_device(ctx, device_id)
 
 
 @router.patch("/{device_id}", response_model=DeviceOut)
 def patch_device(
-    device_id: int, body: DevicePatch, ctx: AppContext = Depends(get_ctx),
+    device_id: RowId, body: DevicePatch, ctx: AppContext = Depends(get_ctx),
     _: Principal = Depends(admin),
 ) -> DeviceOut:
     """Drain (finish the current run, take no new one), disable, or set admin labels."""

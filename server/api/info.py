@@ -6,9 +6,10 @@ from edgefarm.shared.contract.schemas import ServerInfo
 
 from ..context import AppContext
 from ..services import overview
+from .bodies import ContractRoute
 from .deps import get_ctx
 
-router = APIRouter(tags=["info"])
+router = APIRouter(tags=["info"], route_class=ContractRoute)
 
 
 @router.get("/info", response_model=ServerInfo)

@@ -10,9 +10,10 @@ from edgefarm.shared.contract.schemas import JobCancel, JobCreate, JobOut
 from ..auth import Principal
 from ..context import AppContext
 from ..services import jobs
-from .deps import get_ctx, reader, submitter
+from .bodies import ContractRoute
+from .deps import Offset, RowId, get_ctx, reader, submitter
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=ContractRoute)
 
 
 @router.post("", response_model=JobOut, status_code=201)
@@ -28,20 +29,20 @@ def submit_job(
 @router.get("", response_model=List[JobOut])
 def list_jobs(
     state: Optional[JobState] = None, limit: int = Query(50, ge=1, le=1000),
-    offset: int = Query(0, ge=0), ctx: AppContext = Depends(get_ctx),
+    offset: Offset = 0, ctx: AppContext = Depends(get_ctx),
     _: Principal = Depends(reader),
 ) -> List[JobOut]:
     return jobs.list_jobs(ctx, state, limit, offset)
 
 
 @router.get("/{job_id}", response_model=JobOut)
-def get_job(job_id: int, ctx: AppContext = Depends(get_ctx), _: Principal = Depends(reader)) -> JobOut:
+def get_job(job_id: RowId, ctx: AppContext = Depends(get_ctx), _: Principal = Depends(reader)) -> JobOut:
     return jobs.get_job(ctx, job_id)
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut)
 def cancel(
-    job_id: int, body: JobCancel = JobCancel(), ctx: AppContext = Depends(get_ctx),
+    job_id: RowId, body: JobCancel = JobCancel(), ctx: AppContext = Depends(get_ctx),
     _: Principal = Depends(submitter),
 ) -> JobOut:
     return jobs.cancel(ctx, job_id, body.reason)

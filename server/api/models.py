@@ -1,6 +1,5 @@
 """Models: streamed upload, metadata, download by sha256/ETag, list, delete."""
 
-import json
 from typing import List, Optional
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -8,6 +7,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from pydantic import ValidationError
 
+from edgefarm.shared.contract.enums import Task
 from edgefarm.shared.contract.schemas import ModelMeta, ModelOut
 
 from ..auth import Principal
@@ -15,16 +15,17 @@ from ..context import AppContext
 from ..problems import ProblemError, ProblemException
 from ..services import catalog
 from .artifacts import model_download
-from .deps import downloader, get_ctx, reader, submitter
+from .bodies import FILE_RESPONSE, ContractRoute, strict_json
+from .deps import RowId, downloader, get_ctx, reader, submitter
 from .uploads import receive_upload
 
-router = APIRouter(prefix="/models", tags=["models"])
+router = APIRouter(prefix="/models", tags=["models"], route_class=ContractRoute)
 
 
 def parse_meta(fields: dict) -> ModelMeta:
     """The ``meta`` JSON field, with the plain fields name/family/task as shortcuts."""
     try:
-        raw = json.loads(fields.get("meta") or "{}")
+        raw = strict_json(fields.get("meta") or "{}")
         if not isinstance(raw, dict):
             raise ValueError("meta must be a JSON object")
         for key in ("name", "family", "task", "description"):
@@ -40,12 +41,14 @@ def parse_meta(fields: dict) -> ModelMeta:
 
 
 @router.post("", response_model=ModelOut, status_code=201,
+             responses={200: {"model": ModelOut, "description": "the same file is stored already"}},
              openapi_extra={"requestBody": {"content": {"multipart/form-data": {"schema": {
                  "type": "object", "required": ["file"], "properties": {
                      "file": {"type": "string", "format": "binary"},
                      "meta": {"type": "string", "description": "ModelMeta as JSON"},
-                     "name": {"type": "string"}, "family": {"type": "string"},
-                     "task": {"type": "string"}}}}}}})
+                     "name": {"type": "string", "maxLength": 200},
+                     "family": {"type": "string", "maxLength": 200},
+                     "task": {"type": "string", "enum": [t.value for t in Task]}}}}}}})
 async def upload_model(
     request: Request, response: Response, ctx: AppContext = Depends(get_ctx),
     _: Principal = Depends(submitter),
@@ -83,16 +86,16 @@ def get_model(
     return catalog.get_model(ctx, ref, ctx.base_url(request))
 
 
-@router.get("/{model_id}/file")
+@router.get("/{model_id}/file", response_class=FileResponse, responses=FILE_RESPONSE)
 def download_model(
-    model_id: int, ctx: AppContext = Depends(get_ctx), principal: Principal = Depends(downloader)
+    model_id: RowId, ctx: AppContext = Depends(get_ctx), principal: Principal = Depends(downloader)
 ) -> FileResponse:
     return model_download(ctx, model_id, principal)
 
 
 @router.delete("/{model_id}", response_model=ModelOut)
 def delete_model(
-    model_id: int, request: Request, ctx: AppContext = Depends(get_ctx),
+    model_id: RowId, request: Request, ctx: AppContext = Depends(get_ctx),
     _: Principal = Depends(submitter),
 ) -> ModelOut:
     return catalog.delete_model(ctx, model_id, ctx.base_url(request))

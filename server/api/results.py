@@ -1,23 +1,27 @@
 """Results: list and filter, CSV and JSON export, one result by id, and the
 family comparison (variants side by side across devices)."""
 
-from datetime import datetime
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
+from edgefarm.shared.contract.ids import MAX_ID
 from edgefarm.shared.contract.schemas import CompareOut, ResultOut
 
 from ..auth import Principal
 from ..context import AppContext
 from ..services import results
-from .deps import get_ctx, reader
+from .bodies import ContractRoute
+from .deps import Moment, Offset, RowId, get_ctx, reader
 
-router = APIRouter(prefix="/results", tags=["results"])
+#: The list as CSV (``format=csv`` or ``Accept: text/csv``).
+CSV_RESPONSE = {200: {"content": {"text/csv": {"schema": {"type": "string"}}}}}
+
+router = APIRouter(prefix="/results", tags=["results"], route_class=ContractRoute)
 
 
-@router.get("", response_model=List[ResultOut])
+@router.get("", response_model=List[ResultOut], responses=CSV_RESPONSE)
 def list_results(
     request: Request,
     model: Optional[str] = Query(None, description="model id, name or sha256"),
@@ -27,9 +31,11 @@ def list_results(
     ),
     device: Optional[str] = Query(None, description="device id or name"),
     platform: Optional[str] = None, runtime: Optional[str] = None, task: Optional[str] = None,
-    job: Optional[int] = None, since: Optional[datetime] = None, until: Optional[datetime] = None,
+    job: Optional[int] = Query(None, ge=1, le=MAX_ID, description="job id"),
+    since: Annotated[Moment, Query(description="results created at or after (RFC 3339)")] = None,
+    until: Annotated[Moment, Query(description="results created before (RFC 3339)")] = None,
     format: str = Query("json", pattern="^(json|csv)$"),
-    limit: int = Query(500, ge=1, le=10000), offset: int = Query(0, ge=0),
+    limit: int = Query(500, ge=1, le=10000), offset: Offset = 0,
     ctx: AppContext = Depends(get_ctx), _: Principal = Depends(reader),
 ):
     found = results.list_results(
@@ -55,7 +61,7 @@ def compare_family(
 
 @router.get("/{result_id}", response_model=ResultOut)
 def get_result(
-    result_id: int, request: Request, ctx: AppContext = Depends(get_ctx),
+    result_id: RowId, request: Request, ctx: AppContext = Depends(get_ctx),
     _: Principal = Depends(reader),
 ) -> ResultOut:
     return results.get_result(ctx, result_id, ctx.base_url(request))

@@ -9,9 +9,10 @@ from edgefarm.shared.contract.schemas import TokenCreate, TokenOut
 from ..auth import Principal
 from ..context import AppContext
 from ..services import tokens
-from .deps import admin, get_ctx
+from .bodies import ContractRoute
+from .deps import RowId, admin, get_ctx
 
-router = APIRouter(prefix="/tokens", tags=["tokens"])
+router = APIRouter(prefix="/tokens", tags=["tokens"], route_class=ContractRoute)
 
 
 @router.post("", response_model=TokenOut, status_code=201)
@@ -28,6 +29,6 @@ def list_tokens(ctx: AppContext = Depends(get_ctx), _: Principal = Depends(admin
 
 @router.delete("/{token_id}", response_model=TokenOut)
 def revoke_token(
-    token_id: int, ctx: AppContext = Depends(get_ctx), _: Principal = Depends(admin)
+    token_id: RowId, ctx: AppContext = Depends(get_ctx), _: Principal = Depends(admin)
 ) -> TokenOut:
     return tokens.revoke_token(ctx, token_id)

@@ -12,10 +12,14 @@ from typing import Dict, Optional
 from fastapi import Request
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from edgefarm.shared.contract.ids import MAX_DB_INT, parse_id
+
 from ..problems import ProblemException
 from ..storage import ArtifactStore, ArtifactTooLarge, ArtifactWriter
 
 MAX_FIELD_BYTES = 1024 * 1024
+#: A file name may name the model it holds, and names are at most 200 characters.
+MAX_FILENAME_CHARS = 200
 
 
 @dataclass
@@ -91,7 +95,7 @@ async def receive_upload(
             f"send the file as multipart/form-data with a '{file_field}' part",
         )
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes + MAX_FIELD_BYTES:
+    if (parse_id(declared or "", MAX_DB_INT) or 0) > max_bytes + MAX_FIELD_BYTES:
         raise ProblemException(413, "Upload too large", f"the limit is {max_bytes} bytes")
     collector = _PartCollector(store, file_field, max_bytes)
     parser = MultipartParser(params[b"boundary"], collector.callbacks())
@@ -110,6 +114,15 @@ async def receive_upload(
         raise ProblemException(400, "Malformed upload", f"the multipart body is invalid: {exc}")
     if collector.upload.writer is None:
         raise ProblemException(422, "Missing file", f"the form has no '{file_field}' file part")
+    texts = [*collector.upload.fields.values(), collector.upload.filename or ""]
+    if any("\x00" in text for text in texts):
+        _abort(collector.upload)
+        raise ProblemException(422, "Invalid form field",
+                               "form fields and file names must not hold NUL characters")
+    if len(collector.upload.filename or "") > MAX_FILENAME_CHARS:
+        _abort(collector.upload)
+        raise ProblemException(422, "File name too long",
+                               f"the file name is longer than {MAX_FILENAME_CHARS} characters")
     return collector.upload
 
 

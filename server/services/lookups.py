@@ -7,6 +7,8 @@ from typing import Any, Optional, Type, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from edgefarm.shared.contract.ids import parse_id
+
 from ..tables import Dataset, Model
 from .errors import NotFound
 
@@ -22,8 +24,9 @@ def get_row(session: Session, table: Type[Row], row_id: int, what: str, **option
 
 
 def _by_id(session: Session, table: Type[Row], ref: str) -> Optional[Row]:
-    """The row whose id is ``ref``, when ``ref`` is all digits and such a row exists."""
-    return session.get(table, int(ref)) if ref.isdigit() else None
+    """The row whose id is ``ref``, when ``ref`` spells an id and such a row exists."""
+    row_id = parse_id(ref)
+    return session.get(table, row_id) if row_id is not None else None
 
 
 def find_model(session: Session, ref: str) -> Model:

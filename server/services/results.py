@@ -10,6 +10,7 @@ from typing import List, Optional
 
 from sqlalchemy import Select, or_, select
 
+from edgefarm.shared.contract.ids import parse_id
 from edgefarm.shared.contract.schemas import CompareOut, ResultOut
 
 from ..compare import CSV_COLUMNS, compare_cells, flat_row
@@ -31,8 +32,9 @@ def _joined() -> Select:
 
 
 def _ref_filter(column_id, column_name, ref: str):
-    if ref.isdigit():
-        return or_(column_id == int(ref), column_name == ref)
+    row_id = parse_id(ref)
+    if row_id is not None:
+        return or_(column_id == row_id, column_name == ref)
     return column_name == ref
 
 

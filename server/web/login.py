@@ -1,6 +1,7 @@
 """Sign-in and sign-out: ``/login`` exchanges a pasted user or admin token
 for a signed session cookie (see ``session`` for what the cookie holds);
-``/logout`` clears it. The sign-in form carries a one-time nonce that must
+``/logout`` ends the session on the server (a copy of the cookie stops working)
+and clears it. The sign-in form carries a one-time nonce that must
 match a SameSite=Strict cookie, so another site cannot sign a browser in."""
 
 import hmac
@@ -18,6 +19,7 @@ from .session import (
     REFUSED_ROLES,
     SESSION_COOKIE,
     SESSION_SECONDS,
+    end_session,
     make_session,
     safe_next,
     set_cookie,
@@ -63,7 +65,11 @@ def login(request: Request, token: str = Form(""), csrf: str = Form(""),
 
 
 @router.api_route("/logout", methods=["GET", "POST"])
-def logout() -> Response:
+def logout(request: Request) -> Response:
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        with request.app.state.ctx.db.write() as session:
+            end_session(request.app.state.dashboard_key, cookie, session)
     response = RedirectResponse("/login?signed_out=1", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
     return response

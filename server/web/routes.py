@@ -6,11 +6,12 @@ draws it. The pages' route class (``errors.DashboardRoute``) shows a refusal of
 the services as an error page."""
 
 import json
-from typing import Dict, List, Optional, Tuple
+from typing import Annotated, Dict, List, Optional, Tuple
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Path, Request
 from fastapi.responses import RedirectResponse, Response
 
+from edgefarm.shared.contract.ids import MAX_ID
 from edgefarm.shared.contract.schemas import ResultOut
 
 from ..services import devices, jobs, overview, results
@@ -44,6 +45,10 @@ def devices_page(request: Request, viewer: Viewer = Depends(current_viewer)) -> 
     return page(request, "devices.html", viewer=viewer, nav="devices", devices=listed)
 
 
+#: A row id in a page's path (1 .. 2^31-1): out of range is a 422 page, not a database error.
+PageId = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
 @router.get("/jobs")
 def jobs_page(request: Request, cancelled: Optional[int] = None,
               viewer: Viewer = Depends(current_viewer)) -> Response:
@@ -56,7 +61,7 @@ def jobs_page(request: Request, cancelled: Optional[int] = None,
 
 
 @router.post("/jobs/{job_id}/cancel")
-def cancel_from_page(request: Request, job_id: int, csrf: str = Form(""), reason: str = Form(""),
+def cancel_from_page(request: Request, job_id: PageId, csrf: str = Form(""), reason: str = Form(""),
                      viewer: Viewer = Depends(current_viewer)) -> Response:
     """The form's twin of ``POST /api/v1/jobs/{id}/cancel`` (same service, same checks)."""
     check_csrf(viewer, csrf)
@@ -105,7 +110,7 @@ def results_json(request: Request, _: Viewer = Depends(current_viewer)) -> Respo
 
 
 @router.get("/results/{result_id}")
-def result_page(request: Request, result_id: int, viewer: Viewer = Depends(current_viewer)) -> Response:
+def result_page(request: Request, result_id: PageId, viewer: Viewer = Depends(current_viewer)) -> Response:
     ctx = request.app.state.ctx
     result = results.get_result(ctx, result_id, ctx.base_url(request))
     latency = result.latency_ms

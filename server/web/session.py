@@ -6,7 +6,9 @@ on ``/login`` the cookie holds ``v1.<token id>.<issued>.<nonce>.<signature>``,
 where the signature is an HMAC-SHA256, keyed with the ``secret_key`` file of
 the data dir, over the other fields and the token's stored secret hash. Each
 request re-reads the token row, so revoking a token ends its sessions at once;
-a session also ends after ``SESSION_SECONDS``. The cookie is HttpOnly and
+``/logout`` records the session's nonce (table ``revoked_sessions``), so a copy
+of the cookie taken before sign-out no longer works; a session also ends after
+``SESSION_SECONDS``. The cookie is HttpOnly and
 SameSite=Strict. A session's CSRF token is an HMAC of its cookie: it needs no
 storage and differs per session. Replicas behind one load balancer must share
 the ``secret_key`` file (put the data dir on the shared storage).
@@ -22,17 +24,20 @@ import os
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 from urllib.parse import quote
 
 from fastapi import Request
 from fastapi.responses import Response
+from sqlalchemy import delete
 
 from edgefarm.shared.contract.enums import Role
+from edgefarm.shared.contract.ids import MAX_DB_INT, parse_id
 
 from ..auth import Principal, verify_token
-from ..tables import Token
+from ..tables import RevokedSession, Token
 from .errors import DashboardError
 
 SESSION_COOKIE = "edgefarm_session"
@@ -91,18 +96,55 @@ def make_session(key: bytes, token: Token) -> str:
     return f"v1.{token.id}.{issued}.{nonce}.{signature}"
 
 
-def read_session(key: bytes, cookie: str, session) -> Optional[Token]:
-    """The token a session cookie stands for, or None if forged, expired or revoked."""
+def _cookie_fields(cookie: str) -> Optional[Tuple[int, int, str, str]]:
+    """``(token id, issued, nonce, signature)`` of a well-formed cookie."""
     parts = cookie.split(".")
-    if len(parts) != 5 or parts[0] != "v1" or not (parts[1].isdigit() and parts[2].isdigit()):
+    if len(parts) != 5 or parts[0] != "v1":
         return None
-    if time.time() - int(parts[2]) > SESSION_SECONDS:
+    token_id, issued = parse_id(parts[1]), parse_id(parts[2], MAX_DB_INT)
+    if token_id is None or issued is None or not parts[3]:
         return None
-    row = session.get(Token, int(parts[1]))
+    return token_id, issued, parts[3], parts[4]
+
+
+def _verified(key: bytes, cookie: str, session) -> Optional[Tuple[Token, str, int]]:
+    """``(token row, nonce, issued)`` of a cookie this server signed, not expired,
+    whose token still stands; None otherwise. Revoked sessions are not checked."""
+    fields = _cookie_fields(cookie)
+    if fields is None:
+        return None
+    token_id, issued, nonce, signature = fields
+    if time.time() - issued > SESSION_SECONDS:
+        return None
+    row = session.get(Token, token_id)
     if row is None or row.revoked:
         return None
-    expected = _sign(key, "session", parts[1], parts[2], parts[3], row.secret_hash)
-    return row if hmac.compare_digest(expected, parts[4]) else None
+    expected = _sign(key, "session", str(token_id), str(issued), nonce, row.secret_hash)
+    return (row, nonce, issued) if hmac.compare_digest(expected, signature) else None
+
+
+def read_session(key: bytes, cookie: str, session) -> Optional[Token]:
+    """The token a session cookie stands for, or None if forged, expired, signed out
+    or its token revoked."""
+    found = _verified(key, cookie, session)
+    if found is None or session.get(RevokedSession, found[1]) is not None:
+        return None
+    return found[0]
+
+
+def end_session(key: bytes, cookie: str, session) -> bool:
+    """Revoke the session of this cookie (in ``session``'s transaction, not committed)
+    and prune revocations past their expiry; False when the cookie signs no one in."""
+    found = _verified(key, cookie, session)
+    if found is None:
+        return False
+    row, nonce, issued = found
+    now = datetime.now(timezone.utc)
+    session.execute(delete(RevokedSession).where(RevokedSession.expires_at < now))
+    if session.get(RevokedSession, nonce) is None:
+        expires = datetime.fromtimestamp(issued + SESSION_SECONDS, timezone.utc)
+        session.add(RevokedSession(nonce=nonce, token_id=row.id, expires_at=expires))
+    return True
 
 
 def csrf_for(key: bytes, cookie: str) -> str:

@@ -9,6 +9,8 @@ Imported by every side; pydantic only, Python 3.9:
   display names, which runtime reads which model format, the default intervals,
   what makes an agent's report acceptable);
 * ``digests``: content addresses (sha256 of files);
+* ``ids``: bounded whole numbers (``DbId``, ``Count``) and ``parse_id``, the one reader
+  of ids written as text (tokens, cookies, references);
 * the protocol version, below.
 """
 

@@ -8,7 +8,10 @@ compute the same way, so that one figure never means two things.
   references and runtimes with it, every runtime declares its formats from it.
 * The pace a server sets for its agents unless configured otherwise
   (``DEFAULT_INTERVALS``); an agent uses it until the server has answered.
-* What makes an agent's report acceptable (``report_problem``).
+* What makes an agent's report acceptable: its schema (``RunReport``: finite,
+  non-negative and ordered figures, accuracies in [0, 1], at most
+  ``MAX_REPORT_SAMPLES`` raw latency samples per statistic) and then
+  ``report_problem`` (a state an agent may report, a result with success).
 """
 
 from typing import Any, Dict, Mapping, Optional, Tuple

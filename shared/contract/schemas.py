@@ -3,12 +3,18 @@
 The server never returns ORM rows: every response is one of these models, and
 the agent and CLI parse responses with them. Field names are the contract; add
 fields freely, rename only with a protocol version bump.
+
+Every body refuses what no honest client sends (HTTP 422): floats are finite
+(no NaN or Infinity), whole numbers fit the database (``ids``: ``DbId``,
+``Count``), counts, sizes and times are not negative, a report's latency
+statistics are ordered (``min <= p50 <= p90 <= p99 <= max``), accuracies lie in
+[0, 1] and a latency report keeps at most ``MAX_REPORT_SAMPLES`` raw samples.
 """
 
 from datetime import datetime
-from typing import Any, Dict, List, Literal, Optional, Union
+from typing import Annotated, Any, Dict, List, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .enums import (
     ColorOrder,
@@ -24,12 +30,24 @@ from .enums import (
     Runtime,
     Task,
 )
+from .ids import MAX_DB_INT, MAX_INT32, Count, DbId
 
 
 class Schema(BaseModel):
-    """Base of every wire model: unknown fields are ignored (forward compatible)."""
+    """Base of every wire model: unknown fields are ignored (forward compatible),
+    floats must be finite."""
 
-    model_config = ConfigDict(extra="ignore", protected_namespaces=())
+    model_config = ConfigDict(extra="ignore", protected_namespaces=(), allow_inf_nan=False)
+
+
+#: The most raw per-run times one ``LatencyStats`` may carry (the agent keeps at most
+#: 40,000; ``edgefarm.agent.clock``). A report with more is refused.
+MAX_REPORT_SAMPLES = 100_000
+
+#: A duration in milliseconds or seconds, or any other non-negative figure.
+NonNegative = Annotated[float, Field(ge=0)]
+#: A rate such as top-1 accuracy or mIoU.
+Fraction = Annotated[float, Field(ge=0, le=1)]
 
 
 # ---------------------------------------------------------------- errors
@@ -45,7 +63,7 @@ class Problem(Schema):
 
     type: str = "about:blank"
     title: str
-    status: int
+    status: int = Field(..., ge=100, le=599)
     detail: str = ""
     instance: Optional[str] = None
     errors: List[ProblemError] = Field(default_factory=list)
@@ -56,17 +74,17 @@ class Problem(Schema):
 
 class TokenCreate(Schema):
     role: Role
-    name: Optional[str] = None
+    name: Optional[str] = Field(None, max_length=200)
 
 
 class TokenOut(Schema):
-    id: int
+    id: DbId
     role: Role
     name: Optional[str] = None
     created_at: datetime
     used_at: Optional[datetime] = None
     revoked: bool = False
-    device_id: Optional[int] = None
+    device_id: Optional[DbId] = None
     token: Optional[str] = Field(None, description="the secret, returned only at creation")
 
 
@@ -104,7 +122,7 @@ class Variant(Schema):
 
     quantization: Quantization = Quantization.none
     sparsity: Optional[float] = Field(None, ge=0.0, le=1.0)
-    label: Optional[str] = None  # free text such as "pruned-0.9"
+    label: Optional[str] = Field(None, max_length=200)  # free text such as "pruned-0.9"
 
 
 class Lineage(Schema):
@@ -132,12 +150,12 @@ class ModelMeta(Schema):
 class ModelRef(Schema):
     """A stored model as a lease names it: what an agent needs to fetch and run it."""
 
-    id: int
+    id: DbId
     name: str
     family: str
     format: ModelFormat
     sha256: str
-    size_bytes: int
+    size_bytes: Count
     download_url: str
     task: Optional[Task] = None
     variant: Variant = Field(default_factory=Variant)
@@ -151,7 +169,7 @@ class ModelOut(ModelRef):
     """A stored model as the API shows it: its reference plus lineage and bookkeeping."""
 
     lineage: Optional[Lineage] = None
-    parent_id: Optional[int] = None
+    parent_id: Optional[DbId] = None
     description: Optional[str] = None
     created_at: datetime
 
@@ -166,21 +184,21 @@ class DatasetRegister(Schema):
     layout: DatasetLayout
     path: str = Field(..., min_length=1)
     sha256: str = Field(..., pattern=r"^[0-9a-f]{64}$")
-    sample_count: Optional[int] = Field(None, ge=1)
-    split: Optional[str] = None
+    sample_count: Optional[int] = Field(None, ge=1, le=MAX_INT32)
+    split: Optional[str] = Field(None, max_length=100)
     classes: Optional[List[str]] = None
 
 
 class DatasetRef(Schema):
     """A dataset as a lease names it: what an agent needs to fetch (or find) and read it."""
 
-    id: int
+    id: DbId
     name: str
     layout: DatasetLayout
     source: DatasetSource
     sha256: str
-    size_bytes: Optional[int] = None
-    sample_count: Optional[int] = None
+    size_bytes: Optional[Count] = None
+    sample_count: Optional[Count] = None
     split: Optional[str] = None
     classes: Optional[List[str]] = None
     download_url: Optional[str] = None
@@ -191,7 +209,7 @@ class DatasetOut(DatasetRef):
     """A dataset as the API shows it: its reference plus what validation found."""
 
     root: Optional[str] = None
-    num_classes: Optional[int] = None
+    num_classes: Optional[Count] = None
     created_at: datetime
 
 
@@ -210,8 +228,8 @@ class DeviceCapabilities(Schema):
     hostname: Optional[str] = None
     arch: Optional[str] = None
     cpu_model: Optional[str] = None
-    cores: Optional[int] = None
-    memory_bytes: Optional[int] = None
+    cores: Optional[Count] = None
+    memory_bytes: Optional[Count] = None
     os: Optional[str] = None
     python: Optional[str] = None
     agent_version: Optional[str] = None
@@ -221,20 +239,20 @@ class DeviceCapabilities(Schema):
 class Intervals(Schema):
     """The pace the server sets for its agents (seconds)."""
 
-    poll_wait_seconds: float
-    poll_jitter_seconds: float
-    heartbeat_seconds: float
-    lease_seconds: float
+    poll_wait_seconds: NonNegative
+    poll_jitter_seconds: NonNegative
+    heartbeat_seconds: NonNegative
+    lease_seconds: NonNegative
 
 
 class EnrollRequest(Schema):
     name: str = Field(..., min_length=1, max_length=200)
     capabilities: DeviceCapabilities
-    protocol_version: int
+    protocol_version: Count
 
 
 class EnrollResponse(Schema):
-    device_id: int
+    device_id: DbId
     agent_token: str
     protocol_version: int
     intervals: Intervals
@@ -245,7 +263,7 @@ class AgentHeartbeat(Schema):
 
 
 class AgentHeartbeatResponse(Schema):
-    device_id: int
+    device_id: DbId
     status: DeviceStatus
     intervals: Intervals
     draining: bool = False
@@ -258,7 +276,7 @@ class DevicePatch(Schema):
 
 
 class DeviceOut(Schema):
-    id: int
+    id: DbId
     name: str
     platform: str
     labels: List[str]
@@ -267,7 +285,7 @@ class DeviceOut(Schema):
     draining: bool
     capabilities: DeviceCapabilities
     last_seen_at: Optional[datetime] = None
-    current_run_id: Optional[int] = None
+    current_run_id: Optional[DbId] = None
     created_at: datetime
 
 
@@ -286,8 +304,8 @@ class ReferenceSpec(Schema):
     runtime: Runtime = Runtime.tflite
     accelerator: str = "cpu"
     model: Optional[str] = None
-    max_samples: Optional[int] = Field(100, ge=1)
-    resolved: Dict[str, int] = Field(default_factory=dict)
+    max_samples: Optional[int] = Field(100, ge=1, le=MAX_DB_INT)
+    resolved: Dict[str, DbId] = Field(default_factory=dict)
 
     @field_validator("model", mode="before")
     @classmethod
@@ -307,12 +325,12 @@ class RunSettings(Schema):
     runtime: Runtime = Runtime.tflite
     accelerator: str = "cpu"
     threads: Optional[int] = Field(None, ge=1, le=256)
-    warmup_runs: int = Field(1, ge=0)
+    warmup_runs: int = Field(1, ge=0, le=MAX_DB_INT)
     warmup_seconds: float = Field(0.5, ge=0)
-    measured_runs: int = Field(50, ge=1)
+    measured_runs: int = Field(50, ge=1, le=MAX_DB_INT)
     min_seconds: float = Field(1.0, ge=0)
     max_seconds: float = Field(150.0, gt=0)
-    sample_limit: Optional[int] = Field(None, ge=1)
+    sample_limit: Optional[int] = Field(None, ge=1, le=MAX_DB_INT)
     preprocessing: Optional[Preprocessing] = None  # overrides the model's defaults
     options: Dict[str, Any] = Field(default_factory=dict)
     reference: Optional[Union[Literal["auto"], ReferenceSpec]] = None
@@ -323,7 +341,8 @@ class JobCreate(Schema):
     dataset: Optional[str] = Field(None, description="dataset id or name; none = latency only")
     task: Optional[Task] = None
     settings: RunSettings = Field(default_factory=RunSettings)
-    devices: str = Field("all", description="selector: all, platform=X, label=X, id=N, ...")
+    devices: str = Field("all", max_length=1000,
+                         description="selector: all, platform=X, label=X, id=N, ...")
     priority: int = Field(0, ge=-100, le=100)
     timeout_seconds: int = Field(3600, ge=1, le=7 * 24 * 3600)
     max_attempts: int = Field(3, ge=1, le=10)
@@ -351,29 +370,29 @@ class JobCreate(Schema):
 
 
 class RunOut(Schema):
-    id: int
-    job_id: int
-    model_id: int
-    device_id: int
+    id: DbId
+    job_id: DbId
+    model_id: DbId
+    device_id: DbId
     state: RunState
-    attempt: int
-    max_attempts: int
+    attempt: Count
+    max_attempts: Count
     lease_expires_at: Optional[datetime] = None
     created_at: datetime
     started_at: Optional[datetime] = None
     finished_at: Optional[datetime] = None
     error: Optional[str] = None
     progress: Optional[Dict[str, Any]] = None
-    result_id: Optional[int] = None
+    result_id: Optional[DbId] = None
 
 
 class JobOut(Schema):
-    id: int
+    id: DbId
     name: Optional[str] = None
     state: JobState
     task: Task
-    models: List[int]
-    dataset_id: Optional[int] = None
+    models: List[DbId]
+    dataset_id: Optional[DbId] = None
     settings: RunSettings
     devices: str
     priority: int
@@ -382,7 +401,7 @@ class JobOut(Schema):
     created_at: datetime
     finished_at: Optional[datetime] = None
     cancel_reason: Optional[str] = None
-    counts: Dict[str, int] = Field(default_factory=dict)
+    counts: Dict[str, Count] = Field(default_factory=dict)
     runs: List[RunOut] = Field(default_factory=list)
     warnings: List[str] = Field(default_factory=list)
 
@@ -399,14 +418,14 @@ class LeaseRequest(Schema):
 
 
 class Lease(Schema):
-    run_id: int
-    job_id: int
+    run_id: DbId
+    job_id: DbId
     lease_id: str
     lease_expires_at: datetime
-    attempt: int
-    max_attempts: int
+    attempt: Count
+    max_attempts: Count
     task: Task
-    timeout_seconds: int
+    timeout_seconds: Count
     model: ModelRef
     dataset: Optional[DatasetRef] = None
     settings: RunSettings
@@ -435,35 +454,45 @@ class RunRelease(Schema):
 
 
 class LatencyStats(Schema):
-    """Statistics of per-run times in milliseconds, with the raw samples kept."""
+    """Statistics of per-run times in milliseconds, with the raw samples kept (at
+    most ``MAX_REPORT_SAMPLES``); the order statistics must be ordered."""
 
-    count: int
-    mean: float
-    std: float
-    min: float
-    p50: float
-    p90: float
-    p99: float
-    max: float
-    samples: List[float] = Field(default_factory=list)
+    count: Count
+    mean: NonNegative
+    std: NonNegative
+    min: NonNegative
+    p50: NonNegative
+    p90: NonNegative
+    p99: NonNegative
+    max: NonNegative
+    samples: List[NonNegative] = Field(default_factory=list, max_length=MAX_REPORT_SAMPLES)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "LatencyStats":
+        names = ("min", "p50", "p90", "p99", "max")
+        values = [getattr(self, name) for name in names]
+        for (low, a), (high, b) in zip(zip(names, values), zip(names[1:], values[1:])):
+            if a > b:
+                raise ValueError(f"{low} ({a}) must not exceed {high} ({b})")
+        return self
 
 
 class Metrics(Schema):
     model_config = ConfigDict(extra="allow")
 
-    sample_count: Optional[int] = None
-    top1: Optional[float] = None
-    top5: Optional[float] = None
-    miou: Optional[float] = None
-    pixel_accuracy: Optional[float] = None
-    per_class_iou: Optional[Dict[str, Optional[float]]] = None
+    sample_count: Optional[Count] = None
+    top1: Optional[Fraction] = None
+    top5: Optional[Fraction] = None
+    miou: Optional[Fraction] = None
+    pixel_accuracy: Optional[Fraction] = None
+    per_class_iou: Optional[Dict[str, Optional[Fraction]]] = None
 
 
 class RuntimeReport(Schema):
-    name: str
-    version: Optional[str] = None
+    name: str = Field(..., max_length=32)
+    version: Optional[str] = Field(None, max_length=100)
     accelerator: str = "cpu"
-    threads: Optional[int] = None
+    threads: Optional[Count] = None
     delegate: Optional[str] = None
 
 
@@ -473,8 +502,8 @@ class Environment(Schema):
     model_config = ConfigDict(extra="allow")
 
     governor: Optional[str] = None
-    freq_khz_before: Optional[List[int]] = None
-    freq_khz_after: Optional[List[int]] = None
+    freq_khz_before: Optional[List[Count]] = None
+    freq_khz_after: Optional[List[Count]] = None
     temp_c_before: Optional[float] = None
     temp_c_after: Optional[float] = None
     throttled: Optional[bool] = None
@@ -487,8 +516,8 @@ class OutputAgreement(Schema):
     the compared values; it is None when the outputs are identical (MSE 0).
     """
 
-    max_abs_error: float
-    mean_abs_error: float
+    max_abs_error: NonNegative
+    mean_abs_error: NonNegative
     psnr_db: Optional[float] = None
     identical: bool = False
     reference_name: Optional[str] = None
@@ -505,10 +534,10 @@ class Agreement(Schema):
     model_config = ConfigDict(extra="allow")
 
     reference: Dict[str, Any] = Field(default_factory=dict)
-    sample_count: int = 0
+    sample_count: Count = 0
     outputs: Dict[str, OutputAgreement] = Field(default_factory=dict)
     psnr_db: Optional[float] = None
-    top1_agreement: Optional[float] = None
+    top1_agreement: Optional[Fraction] = None
     error: Optional[str] = None
 
 
@@ -516,13 +545,13 @@ class RunResult(Schema):
     """The figures an agent posts for a run (also ``edgefarm-agent bench --json``)."""
 
     runtime: RuntimeReport
-    agent_version: Optional[str] = None
-    init_ms: Optional[float] = None
-    first_inference_ms: Optional[float] = None
+    agent_version: Optional[str] = Field(None, max_length=100)
+    init_ms: Optional[NonNegative] = None
+    first_inference_ms: Optional[NonNegative] = None
     latency_ms: Optional[LatencyStats] = None
     end_to_end_ms: Optional[LatencyStats] = None
-    model_size_bytes: Optional[int] = None
-    peak_rss_bytes: Optional[int] = None
+    model_size_bytes: Optional[Count] = None
+    peak_rss_bytes: Optional[Count] = None
     metrics: Optional[Metrics] = None
     environment: Optional[Environment] = None
     extra: Dict[str, Any] = Field(default_factory=dict)
@@ -539,27 +568,27 @@ class RunReport(Schema):
 
 
 class RunReportResponse(Schema):
-    run_id: int
+    run_id: DbId
     state: RunState
-    result_id: Optional[int] = None
+    result_id: Optional[DbId] = None
     duplicate: bool = False
 
 
 class ResultOut(RunResult):
-    id: int
-    run_id: int
-    job_id: int
+    id: DbId
+    run_id: DbId
+    job_id: DbId
     created_at: datetime
-    model_id: int
+    model_id: DbId
     model_name: str
     model_sha256: str
     family: str
     variant: Variant
     task: Task
-    dataset_id: Optional[int] = None
+    dataset_id: Optional[DbId] = None
     dataset_name: Optional[str] = None
     dataset_sha256: Optional[str] = None
-    device_id: int
+    device_id: DbId
     device_name: str
     platform: str
     device_snapshot: Dict[str, Any] = Field(default_factory=dict)
@@ -567,15 +596,15 @@ class ResultOut(RunResult):
 
 
 class CompareCell(Schema):
-    result_id: int
-    model_id: int
-    device_id: int
+    result_id: DbId
+    model_id: DbId
+    device_id: DbId
     accuracy: Optional[float] = None
     accuracy_metric: Optional[str] = None
     p50_ms: Optional[float] = None
     p90_ms: Optional[float] = None
-    model_size_bytes: Optional[int] = None
-    peak_rss_bytes: Optional[int] = None
+    model_size_bytes: Optional[Count] = None
+    peak_rss_bytes: Optional[Count] = None
     delta_accuracy: Optional[float] = None
     latency_ratio: Optional[float] = None
     size_ratio: Optional[float] = None
@@ -584,16 +613,16 @@ class CompareCell(Schema):
 
 class CompareOut(Schema):
     family: str
-    base_model_id: Optional[int] = None
+    base_model_id: Optional[DbId] = None
     models: List[ModelOut]
     devices: List[DeviceOut]
     cells: List[CompareCell]
 
 
 class Page(Schema):
-    total: int
-    limit: int
-    offset: int
+    total: Count
+    limit: Count
+    offset: Count
 
 
 class ServerInfo(Schema):

@@ -10,6 +10,8 @@ from typing import Dict, Iterable, List, Optional
 
 from pydantic import BaseModel, Field
 
+from .ids import parse_id
+
 SELECTOR_KEYS = ("platform", "label", "id")
 
 
@@ -76,9 +78,10 @@ def _split_term(term: str):
 def _parse_ids(values: List[str]) -> List[int]:
     ids = []
     for value in values:
-        if not value.isdigit():
-            raise SelectorError(f"device id must be a whole number, got {value!r}")
-        ids.append(int(value))
+        device_id = parse_id(value)
+        if device_id is None:
+            raise SelectorError(f"device id must be a whole number from 1 to 2^31-1, got {value!r}")
+        ids.append(device_id)
     return ids
 
 
