@@ -6,8 +6,10 @@ import math
 
 import pytest
 
-from edgefarm.server.web import charts
-from edgefarm.server.web.render import fmt_ms, fmt_number, fmt_points, fmt_ratio, fmt_score
+pytest.importorskip("fastapi", reason="the dashboard is server code (the [server] extra), not installed on the devices' Python")
+
+from edgefarm.server.web import charts  # noqa: E402
+from edgefarm.server.web.render import fmt_ms, fmt_number, fmt_points, fmt_ratio, fmt_score  # noqa: E402
 
 NAN, INF = float("nan"), float("inf")
 
