@@ -1,8 +1,11 @@
 """Turning table rows into wire schemas (``edgefarm.shared.contract.schemas``):
 the services answer with these, never with rows."""
 
+import math
 from datetime import datetime, timedelta
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
+
+from pydantic import ValidationError
 
 from edgefarm.shared.contract.enums import DeviceStatus, JobState, RunState, Task
 from edgefarm.shared.contract.schemas import (
@@ -15,6 +18,7 @@ from edgefarm.shared.contract.schemas import (
     ModelRef,
     ResultOut,
     RunOut,
+    RunResult,
     RunSettings,
     TokenOut,
     Variant,
@@ -122,12 +126,39 @@ def job_out(
     )
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinite numbers as None (dropped from lists)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value if not (isinstance(item, float) and not math.isfinite(item))]
+    return value
+
+
+def stored_result_body(body: dict) -> dict:
+    """A stored result body as today's contract reads it. Reports are checked on
+    the way in, but rows written by an older server (or by hand) may hold NaN,
+    infinite or out-of-range figures: such a figure is shown as missing, never
+    as a failed page or a wrong number."""
+    fields = _finite(dict(body))
+    try:
+        RunResult.model_validate(fields)
+    except ValidationError as error:
+        for problem in error.errors():
+            name = problem["loc"][0] if problem["loc"] else None
+            if name in RunResult.model_fields and name != "runtime":
+                fields[name] = None
+    return fields
+
+
 def result_out(
     result: Result, model: Model, device: Device, dataset: Optional[Dataset], task: str,
     base_url: str,
 ) -> ResultOut:
     return ResultOut(
-        **result.body, id=result.id, run_id=result.run_id, job_id=result.job_id,
+        **stored_result_body(result.body), id=result.id, run_id=result.run_id, job_id=result.job_id,
         created_at=result.created_at, model_id=model.id, model_name=model.name,
         model_sha256=result.model_sha256, family=model.family, variant=model_variant(model),
         task=Task(task), dataset_id=result.dataset_id,
