@@ -1,0 +1,136 @@
+"""Replicas behind a real load balancer: two ``edgefarm-server serve`` processes on one
+PostgreSQL database and one artifact folder, Debian's ``haproxy`` in front of them with the
+project's deploy/haproxy.cfg, real agents and submissions through haproxy, and one replica
+SIGKILLed mid-job. And the other side of the rule: SQLite is one server process per database."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from types import SimpleNamespace
+
+import httpx
+import pytest
+
+from edgefarm.shared.formats.tflite_builder import tiny_tflite
+from tests.support.agents import AgentProcess, wait_for, wait_job
+from tests.support.haproxy import HAProxy, haproxy_binary
+from tests.support.servers import PROJECT, Farm, ServerProcess, free_port
+
+INTERVALS = {"heartbeat_seconds": 1, "poll_wait_seconds": 3, "poll_jitter_seconds": 0.3,
+             "lease_seconds": 15, "sweep_interval_seconds": 0.5}
+RUN = {"runtime": "tflite", "threads": 1, "min_seconds": 1.0, "measured_runs": 5,
+       "warmup_seconds": 0.1}
+
+needs_haproxy = pytest.mark.skipif(
+    haproxy_binary() is None and not os.environ.get("CI"),
+    reason="haproxy is not installed (Debian package haproxy; .ci/run installs it)",
+)
+
+
+class InfoProbe(threading.Thread):
+    """GET /api/v1/info through the balancer every 50 ms: (start time, status or error)."""
+
+    def __init__(self, url: str):
+        super().__init__(daemon=True)
+        self.url, self.seen, self.halt = url, [], threading.Event()
+
+    def run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=5) as client:
+            while not self.halt.is_set():
+                started = time.monotonic()
+                try:
+                    outcome = client.get("/api/v1/info").status_code
+                except httpx.HTTPError as exc:
+                    outcome = type(exc).__name__
+                self.seen.append((started, outcome))
+                time.sleep(0.05)
+
+
+@pytest.mark.postgres
+@needs_haproxy
+def test_a_replica_killed_mid_job_loses_no_run_and_runs_none_twice(pg_database, tmp_path):
+    shared_data = tmp_path / "artifacts"  # one artifact folder for both replicas
+    replicas = [ServerProcess(shared_data, pg_database, **INTERVALS).start() for _ in range(2)]
+    balancer = HAProxy(tmp_path / "haproxy", [("127.0.0.1", s.port) for s in replicas]).start()
+    farm = Farm(SimpleNamespace(url=balancer.url, create_token=replicas[1].create_token))
+    agents, probe = [], InfoProbe(balancer.url)
+    try:
+        models = []
+        for seed in range(4):
+            path = tmp_path / f"tiny{seed}.tflite"
+            path.write_bytes(tiny_tflite(seed=seed))
+            models.append(farm.push_model(path, name=f"tiny{seed}")["id"])
+        agents = [AgentProcess(farm, tmp_path / f"agent{i}", name=f"pc{i}").start() for i in range(3)]
+        job = farm.submit(models=models, devices="all", settings=RUN)
+        total = len(models) * len(agents)
+
+        def states():
+            return [r["state"] for r in farm.user.get(f"/api/v1/jobs/{job['id']}").json()["runs"]]
+
+        wait_for(lambda: states().count("succeeded") >= 2, 90, what="the first runs to succeed")
+        probe.start()
+        time.sleep(0.5)
+        killed_at = time.monotonic()
+        replicas[0].proc.send_signal(signal.SIGKILL)
+        replicas[0].proc.wait(timeout=10)
+        unfinished_at_kill = total - states().count("succeeded")
+        assert unfinished_at_kill >= 3, "the job must still have work when the replica dies"
+
+        final = wait_job(farm, job["id"], timeout=90)
+        time.sleep(0.5)
+        probe.halt.set()
+        probe.join(timeout=10)
+
+        assert final["state"] == "succeeded", final
+        runs = final["runs"]
+        assert len(runs) == total
+        assert [r["state"] for r in runs] == ["succeeded"] * total  # no run lost
+        assert all(r["attempt"] == 1 for r in runs), [(r["id"], r["attempt"], r["error"]) for r in runs]
+        results = farm.user.get("/api/v1/results", params={"job": job["id"]}).json()
+        assert sorted(r["run_id"] for r in results) == sorted(r["id"] for r in runs)  # one each
+        assert {r["result_id"] for r in runs} == {r["id"] for r in results}
+
+        # the balancer took the dead replica out and kept answering through the other one
+        after = [outcome for started, outcome in probe.seen if started > killed_at]
+        assert len(after) > 20
+        assert after.count(200) >= len(after) - 1, after  # at most one request in flight at the kill
+        assert after[-10:] == [200] * 10
+        assert "replica-1 is DOWN" in balancer.log()
+        assert replicas[1].proc.poll() is None
+    finally:
+        probe.halt.set()
+        for agent in agents:
+            agent.stop()
+        farm.close()
+        balancer.stop()
+        for server in replicas:
+            server.stop()
+
+
+def _serve(env: dict, port: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "edgefarm.server.cli", "serve", "--port", str(port),
+                             "--log-level", "warning"], cwd=PROJECT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_sqlite_refuses_a_second_server_process_on_the_same_database(tmp_path):
+    data = tmp_path / "data"
+    first = ServerProcess(data, f"sqlite:///{data}/edgefarm.db").start()
+    try:
+        second = _serve(first.env, free_port())
+        _, err = second.communicate(timeout=60)
+        assert second.returncode == 2, err
+        assert "already served by another edgefarm-server process" in err
+        assert "PostgreSQL" in err
+        assert httpx.get(f"{first.url}/api/v1/info", timeout=5).status_code == 200  # untouched
+        # the lock dies with its process, even by SIGKILL: the next server starts
+        first.kill()
+        first.start()
+    finally:
+        first.stop()
+    # a different SQLite database is a different farm: no conflict
+    other = ServerProcess(tmp_path / "other", f"sqlite:///{tmp_path}/other/edgefarm.db").start()
+    other.stop()

@@ -1,0 +1,102 @@
+"""Debian's ``haproxy`` in front of N server processes on loopback, configured from the
+project's own ``deploy/haproxy.cfg`` (the file docker-compose.yml mounts): only the ``bind``
+line and the ``server`` lines are rewritten, so the tests exercise the shipped timeouts,
+health check and retry rules."""
+
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Iterable, Optional, Tuple
+
+import httpx
+
+from tests.support.servers import PROJECT, free_port
+
+TEMPLATE = PROJECT / "deploy" / "haproxy.cfg"
+_SERVER_LINE = re.compile(r"^(\s*)server\s+\S+\s+\S+(.*)$")
+_BIND_LINE = re.compile(r"^(\s*)bind\s+\S+(.*)$")
+
+
+def haproxy_binary() -> Optional[str]:
+    return shutil.which("haproxy") or next(
+        (p for p in ("/usr/sbin/haproxy", "/usr/local/sbin/haproxy") if Path(p).is_file()), None)
+
+
+def render_config(backends: Iterable[Tuple[str, int]], port: int, template: Path = TEMPLATE) -> str:
+    """The template with its frontend bound to 127.0.0.1:``port`` and one ``server`` line
+    per (host, port) backend in place of the template's own."""
+    backends = list(backends)
+    out, placed = [], False
+    for line in template.read_text().splitlines():
+        server, bind = _SERVER_LINE.match(line), _BIND_LINE.match(line)
+        if server:
+            if not placed:
+                indent, rest = server.group(1), server.group(2)
+                out += [f"{indent}server replica-{i + 1} {host}:{p}{rest}"
+                        for i, (host, p) in enumerate(backends)]
+                placed = True
+        elif bind:
+            out.append(f"{bind.group(1)}bind 127.0.0.1:{port}{bind.group(2)}")
+        else:
+            out.append(line)
+    if not placed:
+        raise ValueError(f"{template} has no server line to replace")
+    return "\n".join(out) + "\n"
+
+
+class HAProxy:
+    """``haproxy -db`` (foreground) on a free loopback port; ``url`` is the farm's address."""
+
+    def __init__(self, folder: Path, backends: Iterable[Tuple[str, int]], port: Optional[int] = None):
+        self.binary = haproxy_binary()
+        if self.binary is None:
+            raise FileNotFoundError("haproxy is not installed (Debian package haproxy)")
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.config = self.folder / "haproxy.cfg"
+        self.config.write_text(render_config(backends, self.port))
+        self.log_path = self.folder / "haproxy.log"
+        self.proc: Optional[subprocess.Popen] = None
+
+    def start(self, timeout: float = 15) -> "HAProxy":
+        check = subprocess.run([self.binary, "-c", "-q", "-f", str(self.config)],
+                               capture_output=True, text=True, timeout=30)
+        if check.returncode != 0:
+            raise RuntimeError(f"haproxy refuses {self.config}:\n{check.stdout}{check.stderr}")
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([self.binary, "-db", "-f", str(self.config)],
+                                     stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"haproxy exited early:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/api/v1/info", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"haproxy not answering after {timeout} s:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def __enter__(self) -> "HAProxy":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
