@@ -110,6 +110,60 @@ def test_a_replica_killed_mid_job_loses_no_run_and_runs_none_twice(pg_database, 
             server.stop()
 
 
+@pytest.mark.postgres
+def test_sweeps_of_several_replicas_at_once_requeue_each_expired_lease_once(pg_database, tmp_path):
+    """What every replica's sweeper does, four times at the same instant on one database:
+    the expired leases are requeued once in all (the counts add up to the number of runs),
+    and once the attempts are spent each run is marked lost once."""
+    from edgefarm.server.db import Database
+    from edgefarm.server.queue import requeue_expired_leases
+
+    # the server's own sweeper stays asleep: only the four sweeps below run
+    server = ServerProcess(tmp_path / "data", pg_database, lease_seconds=1,
+                           sweep_interval_seconds=3600).start()
+    farm = Farm(server)
+    try:
+        path = tmp_path / "tiny.tflite"
+        path.write_bytes(tiny_tflite())
+        model = farm.push_model(path, name="tiny")
+        devices = [farm.enroll(f"pc{i}") for i in range(8)]
+        job = farm.submit(models=[model["id"]], devices="all", max_attempts=2)
+
+        def sweep_at_once(replicas: int = 4) -> dict:
+            barrier, counts = threading.Barrier(replicas), []
+
+            def sweep():
+                db = Database(pg_database)
+                try:
+                    barrier.wait(timeout=30)
+                    with db.write() as session:
+                        counts.append(requeue_expired_leases(session))
+                finally:
+                    db.dispose()
+
+            threads = [threading.Thread(target=sweep) for _ in range(replicas)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=60)
+            assert len(counts) == replicas
+            return {key: sum(c[key] for c in counts) for key in counts[0]}
+
+        for attempt, outcome in ((1, "requeued"), (2, "lost")):
+            leases = [device.lease() for device in devices]
+            assert all(lease is not None for lease in leases)
+            time.sleep(1.5)  # every lease expires
+            totals = sweep_at_once()
+            assert totals[outcome] == len(devices), totals
+            assert sum(totals.values()) == len(devices), totals
+            runs = farm.user.get(f"/api/v1/jobs/{job['id']}").json()["runs"]
+            assert {r["state"] for r in runs} == {"queued" if outcome == "requeued" else "lost"}
+            assert {r["attempt"] for r in runs} == {attempt}
+    finally:
+        farm.close()
+        server.stop()
+
+
 def _serve(env: dict, port: int) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "edgefarm.server.cli", "serve", "--port", str(port),
                              "--log-level", "warning"], cwd=PROJECT, env=env,
