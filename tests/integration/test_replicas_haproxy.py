@@ -4,6 +4,7 @@ project's deploy/haproxy.cfg, real agents and submissions through haproxy, and o
 SIGKILLed mid-job. And the other side of the rule: SQLite is one server process per database."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import httpx
 import pytest
 
 from edgefarm.shared.formats.tflite_builder import tiny_tflite
-from tests.support.agents import AgentProcess, wait_for, wait_job
+from tests.support.agents import AgentProcess, wait_for
 from tests.support.haproxy import HAProxy, haproxy_binary
 from tests.support.servers import PROJECT, Farm, ServerProcess, free_port
 
@@ -28,6 +29,20 @@ needs_haproxy = pytest.mark.skipif(
     haproxy_binary() is None and not os.environ.get("CI"),
     reason="haproxy is not installed (Debian package haproxy; .ci/run installs it)",
 )
+
+
+def get_json(client: httpx.Client, path: str, **params) -> object:
+    """A read through the balancer, retried as the SDK does when the connection drops: a
+    request HAProxy had sent to the replica that died is answered by closing the connection."""
+    for attempt in range(5):
+        try:
+            response = client.get(path, params=params)
+            response.raise_for_status()
+            return response.json()
+        except httpx.TransportError:
+            if attempt == 4:
+                raise
+            time.sleep(0.2)
 
 
 class InfoProbe(threading.Thread):
@@ -59,27 +74,37 @@ def test_a_replica_killed_mid_job_loses_no_run_and_runs_none_twice(pg_database, 
     agents, probe = [], InfoProbe(balancer.url)
     try:
         models = []
-        for seed in range(4):
+        for seed in range(5):
             path = tmp_path / f"tiny{seed}.tflite"
             path.write_bytes(tiny_tflite(seed=seed))
             models.append(farm.push_model(path, name=f"tiny{seed}")["id"])
-        agents = [AgentProcess(farm, tmp_path / f"agent{i}", name=f"pc{i}").start() for i in range(3)]
-        job = farm.submit(models=models, devices="all", settings=RUN)
+        agents = [AgentProcess(farm, tmp_path / f"agent{i}", name=f"pc{i}", labels=["bench"]).start()
+                  for i in range(3)]
+        # an idle agent: its long polls are in flight, on either replica, when one is killed
+        idle = AgentProcess(farm, tmp_path / "idle", name="idle").start()
+        job = farm.submit(models=models, devices="label=bench", settings=RUN)
         total = len(models) * len(agents)
+        agents.append(idle)
 
         def states():
-            return [r["state"] for r in farm.user.get(f"/api/v1/jobs/{job['id']}").json()["runs"]]
+            return [r["state"] for r in get_json(farm.user, f"/api/v1/jobs/{job['id']}")["runs"]]
 
         wait_for(lambda: states().count("succeeded") >= 2, 90, what="the first runs to succeed")
         probe.start()
-        time.sleep(0.5)
+        # for a few seconds only replica-1 takes requests, so the idle agent's long poll
+        # is held there when it is killed (HAProxy's runtime API, as an operator would)
+        balancer.command("disable server servers/replica-2")
+        time.sleep(INTERVALS["poll_wait_seconds"] + 1)
+        balancer.command("enable server servers/replica-2")
         killed_at = time.monotonic()
         replicas[0].proc.send_signal(signal.SIGKILL)
         replicas[0].proc.wait(timeout=10)
         unfinished_at_kill = total - states().count("succeeded")
         assert unfinished_at_kill >= 3, "the job must still have work when the replica dies"
 
-        final = wait_job(farm, job["id"], timeout=90)
+        final = wait_for(lambda: (j := get_json(farm.user, f"/api/v1/jobs/{job['id']}"))["state"]
+                         in ("succeeded", "failed", "cancelled") and j, 90, 0.3, "the job to finish")
+        finished_after = time.monotonic() - killed_at
         time.sleep(0.5)
         probe.halt.set()
         probe.join(timeout=10)
@@ -89,7 +114,7 @@ def test_a_replica_killed_mid_job_loses_no_run_and_runs_none_twice(pg_database, 
         assert len(runs) == total
         assert [r["state"] for r in runs] == ["succeeded"] * total  # no run lost
         assert all(r["attempt"] == 1 for r in runs), [(r["id"], r["attempt"], r["error"]) for r in runs]
-        results = farm.user.get("/api/v1/results", params={"job": job["id"]}).json()
+        results = get_json(farm.user, "/api/v1/results", job=job["id"])
         assert sorted(r["run_id"] for r in results) == sorted(r["id"] for r in runs)  # one each
         assert {r["result_id"] for r in runs} == {r["id"] for r in results}
 
@@ -98,8 +123,21 @@ def test_a_replica_killed_mid_job_loses_no_run_and_runs_none_twice(pg_database, 
         assert len(after) > 20
         assert after.count(200) >= len(after) - 1, after  # at most one request in flight at the kill
         assert after[-10:] == [200] * 10
-        assert "replica-1 is DOWN" in balancer.log()
+        log = balancer.log()
+        assert "replica-1 is DOWN" in log
         assert replicas[1].proc.poll() is None
+        assert all(agent.proc.poll() is None for agent in agents)  # the idle one too
+        # both replicas served; every report after the kill went through the survivor
+        assert re.search(r"servers/replica-1 \S+ 20[01] .*\"POST /api/v1/", log)
+        reports = re.findall(r"servers/replica-2 \S+ 200 .*\"POST /api/v1/runs/\d+/report", log)
+        assert len(reports) >= unfinished_at_kill
+        # the idle agent's long poll held by the killed replica was cut; the agent retried
+        cut = [line for line in idle.log().splitlines() if "cannot reach the server" in line]
+        assert cut, idle.log()[-2000:]
+        print(f"{unfinished_at_kill} of {total} runs unfinished at the kill, job done "
+              f"{finished_after:.1f} s later; {len(after)} probes after the kill, "
+              f"{len(after) - after.count(200)} not 200: {[o for o in after if o != 200]}; "
+              f"idle agent: {cut}")
     finally:
         probe.halt.set()
         for agent in agents:

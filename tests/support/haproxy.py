@@ -24,12 +24,17 @@ def haproxy_binary() -> Optional[str]:
         (p for p in ("/usr/sbin/haproxy", "/usr/local/sbin/haproxy") if Path(p).is_file()), None)
 
 
-def render_config(backends: Iterable[Tuple[str, int]], port: int, template: Path = TEMPLATE) -> str:
+def render_config(backends: Iterable[Tuple[str, int]], port: int, template: Path = TEMPLATE,
+                  admin_socket: Optional[Path] = None) -> str:
     """The template with its frontend bound to 127.0.0.1:``port`` and one ``server`` line
-    per (host, port) backend in place of the template's own."""
+    per (host, port) backend, named replica-1..N, in place of the template's own; with
+    ``admin_socket``, HAProxy's runtime API listens there (``HAProxy.command``)."""
     backends = list(backends)
     out, placed = [], False
     for line in template.read_text().splitlines():
+        if admin_socket is not None and line.strip() == "global":
+            out += [line, f"    stats socket {admin_socket} mode 600 level admin"]
+            continue
         server, bind = _SERVER_LINE.match(line), _BIND_LINE.match(line)
         if server:
             if not placed:
@@ -58,7 +63,8 @@ class HAProxy:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = self.folder / "haproxy.cfg"
-        self.config.write_text(render_config(backends, self.port))
+        self.admin_socket = self.folder / "admin.sock"
+        self.config.write_text(render_config(backends, self.port, admin_socket=self.admin_socket))
         self.log_path = self.folder / "haproxy.log"
         self.proc: Optional[subprocess.Popen] = None
 
@@ -82,6 +88,19 @@ class HAProxy:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"haproxy not answering after {timeout} s:\n{self.log()}")
+
+    def command(self, line: str) -> str:
+        """One command of HAProxy's runtime API, e.g. ``disable server servers/replica-2``."""
+        import socket
+
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(5)
+            sock.connect(str(self.admin_socket))
+            sock.sendall(line.encode() + b"\n")
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks).decode()
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
