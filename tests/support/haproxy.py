@@ -1,7 +1,11 @@
 """Debian's ``haproxy`` in front of N server processes on loopback, configured from the
 project's own ``deploy/haproxy.cfg`` (the file docker-compose.yml mounts): only the ``bind``
-line and the ``server`` lines are rewritten, so the tests exercise the shipped timeouts,
-health check and retry rules."""
+line and the ``server`` lines are rewritten (and a runtime API socket is added, for
+``HAProxy.command``), so the tests exercise the shipped timeouts, health check and retry rules.
+
+    with HAProxy(folder, [("127.0.0.1", a.port), ("127.0.0.1", b.port)]) as balancer:
+        httpx.get(balancer.url + "/api/v1/info")
+"""
 
 import re
 import shutil
