@@ -257,3 +257,23 @@ def test_the_server_stage_installs_and_starts_as_compose_runs_it(image_folders, 
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_haproxy_config_outlasts_the_long_poll_and_checks_the_health_endpoint():
+    from edgefarm.shared.contract.rules import DEFAULT_INTERVALS
+
+    config = (PROJECT / "deploy" / "haproxy.cfg").read_text()
+    seconds = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+
+    def timeout(name: str) -> float:
+        value, unit = re.search(rf"^\s*timeout {name}\s+(\d+)(ms|s|m|h)\s*$", config, re.M).groups()
+        return int(value) * seconds[unit]
+
+    long_poll = DEFAULT_INTERVALS.poll_wait_seconds + DEFAULT_INTERVALS.poll_jitter_seconds
+    assert timeout("server") > 2 * long_poll and timeout("client") > 2 * long_poll
+    assert re.search(r"^\s*balance roundrobin\s*$", config, re.M)
+    (checked,) = re.findall(r"^\s*option httpchk GET (\S+)\s*$", config, re.M)
+    assert checked == "/api/v1/info"
+    assert checked in " ".join(compose()["x-server"]["healthcheck"]["test"])
+    servers = re.findall(r"^\s*server \S+ (\S+):8000\b", config, re.M)
+    assert servers == [n for n in compose()["services"] if n.startswith("server-")]
