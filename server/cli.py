@@ -4,7 +4,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import IO, List, Optional
 
 from edgefarm.shared.contract.enums import Role
 
@@ -23,12 +23,51 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings(**overrides)
 
 
+#: The exit code of ``serve`` when another server process already serves the SQLite database.
+EXIT_SQLITE_IN_USE = 2
+
+
+def sqlite_serve_lock(database_url: str) -> Optional[IO[bytes]]:
+    """Take the exclusive lock that makes one SQLite database one server process.
+
+    SQLite has no row locks and no LISTEN/NOTIFY: a second replica on the same file would
+    serialise every write and never hear of new work, so replicas need PostgreSQL. The lock
+    is ``flock`` on ``<database>.serve.lock`` beside the file; the kernel drops it when the
+    process ends, even by SIGKILL, so a crash never leaves a stale lock. Returns the open
+    lock file (keep it open while serving), or None for PostgreSQL and in-memory SQLite;
+    raises ``BlockingIOError`` when another process holds it.
+    """
+    import fcntl
+
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    path = Path(url.database).resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path.with_name(path.name + ".serve.lock"), "ab")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise BlockingIOError(f"{path} is already served by another edgefarm-server process") from None
+    return handle
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .app import create_app
 
     settings = _settings(args)
+    try:
+        lock = sqlite_serve_lock(settings.resolved_database_url())  # noqa: F841 (held while serving)
+    except BlockingIOError as exc:
+        print(f"edgefarm-server: {exc}. SQLite allows one server process per database; stop the "
+              "other one, or run replicas on PostgreSQL (EDGEFARM_DATABASE_URL=postgresql+psycopg://...).",
+              file=sys.stderr, flush=True)
+        return EXIT_SQLITE_IN_USE
     app = create_app(settings)
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     print(f"EdgeFarm server on http://{shown}:{args.port}  (API docs: /docs, data: "
