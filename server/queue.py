@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Dict, Iterable, List, Optional, Sequence, Set
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Select, func, select, text, update
 from sqlalchemy.orm import Session
 
 from edgefarm.shared.contract.enums import ACTIVE_RUN_STATES, FINAL_RUN_STATES, JobState, RunState
@@ -330,11 +330,12 @@ def sweep_due(session: Session, now: datetime) -> bool:
     """Whether any active run's lease or hard deadline has passed: two reads on
     ``ix_runs_state_lease_expires_at`` and ``ix_runs_state_deadline_at`` that touch
     only such rows, so the sweep opens a write transaction only when it has work."""
-    for column in (Run.lease_expires_at, Run.deadline_at):
-        found = session.scalar(select(Run.id).where(Run.state.in_(ACTIVE), column < now).limit(1))
-        if found is not None:
-            return True
-    return False
+    return any(session.scalar(query) is not None for query in sweep_due_queries(now))
+
+
+def sweep_due_queries(now: datetime) -> List[Select]:
+    return [select(Run.id).where(Run.state.in_(ACTIVE), column < now).limit(1)
+            for column in (Run.lease_expires_at, Run.deadline_at)]
 
 
 def requeue_expired_leases(session: Session, now: Optional[datetime] = None) -> Dict[str, int]:

@@ -114,6 +114,7 @@ def enroll(ctx: AppContext, principal: Principal, body: EnrollRequest) -> Enroll
             device_id=device.id, agent_token=secret, protocol_version=PROTOCOL_VERSION,
             intervals=ctx.settings.intervals(),
         )
+    ctx.last_seen.wrote(response.device_id)  # just written, with the device
     if made:
         ctx.waker.notify([response.device_id])
     return response
