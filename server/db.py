@@ -19,7 +19,9 @@ POOL_SIZE = 40  # anyio's default thread limiter: the most requests using a conn
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        # as many kept connections as worker threads: no reconnects (and PRAGMAs) under load
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                               pool_size=POOL_SIZE, max_overflow=8)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     # One connection per worker thread (anyio's default limiter: 40), each kept open:
