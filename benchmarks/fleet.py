@@ -26,6 +26,7 @@ admin token, database URL, stop); other measurements can reuse it.
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -123,9 +124,18 @@ def result_body() -> dict:
             "model_size_bytes": 100, "peak_rss_bytes": 1000, "metrics": {"sample_count": 3}}
 
 
+AGENTS_PER_CLIENT = 50  # one httpx pool for 2,000 connections answers late by itself
+
+
 class Fleet:
-    def __init__(self, started: Started, client: httpx.AsyncClient, tally: Tally):
-        self.s, self.http, self.tally = started, client, tally
+    """The agents' clients: httpx's pool scans its connections on every request, so one
+    pool holding 2,000 parked polls delays answers by seconds on the client side; the
+    agents are spread over pools of ``AGENTS_PER_CLIENT``."""
+
+    def __init__(self, started: Started, clients: List[httpx.AsyncClient], tally: Tally):
+        self.s, self.http, self.tally = started, clients[0], tally
+        self.clients = clients
+        self.enrolled = 0
         self.admin = {"Authorization": f"Bearer {started.admin_token}"}
         self.user = {"Authorization": f"Bearer {started.user_token}"}
 
@@ -139,10 +149,14 @@ class Fleet:
                 r = await self.http.post(f"{API}/agents/enroll", json=body, headers=self.admin)
             r.raise_for_status()
             data = r.json()
-            return {"id": data["device_id"], "headers": {
+            return {"id": data["device_id"], "http": self.client_for(i), "headers": {
                 "Authorization": f"Bearer {data['agent_token']}", PROTOCOL_HEADER: str(PROTOCOL_VERSION)}}
 
-        return list(await asyncio.gather(*(one(i) for i in range(count))))
+        first, self.enrolled = self.enrolled, self.enrolled + count
+        return list(await asyncio.gather(*(one(first + i) for i in range(count))))
+
+    def client_for(self, i: int) -> httpx.AsyncClient:
+        return self.clients[(i // AGENTS_PER_CLIENT) % len(self.clients)]
 
     async def push_models(self, count: int) -> List[int]:
         from edgefarm.shared.formats.tflite_builder import tiny_tflite
@@ -168,7 +182,7 @@ class Fleet:
     async def lease(self, agent: dict, wait: float) -> Optional[dict]:
         t0 = time.perf_counter()
         try:
-            r = await self.http.post(f"{API}/agents/lease", json={"wait_seconds": wait},
+            r = await agent["http"].post(f"{API}/agents/lease", json={"wait_seconds": wait},
                                      headers=agent["headers"], timeout=wait + 60)
         except httpx.HTTPError as exc:
             self.tally.error(f"lease {type(exc).__name__}")
@@ -192,7 +206,7 @@ class Fleet:
     async def report(self, agent: dict, lease: dict) -> None:
         body = {"lease_id": lease["lease_id"], "state": "succeeded", "result": result_body()}
         try:
-            r = await self.http.post(f"{API}/runs/{lease['run_id']}/report", json=body,
+            r = await agent["http"].post(f"{API}/runs/{lease['run_id']}/report", json=body,
                                      headers=agent["headers"])
         except httpx.HTTPError as exc:
             self.tally.error(f"report {type(exc).__name__}")
@@ -226,16 +240,16 @@ async def info_round(fleet: Fleet, clients: int, seconds: float) -> float:
     done = 0
     end = time.perf_counter() + seconds
 
-    async def loop() -> None:
+    async def loop(http: httpx.AsyncClient) -> None:
         nonlocal done
         while time.perf_counter() < end:
-            r = await fleet.http.get(f"{API}/info")
+            r = await http.get(f"{API}/info")
             if r.status_code != 200:
                 fleet.tally.error(f"info {r.status_code}")
             done += 1
 
     t0 = time.perf_counter()
-    await asyncio.gather(*(loop() for _ in range(clients)))
+    await asyncio.gather(*(loop(fleet.client_for(i)) for i in range(clients)))
     return done / (time.perf_counter() - t0)
 
 
@@ -322,8 +336,12 @@ async def measure(db: str, args: argparse.Namespace) -> None:
         tally = Tally()
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
         try:
-            async with httpx.AsyncClient(base_url=started.url, limits=limits, timeout=60) as client:
-                fleet = Fleet(started, client, tally)
+            clients = [httpx.AsyncClient(base_url=started.url, limits=limits, timeout=60)
+                       for _ in range(1 + max(args.idle + args.busy) // AGENTS_PER_CLIENT)]
+            async with contextlib.AsyncExitStack() as stack:
+                for client in clients:
+                    await stack.enter_async_context(client)
+                fleet = Fleet(started, clients, tally)
                 models = await fleet.push_models(10)
                 print(f"\n== {db}: server pid {started.pid}, load average {os.getloadavg()[0]:.2f}")
                 for count in args.busy:
