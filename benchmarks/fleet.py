@@ -334,7 +334,10 @@ async def measure(db: str, args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="fleet-") as tmp:
         started = start_server(db, Path(tmp))
         tally = Tally()
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+        # reuse no connection idle for longer than uvicorn keeps it (5 s): else a request
+        # races the server closing it and fails with ReadError, a client-side artefact
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=None,
+                              keepalive_expiry=2.0)
         try:
             clients = [httpx.AsyncClient(base_url=started.url, limits=limits, timeout=60)
                        for _ in range(1 + max(args.idle + args.busy) // AGENTS_PER_CLIENT)]
