@@ -14,7 +14,7 @@ from .api import api_router
 from .api.bodies import RequestLimits
 from .config import Settings
 from .context import AppContext
-from .db import Database
+from .db import Database, Throttle
 from .migrate import upgrade
 from .notify import PgListener, Waker
 from .problems import document_problems, install_problem_handlers
@@ -33,6 +33,7 @@ def build_context(settings: Settings) -> AppContext:
     return AppContext(
         settings=settings, db=Database(url),
         store=LocalArtifactStore(settings.data_dir / "artifacts"), waker=Waker(),
+        last_seen=Throttle(settings.last_seen_write_seconds),
     )
 
 

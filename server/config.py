@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     lease_seconds: float = DEFAULT_INTERVALS.lease_seconds
     sweep_interval_seconds: float = 5.0
     offline_after_seconds: float = 90.0
+    last_seen_write_seconds: float = 15.0  # a device's last_seen_at is written at most this often
 
     public_url: Optional[str] = None  # base URL put into download links; default: request URL
     migrate_on_start: Optional[bool] = None  # default: True for SQLite, False otherwise

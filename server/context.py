@@ -3,10 +3,10 @@ artifact store, the waker of long polls). ``create_app`` builds one per
 application; the API's dependencies and the dashboard's pages hand it to the
 services (``edgefarm.server.services``)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .config import Settings
-from .db import Database
+from .db import Database, Throttle
 from .notify import Waker
 from .storage import ArtifactStore
 
@@ -17,6 +17,7 @@ class AppContext:
     db: Database
     store: ArtifactStore
     waker: Waker
+    last_seen: Throttle = field(default_factory=Throttle)  # devices' last_seen_at writes
 
     def base_url(self, request) -> str:
         """The URL put into download links and permalinks: the configured public URL,

@@ -1,38 +1,54 @@
 """Waking long polls when work appears.
 
-``Waker`` lets any number of long-poll requests wait for "something may be
-claimable now". Code in this process calls ``notify()`` after committing new or
-requeued runs. With PostgreSQL, ``PgListener`` also LISTENs on the queue channel
-in a background thread, so a run created through one server replica wakes the
-long polls held by every other replica.
+``Waker`` lets any number of long-poll requests wait, each for its own device,
+until "something may be claimable for this device now". Code in this process
+calls ``notify(device_ids)`` after committing new or requeued runs, which wakes
+only the polls of those devices: a parked poll costs nothing until then. With
+PostgreSQL, ``PgListener`` also LISTENs on the queue channel in a background
+thread, so a run created through one server replica wakes the long polls held
+by every other replica; the NOTIFY payload names the devices (empty: all).
 """
 
 import asyncio
 import logging
 import threading
-from typing import Optional, Set
+from typing import Dict, FrozenSet, Iterable, List, Optional, Set
 
 from .queue import NOTIFY_CHANNEL
 
 log = logging.getLogger(__name__)
 
 
+Devices = Optional[Iterable[int]]
+
+
 class Waker:
+    """Parked long polls, by device. A poll registers for its device before it looks
+    for work; ``notify(devices)`` wakes only the polls of those devices (``None``:
+    every poll, when it is not known whose work appeared)."""
+
     def __init__(self) -> None:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._waiters: Set[asyncio.Event] = set()
+        self._waiters: Dict[int, Set[asyncio.Event]] = {}
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
-    def subscribe(self) -> asyncio.Event:
+    def subscribe(self, device_id: int) -> asyncio.Event:
         """Register interest before looking for work, so no notification is missed."""
         event = asyncio.Event()
-        self._waiters.add(event)
+        self._waiters.setdefault(device_id, set()).add(event)
         return event
 
-    def unsubscribe(self, event: asyncio.Event) -> None:
-        self._waiters.discard(event)
+    def unsubscribe(self, device_id: int, event: asyncio.Event) -> None:
+        waiters = self._waiters.get(device_id)
+        if waiters is not None:
+            waiters.discard(event)
+            if not waiters:
+                del self._waiters[device_id]
+
+    def waiting(self) -> int:
+        return sum(len(events) for events in self._waiters.values())
 
     @staticmethod
     async def wait(event: asyncio.Event, timeout: float) -> bool:
@@ -43,16 +59,32 @@ class Waker:
         except asyncio.TimeoutError:
             return False
 
-    def notify(self) -> None:
-        """Thread-safe: wake every waiting long poll."""
+    def notify(self, devices: Devices = None) -> None:
+        """Thread-safe: wake the polls of ``devices`` (every poll when None)."""
         loop = self._loop
         if loop is None or loop.is_closed():
             return
-        loop.call_soon_threadsafe(self._wake_all)
+        targets = None if devices is None else frozenset(devices)
+        if targets is not None and not targets:
+            return
+        loop.call_soon_threadsafe(self._wake, targets)
 
-    def _wake_all(self) -> None:
-        for event in list(self._waiters):
-            event.set()
+    def _wake(self, devices: Optional[FrozenSet[int]]) -> None:
+        if devices is None:
+            groups = list(self._waiters.values())
+        else:
+            groups = [self._waiters[d] for d in devices if d in self._waiters]
+        for events in groups:
+            for event in list(events):
+                event.set()
+
+
+def parse_payload(payload: str) -> Optional[List[int]]:
+    """The device ids of a NOTIFY payload (``queue.notify_new_work``); None: everyone."""
+    try:
+        return [int(part) for part in payload.split(",")] if payload else None
+    except ValueError:
+        return None
 
 
 class PgListener:
@@ -80,8 +112,8 @@ class PgListener:
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     self._waker.notify()  # we may have missed notifications while away
                     while not self._stop.is_set():
-                        for _ in conn.notifies(timeout=1.0, stop_after=1):
-                            self._waker.notify()
+                        for note in conn.notifies(timeout=1.0, stop_after=1):
+                            self._waker.notify(parse_payload(note.payload))
             except Exception as exc:  # reconnect after a database restart
                 log.warning("PostgreSQL LISTEN connection lost (%s); reconnecting", exc)
                 self._stop.wait(1.0)

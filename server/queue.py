@@ -15,9 +15,9 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence, Set
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Select, func, select, text, update
 from sqlalchemy.orm import Session
 
 from edgefarm.shared.contract.enums import ACTIVE_RUN_STATES, FINAL_RUN_STATES, JobState, RunState
@@ -64,13 +64,21 @@ def device_matches(device: Device, selector: DeviceSelector, runtime: str, accel
 def matching_devices(
     session: Session, selector: DeviceSelector, runtime: str, accelerator: str
 ) -> List[Device]:
-    devices = session.scalars(select(Device).where(Device.enabled.is_(True)).order_by(Device.id))
-    return [d for d in devices if device_matches(d, selector, runtime, accelerator)]
+    """The enabled devices the selector names that offer the runtime; its ids and
+    platforms narrow the rows in SQL (one device among thousands is not a scan of all)."""
+    query = select(Device).where(Device.enabled.is_(True)).order_by(Device.id)
+    if selector.ids:
+        query = query.where(Device.id.in_(selector.ids))
+    if selector.platforms:
+        query = query.where(Device.platform.in_(selector.platforms))
+    return [d for d in session.scalars(query) if device_matches(d, selector, runtime, accelerator)]
 
 
 def fan_out(session: Session, job: Job, model_ids: Sequence[int], devices: Iterable[Device]) -> int:
     """Create one queued run per (model, device); returns how many were made."""
     count = 0
+    devices = list(devices)
+    new_work_devices(session).update(d.id for d in devices)
     for model_id in model_ids:
         for device in devices:
             session.add(Run(
@@ -80,6 +88,12 @@ def fan_out(session: Session, job: Job, model_ids: Sequence[int], devices: Itera
             count += 1
     session.flush()
     return count
+
+
+def new_work_devices(session: Session) -> Set[int]:
+    """The devices given runs in this transaction (fan-out, requeues): whose long
+    polls ``notify_new_work`` and the waker wake once it commits."""
+    return session.info.setdefault("edgefarm_new_work", set())
 
 
 def job_model_ids(job: Job) -> List[int]:
@@ -102,42 +116,75 @@ def expand_waiting_jobs(session: Session, device: Device) -> int:
 # ---------------------------------------------------------------- claim and lease
 
 
+@dataclass
+class ClaimedRun:
+    """What a claim returns: the columns a lease needs, without loading the run."""
+
+    id: int
+    job_id: int
+    model_id: int
+    lease_id: str
+    lease_expires_at: datetime
+    attempt: int
+    max_attempts: int
+
+
+def has_claimable_run(session: Session, device_id: int) -> bool:
+    """A plain read (no lock, no write transaction): whether a queued run waits for
+    this device. Only the device's own agent claims its runs, so a poll that finds
+    none skips the claim's write transaction and parks (``ix_runs_claim``)."""
+    found = session.scalar(
+        select(Run.id).where(Run.device_id == device_id, Run.state == str(RunState.queued)).limit(1)
+    )
+    return found is not None
+
+
 def claim_next_run(
     session: Session, device_id: int, lease_seconds: float, now: Optional[datetime] = None
-) -> Optional[Run]:
-    """Atomically lease the best queued run for this device, or return None."""
+) -> Optional[ClaimedRun]:
+    """Atomically lease the best queued run for this device (when it is enabled and
+    not draining), or return None: one ``UPDATE ... RETURNING`` on ``ix_runs_claim``."""
     now = now or utcnow()
+    device_open = (
+        select(Device.id)
+        .where(Device.id == device_id, Device.enabled.is_(True), Device.draining.is_(False))
+        .exists()
+    )
     candidate = (
         select(Run.id)
-        .where(Run.state == str(RunState.queued), Run.device_id == device_id)
+        .where(Run.device_id == device_id, Run.state == str(RunState.queued), device_open)
         .order_by(Run.priority.desc(), Run.id)
         .limit(1)
         .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
     job_timeout = select(Job.timeout_seconds).where(Job.id == Run.job_id).scalar_subquery()
+    lease_id, expires = str(uuid.uuid4()), now + timedelta(seconds=lease_seconds)
     statement = (
         update(Run)
         .where(Run.id == candidate, Run.state == str(RunState.queued))
         .values(
-            state=str(RunState.leased), lease_id=str(uuid.uuid4()), attempt=Run.attempt + 1,
-            lease_expires_at=now + timedelta(seconds=lease_seconds), leased_at=now,
+            state=str(RunState.leased), lease_id=lease_id, attempt=Run.attempt + 1,
+            lease_expires_at=expires, leased_at=now,
             started_at=None, finished_at=None, error=None, progress=None,
         )
-        .returning(Run.id, job_timeout)
+        .returning(Run.id, Run.job_id, Run.model_id, Run.attempt, Run.max_attempts, job_timeout)
         .execution_options(synchronize_session=False)
     )
     row = session.execute(statement).first()
     if row is None:
         return None
-    run = session.get(Run, row[0], populate_existing=True)
-    run.deadline_at = now + timedelta(seconds=row[1])
-    _touch_job(session, run.job_id, JobState.running)
-    return run
+    run_id, job_id, model_id, attempt, max_attempts, timeout = row
+    session.execute(
+        update(Run).where(Run.id == run_id)
+        .values(deadline_at=now + timedelta(seconds=timeout))
+        .execution_options(synchronize_session=False)
+    )
+    _touch_job(session, job_id, JobState.running)
+    return ClaimedRun(run_id, job_id, model_id, lease_id, expires, attempt, max_attempts)
 
 
-def _current_run(session: Session, run_id: int, device_id: int, lease_id: str, now: datetime) -> Run:
-    run = session.get(Run, run_id, with_for_update=True, populate_existing=True)
+def _check_lease(run: Optional[Run], run_id: int, device_id: int, lease_id: str, now: datetime) -> Run:
     if run is None or run.device_id != device_id:
         raise LookupError(run_id)
     if run.lease_id != lease_id or run.state not in ACTIVE:
@@ -145,6 +192,11 @@ def _current_run(session: Session, run_id: int, device_id: int, lease_id: str, n
     if run.lease_expires_at is not None and run.lease_expires_at < now:
         raise LeaseConflict(f"lease {lease_id} of run {run_id} expired at {run.lease_expires_at}")
     return run
+
+
+def _current_run(session: Session, run_id: int, device_id: int, lease_id: str, now: datetime) -> Run:
+    run = session.get(Run, run_id, with_for_update=True, populate_existing=True)
+    return _check_lease(run, run_id, device_id, lease_id, now)
 
 
 def renew_lease(
@@ -211,7 +263,7 @@ def record_report(
             result = session.scalar(select(Result).where(Result.run_id == run.id))
             return ReportOutcome(run, result, duplicate=True)
         raise LeaseConflict(f"run {run_id} already has a different report for this lease")
-    run = _current_run(session, run_id, device_id, report.lease_id, now)
+    run = _check_lease(run, run_id, device_id, report.lease_id, now)
     problem = report_problem(report)
     if problem is not None:
         raise ValueError(problem)
@@ -280,6 +332,18 @@ def _locked_runs(session: Session, *conditions) -> List[Run]:
     return runs
 
 
+def sweep_due(session: Session, now: datetime) -> bool:
+    """Whether any active run's lease or hard deadline has passed: two reads on
+    ``ix_runs_state_lease_expires_at`` and ``ix_runs_state_deadline_at`` that touch
+    only such rows, so the sweep opens a write transaction only when it has work."""
+    return any(session.scalar(query) is not None for query in sweep_due_queries(now))
+
+
+def sweep_due_queries(now: datetime) -> List[Select]:
+    return [select(Run.id).where(Run.state.in_(ACTIVE), column < now).limit(1)
+            for column in (Run.lease_expires_at, Run.deadline_at)]
+
+
 def requeue_expired_leases(session: Session, now: Optional[datetime] = None) -> Dict[str, int]:
     """Leases past their expiry: requeue while attempts remain, else mark the run lost."""
     now = now or utcnow()
@@ -297,6 +361,7 @@ def requeue_expired_leases(session: Session, now: Optional[datetime] = None) -> 
             counts["lost"] += 1
         else:
             run.state, run.lease_id, run.lease_expires_at, run.error = str(RunState.queued), None, None, note
+            new_work_devices(session).add(run.device_id)
             counts["requeued"] += 1
         refresh_job_state(session, run.job_id)
     return counts
@@ -344,8 +409,17 @@ def run_counts(session: Session, job_id: int) -> Dict[str, int]:
 
 def lock_job(session: Session, job_id: int) -> Optional[Job]:
     """The job row, locked until the transaction ends (``FOR UPDATE``; SQLite's
-    write transaction is serialised already)."""
-    return session.get(Job, job_id, with_for_update=True, populate_existing=True)
+    write transaction is serialised already). Read once per transaction: a second
+    call returns the row this transaction already holds locked."""
+    locked = session.info.setdefault("edgefarm_locked_jobs", set())
+    if job_id in locked:
+        job = session.get(Job, job_id)
+        if job is not None:
+            return job
+    job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
+    if job is not None:
+        locked.add(job_id)
+    return job
 
 
 def lock_job_of_run(session: Session, run_id: int) -> None:
@@ -388,7 +462,12 @@ def refresh_job_state(session: Session, job_id: int) -> Job:
 
 
 def _touch_job(session: Session, job_id: int, state: JobState) -> None:
-    session.execute(update(Job).where(Job.id == job_id).values(state=str(state), finished_at=None))
+    """Set the job's state unless it has it already (then the statement writes nothing)."""
+    session.execute(
+        update(Job).where(Job.id == job_id, Job.state != str(state))
+        .values(state=str(state), finished_at=None)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def runs_using_model(session: Session, model_id: int) -> int:
@@ -403,10 +482,20 @@ def runs_using_model(session: Session, model_id: int) -> int:
     return int(waiting or 0) + int(active or 0)
 
 
+NOTIFY_PAYLOAD_MAX = 7000  # PostgreSQL refuses payloads of 8,000 bytes and more
+
+
 def notify_new_work(session: Session) -> None:
-    """Wake long polls in every server replica (PostgreSQL delivers it at commit)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+    """Wake the long polls of the devices given work in this transaction
+    (``new_work_devices``) in every server replica: PostgreSQL delivers the NOTIFY at
+    commit, its payload the device ids (empty, when too long: every device)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    payload = ",".join(str(d) for d in sorted(new_work_devices(session)))
+    if len(payload) > NOTIFY_PAYLOAD_MAX:
+        payload = ""
+    session.execute(text("SELECT pg_notify(:channel, :payload)"),
+                    {"channel": NOTIFY_CHANNEL, "payload": payload})
 
 
 def active_run_for_device(session: Session, device_id: int) -> Optional[int]:

@@ -165,7 +165,12 @@ class JobModel(Base):
 
 class Run(Base):
     __tablename__ = "runs"
-    __table_args__ = (Index("ix_runs_claim", "device_id", "state", "priority", "id"),)
+    __table_args__ = (
+        Index("ix_runs_claim", "device_id", "state", "priority", "id"),
+        # the lease sweep: only active runs whose lease or hard deadline has passed
+        Index("ix_runs_state_lease_expires_at", "state", "lease_expires_at"),
+        Index("ix_runs_state_deadline_at", "state", "deadline_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)

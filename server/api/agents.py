@@ -47,24 +47,26 @@ async def lease(
     request: Request, body: LeaseRequest = LeaseRequest(), ctx: AppContext = Depends(get_ctx),
     principal: Principal = Depends(agent),
 ):
-    """Long poll: answers at once with a lease when a run is claimable, else waits up
-    to ``wait_seconds`` (the server's poll interval at most) and answers 204."""
+    """Long poll: answers at once with a lease when a run is claimable, else parks until
+    work appears for this device (``Waker.notify``) or ``wait_seconds`` (the server's
+    poll interval at most) pass, and answers 204. A parked poll holds no thread and
+    queries nothing: it claims again only when woken for its own device."""
     limit = ctx.settings.poll_wait_seconds
     wait = limit if body.wait_seconds is None else min(body.wait_seconds, limit)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     base_url = ctx.base_url(request)
+    device_id = principal.device_id
     while True:
-        event = ctx.waker.subscribe()
+        event = ctx.waker.subscribe(device_id)
         try:
             if await request.is_disconnected():
                 return Response(status_code=204)
-            granted = await run_in_threadpool(leases.claim, ctx, principal.device_id, base_url)
+            granted = await run_in_threadpool(leases.claim, ctx, device_id, base_url)
             if granted is not None:
                 return granted
             remaining = deadline - loop.time()
-            if remaining <= 0:
+            if remaining <= 0 or not await ctx.waker.wait(event, remaining):
                 return Response(status_code=204)
-            await ctx.waker.wait(event, min(remaining, 5.0))
         finally:
-            ctx.waker.unsubscribe(event)
+            ctx.waker.unsubscribe(device_id, event)

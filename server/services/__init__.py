@@ -14,7 +14,8 @@ and the dashboard (``web/``) both call them and neither holds a rule of its own.
 
 Conventions. A service function is one operation and owns its transaction: it
 opens ``ctx.db.write()`` (or ``ctx.db.read()``) itself and wakes the long polls
-(``ctx.waker.notify()``) only after the write has committed. What it calls with
+(``ctx.waker.notify(device_ids)``: the devices given work) only after the
+write has committed. What it calls with
 a session (``queue``, ``auth``, ``lookups``, ``references``, ``convert`` and the
 private helpers here) takes that session and never commits. Services are
 synchronous (the API runs them in its thread pool), answer with contract

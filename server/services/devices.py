@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from edgefarm.shared.contract.schemas import DeviceOut, DevicePatch
 
 from ..context import AppContext
-from ..queue import active_run_for_device, expand_waiting_jobs
+from ..queue import active_run_for_device, expand_waiting_jobs, notify_new_work
 from ..tables import Device
 from .convert import device_out
 from .lookups import get_row
@@ -42,7 +42,9 @@ def patch_device(ctx: AppContext, device_id: int, patch: DevicePatch) -> DeviceO
         if patch.enabled is not None:
             device.enabled = patch.enabled
         made = expand_waiting_jobs(session, device) if device.enabled else 0
+        if made:
+            notify_new_work(session)
         out = describe(session, device, ctx)
-    if made:
-        ctx.waker.notify()
+    # its queued runs may be claimable now (enabled, no longer draining, new runs)
+    ctx.waker.notify([device_id])
     return out

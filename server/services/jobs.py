@@ -103,7 +103,7 @@ def submit(ctx: AppContext, body: JobCreate, created_by: int) -> JobOut:
         fan_out(session, job, [m.id for m in models], devices)
         notify_new_work(session)
         out = job_view(session, job, warnings)
-    ctx.waker.notify()
+    ctx.waker.notify([d.id for d in devices])
     return out
 
 

@@ -10,7 +10,7 @@ work between two claims is the API's long poll."""
 from contextlib import contextmanager
 from typing import Dict, Iterator, Optional
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -35,16 +35,20 @@ from edgefarm.shared.contract.schemas import (
 from ..auth import Principal, issue_token, mark_used
 from ..context import AppContext
 from ..queue import (
+    ClaimedRun,
     LeaseConflict,
     active_run_for_device,
     claim_next_run,
     expand_waiting_jobs,
     fail_timed_out_runs,
+    has_claimable_run,
+    new_work_devices,
     notify_new_work,
     record_report,
     release_lease,
     renew_lease,
     requeue_expired_leases,
+    sweep_due,
 )
 from ..tables import Dataset, Device, Job, Model, Run, Token, utcnow
 from .convert import dataset_ref, device_status, model_ref, run_out
@@ -74,6 +78,16 @@ def _give_waiting_runs(session: Session, device: Device) -> int:
     return made
 
 
+def saw_device(ctx: AppContext, session: Session, device_id: int) -> None:
+    """Write the device's ``last_seen_at``, at most once per ``last_seen_write_seconds``
+    per device and process (``Device.last_seen_at`` says "online", to the minute)."""
+    if ctx.last_seen.due(device_id):
+        session.execute(
+            update(Device).where(Device.id == device_id).values(last_seen_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+
+
 def enroll(ctx: AppContext, principal: Principal, body: EnrollRequest) -> EnrollResponse:
     """Exchange a one-time enrollment token (or an admin's) for a device and its agent token."""
     if body.protocol_version != PROTOCOL_VERSION:
@@ -100,8 +114,9 @@ def enroll(ctx: AppContext, principal: Principal, body: EnrollRequest) -> Enroll
             device_id=device.id, agent_token=secret, protocol_version=PROTOCOL_VERSION,
             intervals=ctx.settings.intervals(),
         )
+    ctx.last_seen.wrote(response.device_id)  # just written, with the device
     if made:
-        ctx.waker.notify()
+        ctx.waker.notify([response.device_id])
     return response
 
 
@@ -111,6 +126,7 @@ def device_heartbeat(ctx: AppContext, device_id: int, body: AgentHeartbeat) -> A
     with ctx.db.write() as session:
         device = session.get(Device, device_id)
         device.last_seen_at = utcnow()
+        ctx.last_seen.wrote(device_id)
         if body.capabilities is not None:
             device.capabilities = body.capabilities.model_dump(mode="json")
             device.platform = body.capabilities.platform
@@ -121,14 +137,14 @@ def device_heartbeat(ctx: AppContext, device_id: int, body: AgentHeartbeat) -> A
             status=device_status(device, current, ctx.settings.offline_after_seconds),
         )
     if made:
-        ctx.waker.notify()
+        ctx.waker.notify([device_id])
     return response
 
 
 # ---------------------------------------------------------------- leases
 
 
-def lease_for(session: Session, run: Run, ctx: AppContext, base_url: str) -> Lease:
+def lease_for(session: Session, run: ClaimedRun, ctx: AppContext, base_url: str) -> Lease:
     """What an agent needs to do a claimed run: model, dataset, settings and reference."""
     job = session.get(Job, run.job_id)
     model = session.get(Model, run.model_id)
@@ -168,12 +184,18 @@ def device_needs_artifact(session: Session, device_id: int, model_id: Optional[i
 
 
 def claim(ctx: AppContext, device_id: int, base_url: str) -> Optional[Lease]:
-    """One attempt: lease the device's best queued run, or None (also when it drains or is disabled)."""
+    """One attempt: lease the device's best queued run, or None (also when it drains or
+    is disabled). When no run waits for the device it is a read, and at most every
+    ``last_seen_write_seconds`` a one-row write of its ``last_seen_at``."""
+    with ctx.db.read() as session:
+        found = has_claimable_run(session, device_id)
+    if not found:
+        if ctx.last_seen.due(device_id, peek=True):
+            with ctx.db.write() as session:
+                saw_device(ctx, session, device_id)
+        return None
     with ctx.db.write() as session:
-        device = session.get(Device, device_id)
-        device.last_seen_at = utcnow()
-        if not device.enabled or device.draining:
-            return None
+        saw_device(ctx, session, device_id)
         run = claim_next_run(session, device_id, ctx.settings.lease_seconds)
         if run is None:
             return None
@@ -197,7 +219,7 @@ def renew(ctx: AppContext, run_id: int, device_id: int, body: RunHeartbeat) -> R
         with _agents_run(run_id):
             run = renew_lease(session, run_id, device_id, body.lease_id, ctx.settings.lease_seconds,
                               state=body.state, progress=body.progress)
-        session.get(Device, device_id).last_seen_at = utcnow()
+        saw_device(ctx, session, device_id)
         return RunHeartbeatResponse(
             lease_expires_at=run.lease_expires_at, cancel=run.cancel_requested,
             cancel_reason=run.error if run.cancel_requested else None,
@@ -210,7 +232,10 @@ def release(ctx: AppContext, run_id: int, device_id: int, body: RunRelease) -> R
         with _agents_run(run_id):
             run = release_lease(session, run_id, device_id, body.lease_id, body.reason)
         out = run_out(run)
-    ctx.waker.notify()
+        if run.state == str(RunState.queued):
+            new_work_devices(session).add(device_id)
+            notify_new_work(session)
+    ctx.waker.notify([device_id])
     return out
 
 
@@ -241,7 +266,7 @@ def report(ctx: AppContext, run_id: int, device_id: int, body: RunReport) -> Run
         raise Invalid("Invalid report", problem)
     with _database_space(), ctx.db.write() as session:
         device = session.get(Device, device_id)
-        device.last_seen_at = utcnow()
+        saw_device(ctx, session, device_id)
         snapshot = {"name": device.name, "platform": device.platform, **(device.capabilities or {})}
         with _agents_run(run_id):
             outcome = record_report(session, run_id, device_id, body, snapshot)
@@ -253,11 +278,16 @@ def report(ctx: AppContext, run_id: int, device_id: int, body: RunReport) -> Run
 
 def sweep_expired(ctx: AppContext) -> Dict[str, int]:
     """Requeue (or lose) runs whose lease expired and fail runs past their hard timeout."""
+    now = utcnow()
+    with ctx.db.read() as session:
+        due = sweep_due(session, now)
+    if not due:  # the usual case: one indexed read, no write transaction
+        return {"requeued": 0, "lost": 0, "cancelled": 0, "timed_out": 0}
     with ctx.db.write() as session:
-        counts = requeue_expired_leases(session)
-        counts["timed_out"] = fail_timed_out_runs(session)
-        if counts["requeued"]:
+        counts = requeue_expired_leases(session, now)
+        counts["timed_out"] = fail_timed_out_runs(session, now)
+        woken = set(new_work_devices(session))
+        if woken:
             notify_new_work(session)
-    if counts["requeued"]:
-        ctx.waker.notify()
+    ctx.waker.notify(woken)
     return counts

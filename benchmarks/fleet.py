@@ -1,0 +1,398 @@
+"""A simulated fleet against one real ``edgefarm-server serve`` process, figures side by side.
+
+Agents are simulated on the real endpoints (enroll, long-poll lease, report) from this
+one client process with httpx + asyncio, so thousands of idle agents are feasible. For
+each database (SQLite, then PostgreSQL on a throwaway cluster) it prints, each figure
+the median of 3 short rounds:
+
+1. busy fleet (8 and 64 agents, every agent lease -> report as fast as it can):
+   cycles/s, the same server's requests/s on ``GET /api/v1/info`` with as many
+   clients in the same run (alternating with the cycles), the ratio
+   cycles/s / info requests/s (a cycle is 2 requests: 0.5 is the ceiling), lease p50/p99;
+2. idle fleet (500 and 2,000 agents long-polling): the server's CPU (from
+   ``/proc/<pid>/stat``, % of one core), and among 2,000 idle agents the delay from
+   submitting a job for one of them to that agent holding its lease (p50 and max);
+3. correctness all along: errors (non-2xx answers, transport errors), double leases
+   (one run leased twice), lost results (accepted reports with no result row), and long
+   polls answered later than wait + 2 s.
+
+The client process can itself saturate a core at high request rates; its CPU is printed
+next to the server's so a reader can tell. Run:
+``.venv/bin/python benchmarks/fleet.py [--db sqlite|postgresql|both] [--quick]``.
+
+``start_server(db, workdir)`` starts the server and returns a ``Started`` (url, pid,
+admin token, database URL, stop); other measurements can reuse it.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from edgefarm.shared.contract import PROTOCOL_HEADER, PROTOCOL_VERSION  # noqa: E402
+from tests.support.servers import ServerProcess  # noqa: E402
+
+API = "/api/v1"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Started:
+    url: str
+    pid: int
+    admin_token: str
+    user_token: str
+    database_url: str
+    stop: Callable[[], None]
+
+
+def start_server(db: str, workdir: Path, **settings: object) -> Started:
+    """A real server on ``db`` ('sqlite' or 'postgresql', the latter on a throwaway
+    cluster), with an admin and a user token; ``stop()`` ends both."""
+    cleanups: List[Callable[[], None]] = []
+    if db == "sqlite":
+        url = f"sqlite:///{workdir / 'fleet.db'}"
+    else:
+        from tests.support.pgcluster import PgCluster
+
+        cluster = PgCluster().start()
+        cleanups.append(cluster.stop)
+        url = cluster.create_database("fleet")
+    server = ServerProcess(workdir / "data", url, **settings).start()
+    cleanups.insert(0, server.stop)
+
+    def stop() -> None:
+        for cleanup in cleanups:
+            cleanup()
+
+    return Started(server.url, server.proc.pid, server.create_token("admin"),
+                   server.create_token("user"), url, stop)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def own_cpu() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+@dataclass
+class Tally:
+    errors: int = 0
+    error_kinds: Dict[str, int] = field(default_factory=dict)
+    late_polls: int = 0
+    polls: int = 0
+    reported_runs: List[int] = field(default_factory=list)
+    leased_runs: Dict[int, int] = field(default_factory=dict)
+    lease_ms: List[float] = field(default_factory=list)
+
+    def error(self, kind: str) -> None:
+        self.errors += 1
+        self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
+
+    @property
+    def double_leases(self) -> int:
+        return sum(n - 1 for n in self.leased_runs.values() if n > 1)
+
+
+def capabilities(platform: str) -> dict:
+    return {"platform": platform, "labels": [], "arch": "x86_64", "cores": 2,
+            "runtimes": [{"name": "null", "version": "bench", "accelerators": ["cpu"]}]}
+
+
+def result_body() -> dict:
+    return {"runtime": {"name": "null", "version": "bench", "accelerator": "cpu", "threads": 1},
+            "agent_version": "bench", "init_ms": 1.0, "first_inference_ms": 1.0,
+            "latency_ms": {"count": 3, "mean": 1.0, "std": 0.1, "min": 0.9, "p50": 1.0, "p90": 1.1,
+                           "p99": 1.1, "max": 1.1, "samples": [0.9, 1.0, 1.1]},
+            "model_size_bytes": 100, "peak_rss_bytes": 1000, "metrics": {"sample_count": 3}}
+
+
+AGENTS_PER_CLIENT = 50  # one httpx pool for 2,000 connections answers late by itself
+
+
+class Fleet:
+    """The agents' clients: httpx's pool scans its connections on every request, so one
+    pool holding 2,000 parked polls delays answers by seconds on the client side; the
+    agents are spread over pools of ``AGENTS_PER_CLIENT``."""
+
+    def __init__(self, started: Started, clients: List[httpx.AsyncClient], tally: Tally):
+        self.s, self.http, self.tally = started, clients[0], tally
+        self.clients = clients
+        self.enrolled = 0
+        self.admin = {"Authorization": f"Bearer {started.admin_token}"}
+        self.user = {"Authorization": f"Bearer {started.user_token}"}
+
+    async def enroll(self, count: int, platform: str) -> List[dict]:
+        sem = asyncio.Semaphore(32)
+
+        async def one(i: int) -> dict:
+            body = {"name": f"{platform}-{i}", "capabilities": capabilities(platform),
+                    "protocol_version": PROTOCOL_VERSION}
+            async with sem:
+                r = await self.http.post(f"{API}/agents/enroll", json=body, headers=self.admin)
+            r.raise_for_status()
+            data = r.json()
+            return {"id": data["device_id"], "http": self.client_for(i), "headers": {
+                "Authorization": f"Bearer {data['agent_token']}", PROTOCOL_HEADER: str(PROTOCOL_VERSION)}}
+
+        first, self.enrolled = self.enrolled, self.enrolled + count
+        return list(await asyncio.gather(*(one(first + i) for i in range(count))))
+
+    def client_for(self, i: int) -> httpx.AsyncClient:
+        return self.clients[(i // AGENTS_PER_CLIENT) % len(self.clients)]
+
+    async def push_models(self, count: int) -> List[int]:
+        from edgefarm.shared.formats.tflite_builder import tiny_tflite
+
+        ids = []
+        for i in range(count):
+            r = await self.http.post(
+                f"{API}/models", headers=self.user,
+                files={"file": (f"m{i}.tflite", tiny_tflite(seed=1000 + i))},
+                data={"meta": json.dumps({"name": f"fleet-{i}", "family": "fleet", "task": "latency"})})
+            r.raise_for_status()
+            ids.append(r.json()["id"])
+        return ids
+
+    async def submit(self, models: List[int], devices: str) -> dict:
+        body = {"models": [str(m) for m in models], "devices": devices, "task": "latency",
+                "settings": {"runtime": "null"}}
+        r = await self.http.post(f"{API}/jobs", json=body, headers=self.user)
+        if r.status_code != 201:
+            raise RuntimeError(f"submit failed: {r.status_code} {r.text}")
+        return r.json()
+
+    async def lease(self, agent: dict, wait: float) -> Optional[dict]:
+        t0 = time.perf_counter()
+        try:
+            r = await agent["http"].post(f"{API}/agents/lease", json={"wait_seconds": wait},
+                                     headers=agent["headers"], timeout=wait + 60)
+        except httpx.HTTPError as exc:
+            self.tally.error(f"lease {type(exc).__name__}")
+            return None
+        elapsed = time.perf_counter() - t0
+        if wait > 0:
+            self.tally.polls += 1
+            if elapsed > wait + 2:
+                self.tally.late_polls += 1
+        else:
+            self.tally.lease_ms.append(elapsed * 1000)
+        if r.status_code == 204:
+            return None
+        if r.status_code != 200:
+            self.tally.error(f"lease {r.status_code}")
+            return None
+        lease = r.json()
+        self.tally.leased_runs[lease["run_id"]] = self.tally.leased_runs.get(lease["run_id"], 0) + 1
+        return lease
+
+    async def report(self, agent: dict, lease: dict) -> None:
+        body = {"lease_id": lease["lease_id"], "state": "succeeded", "result": result_body()}
+        try:
+            r = await agent["http"].post(f"{API}/runs/{lease['run_id']}/report", json=body,
+                                     headers=agent["headers"])
+        except httpx.HTTPError as exc:
+            self.tally.error(f"report {type(exc).__name__}")
+            return
+        if r.status_code == 200:
+            self.tally.reported_runs.append(lease["run_id"])
+        else:
+            self.tally.error(f"report {r.status_code}")
+
+
+async def busy_round(fleet: Fleet, agents: List[dict], seconds: float) -> float:
+    """Every agent leases (no wait) and reports until ``seconds`` pass: cycles/s."""
+    done = 0
+    end = time.perf_counter() + seconds
+
+    async def loop(agent: dict) -> None:
+        nonlocal done
+        while time.perf_counter() < end:
+            lease = await fleet.lease(agent, 0)
+            if lease is None:
+                return
+            await fleet.report(agent, lease)
+            done += 1
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(loop(a) for a in agents))
+    return done / (time.perf_counter() - t0)
+
+
+async def info_round(fleet: Fleet, clients: int, seconds: float) -> float:
+    done = 0
+    end = time.perf_counter() + seconds
+
+    async def loop(http: httpx.AsyncClient) -> None:
+        nonlocal done
+        while time.perf_counter() < end:
+            r = await http.get(f"{API}/info")
+            if r.status_code != 200:
+                fleet.tally.error(f"info {r.status_code}")
+            done += 1
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(loop(fleet.client_for(i)) for i in range(clients)))
+    return done / (time.perf_counter() - t0)
+
+
+async def busy(fleet: Fleet, models: List[int], count: int, seconds: float) -> Dict[str, float]:
+    agents = await fleet.enroll(count, f"busy{count}")
+    # enough queued runs for 1,000 cycles/s: one run per (model, device) per job
+    jobs = max(1, int(1000 * seconds * 3 / (len(models) * count)) + 1)
+    for _ in range(jobs):
+        await fleet.submit(models, f"platform=busy{count}")
+    cycles, infos, lease_ms = [], [], []
+    for _ in range(3):
+        infos.append(await info_round(fleet, count, seconds))
+        fleet.tally.lease_ms = []
+        cycles.append(await busy_round(fleet, agents, seconds))
+        lease_ms.extend(fleet.tally.lease_ms)
+    lease_ms.sort()
+    return {"cycles": statistics.median(cycles), "info": statistics.median(infos),
+            "ratio": statistics.median(c / i for c, i in zip(cycles, infos)),
+            "p50": lease_ms[len(lease_ms) // 2], "p99": lease_ms[int(len(lease_ms) * 0.99)]}
+
+
+async def idle(fleet: Fleet, models: List[int], count: int, pre: List[dict], wait: float,
+               window: float, probes: int) -> Dict[str, float]:
+    """``count`` agents long-polling (``pre`` of them enrolled already): server CPU
+    and, when ``probes``, submit -> lease delays for single idle agents."""
+    agents = pre + await fleet.enroll(count - len(pre), "idle")
+    got: Dict[int, asyncio.Future] = {}
+    stop = asyncio.Event()
+
+    async def poll(agent: dict, delay: float) -> None:
+        await asyncio.sleep(delay)
+        while not stop.is_set():
+            lease = await fleet.lease(agent, wait)
+            if lease is not None:
+                future = got.pop(agent["id"], None)
+                if future is not None and not future.done():
+                    future.set_result(time.perf_counter())
+                await fleet.report(agent, lease)
+
+    tasks = [asyncio.create_task(poll(a, wait * i / len(agents))) for i, a in enumerate(agents)]
+    await asyncio.sleep(wait + 1)  # every agent parked at least once
+    cpu = []
+    for _ in range(3):
+        c0, t0 = cpu_seconds(fleet.s.pid), time.perf_counter()
+        await asyncio.sleep(window)
+        cpu.append(100 * (cpu_seconds(fleet.s.pid) - c0) / (time.perf_counter() - t0))
+    delays = []
+    for i in range(probes):
+        agent = agents[(i * 37) % len(agents)]
+        future = asyncio.get_running_loop().create_future()
+        got[agent["id"]] = future
+        t0 = time.perf_counter()
+        await fleet.submit(models[:1], f"id={agent['id']}")
+        try:
+            delays.append((await asyncio.wait_for(future, wait + 30)) - t0)
+        except asyncio.TimeoutError:
+            delays.append(float("inf"))
+        await asyncio.sleep(0.3)
+    stop.set()
+    await asyncio.sleep(0)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    out = {"cpu": statistics.median(cpu), "agents": agents}
+    if delays:
+        out.update(wait_p50=statistics.median(delays) * 1000, wait_max=max(delays) * 1000)
+    return out
+
+
+def lost_results(database_url: str, reported_runs: List[int]) -> int:
+    """Reports the server accepted (200) whose run has no result row."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        stored = {row[0] for row in conn.execute(text("SELECT run_id FROM results"))}
+    engine.dispose()
+    return len(set(reported_runs) - stored)
+
+
+async def measure(db: str, args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="fleet-") as tmp:
+        started = start_server(db, Path(tmp))
+        tally = Tally()
+        # reuse no connection idle for longer than uvicorn keeps it (5 s): else a request
+        # races the server closing it and fails with ReadError, a client-side artefact
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=None,
+                              keepalive_expiry=2.0)
+        try:
+            clients = [httpx.AsyncClient(base_url=started.url, limits=limits, timeout=60)
+                       for _ in range(1 + max(args.idle + args.busy) // AGENTS_PER_CLIENT)]
+            async with contextlib.AsyncExitStack() as stack:
+                for client in clients:
+                    await stack.enter_async_context(client)
+                fleet = Fleet(started, clients, tally)
+                models = await fleet.push_models(10)
+                print(f"\n== {db}: server pid {started.pid}, load average {os.getloadavg()[0]:.2f}")
+                for count in args.busy:
+                    c0, s0 = own_cpu(), cpu_seconds(started.pid)
+                    figures = await busy(fleet, models, count, args.seconds)
+                    print(f"busy {count:>5} agents: {figures['cycles']:7.1f} cycles/s, "
+                          f"info {figures['info']:7.1f} req/s, ratio {figures['ratio']:.3f}, "
+                          f"lease p50 {figures['p50']:.1f} ms p99 {figures['p99']:.1f} ms "
+                          f"(client CPU {own_cpu() - c0:.1f} s, server {cpu_seconds(started.pid) - s0:.1f} s)")
+                pre: List[dict] = []
+                for count in args.idle:
+                    probes = args.probes if count == max(args.idle) else 0
+                    c0 = own_cpu()
+                    t0 = time.perf_counter()
+                    figures = await idle(fleet, models, count, pre, args.wait, args.window, probes)
+                    pre = figures["agents"]
+                    line = (f"idle {count:>5} agents: server CPU {figures['cpu']:5.1f}% of a core "
+                            f"(client {100 * (own_cpu() - c0) / (time.perf_counter() - t0):.0f}%)")
+                    if probes:
+                        line += (f", submit -> lease p50 {figures['wait_p50']:.0f} ms "
+                                 f"max {figures['wait_max']:.0f} ms ({probes} probes)")
+                    print(line)
+                print(f"long polls: {tally.polls}, answered later than wait + 2 s: {tally.late_polls}")
+                lost = lost_results(started.database_url, tally.reported_runs)
+                print(f"errors {tally.errors} {tally.error_kinds or ''}, double leases "
+                      f"{tally.double_leases}, lost results {lost} (of {len(tally.reported_runs)} "
+                      "accepted reports)")
+        finally:
+            started.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
+    parser.add_argument("--busy", type=int, nargs="*", default=[8, 64])
+    parser.add_argument("--idle", type=int, nargs="*", default=[500, 2000])
+    parser.add_argument("--seconds", type=float, default=4.0, help="length of one busy round")
+    parser.add_argument("--window", type=float, default=5.0, help="length of one idle CPU window")
+    parser.add_argument("--wait", type=float, default=25.0, help="long-poll wait_seconds")
+    parser.add_argument("--probes", type=int, default=10, help="submit -> lease probes")
+    parser.add_argument("--quick", action="store_true",
+                        help="shorter rounds: 2 s busy, 3 s idle windows, 10 s polls, 5 probes")
+    args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.window, args.wait, args.probes = 2.0, 3.0, 10.0, 5
+    for db in (("sqlite", "postgresql") if args.db == "both" else (args.db,)):
+        asyncio.run(measure(db, args))
+
+
+if __name__ == "__main__":
+    main()
