@@ -165,7 +165,10 @@ class JobModel(Base):
 
 class Run(Base):
     __tablename__ = "runs"
-    __table_args__ = (Index("ix_runs_claim", "device_id", "state", "priority", "id"),)
+    __table_args__ = (
+        Index("ix_runs_claim", "device_id", "state", "priority", "id"),
+        Index("ix_runs_job_state", "job_id", "state"),  # run counts per job (the jobs list)
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
@@ -191,6 +194,8 @@ class Run(Base):
 
 class Result(Base):
     __tablename__ = "results"
+    #: the newest result of a (model, device): one seek (the family comparison)
+    __table_args__ = (Index("ix_results_model_device", "model_id", "device_id", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), unique=True)
