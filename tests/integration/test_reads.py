@@ -54,11 +54,14 @@ def test_compare_and_the_results_page_show_the_newest(farm, family, database_url
     page = farm.user.get("/compare/net").text
     for result_id in newest.values():
         assert f'href="/results/{result_id}"' in page
+    overview = farm.user.get("/compare").text
+    assert re.search(rf"\b{MANY + 6}\b", overview)  # the family's result count
 
     top = farm.user.get("/results")
     shown = page_ids(top.text)
     assert shown == sorted(added, reverse=True)[:50]
     assert f'data-total="{MANY + 6}"' in top.text
+    assert "<option>tflite</option>" in top.text  # the runtime filter's choices, walked on an index
     older = re.search(r'href="/results(\?[^"]*)" rel="next"', top.text).group(1)
     assert older == f"?before={shown[-1]}" and 'rel="prev"' not in top.text
     second = farm.user.get("/results" + older.replace("&amp;", "&")).text
