@@ -71,16 +71,20 @@ def _filtered(query: Select, *, model: Optional[str] = None, family: Optional[st
     return query
 
 
-def _count(session, filters: dict) -> int:
-    """How many results the filters hold; joins only what they name."""
-    query = select(func.count(Result.id))
+def _narrow(query: Select, filters: dict) -> Select:
+    """``query`` over results narrowed by the filters, joining only the tables they name."""
     if any(filters.get(k) for k in ("model", "family", "variant")):
         query = query.join(Model, Model.id == Result.model_id)
     if filters.get("device") or filters.get("platform"):
         query = query.join(Device, Device.id == Result.device_id)
     if filters.get("task"):
         query = query.join(Job, Job.id == Result.job_id)
-    return int(session.scalar(_filtered(query, **filters)) or 0)
+    return _filtered(query, **filters)
+
+
+def _count(session, filters: dict) -> int:
+    """How many results the filters hold."""
+    return int(session.scalar(_narrow(select(func.count(Result.id)), filters)) or 0)
 
 
 def find_results(
@@ -92,13 +96,16 @@ def find_results(
     newest). ``after``/``before`` are cursors: only results with a larger/smaller id. The
     page's cursor continues the list past it: an index seek, however deep (``offset``
     pages count the rows they skip)."""
-    query = _filtered(_joined(), **filters)
+    ids = _narrow(select(Result.id), filters)
     if after is not None:
-        query = query.where(Result.id > after)
+        ids = ids.where(Result.id > after)
     if before is not None:
-        query = query.where(Result.id < before)
-    query = query.order_by(Result.id.desc() if newest_first else Result.id)
-    rows = session.execute(query.limit(limit + 1).offset(offset)).all()
+        ids = ids.where(Result.id < before)
+    order = Result.id.desc() if newest_first else Result.id
+    # the page's ids first, on the narrow rows of an index (an offset skips them there),
+    # then the page's results with what they name
+    chosen = list(session.scalars(ids.order_by(order).limit(limit + 1).offset(offset)))
+    rows = session.execute(_joined().where(Result.id.in_(chosen)).order_by(order)).all() if chosen else []
     items = [result_out(r, m, d, ds, t, base_url) for r, m, d, ds, t in rows[:limit]]
     page = Page(items, _count(session, filters), limit, offset, by_cursor=True)
     if len(rows) > limit:
