@@ -170,6 +170,7 @@ class Run(Base):
         # the lease sweep: only active runs whose lease or hard deadline has passed
         Index("ix_runs_state_lease_expires_at", "state", "lease_expires_at"),
         Index("ix_runs_state_deadline_at", "state", "deadline_at"),
+        Index("ix_runs_job_state", "job_id", "state"),  # run counts per job (the jobs list)
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -196,6 +197,8 @@ class Run(Base):
 
 class Result(Base):
     __tablename__ = "results"
+    #: the newest result of a (model, device): one seek (the family comparison)
+    __table_args__ = (Index("ix_results_model_device", "model_id", "device_id", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), unique=True)

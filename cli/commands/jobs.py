@@ -37,6 +37,8 @@ def register(subparsers: Any) -> None:
     sub = group.add_subparsers(dest="jobs_command", metavar="COMMAND", required=True)
     listing = add_command(sub, "list", run_list, "list jobs, newest first")
     listing.add_argument("--state", choices=[s.value for s in JobState], help="only jobs in this state")
+    listing.add_argument("--limit", type=int, default=50, metavar="N",
+                         help="the N newest jobs (default 50; 0: every job)")
     show = add_command(sub, "show", run_show, "show a job and its runs")
     show.add_argument("job_id", type=int, metavar="ID")
     cancel = add_command(sub, "cancel", run_cancel, "cancel a job (running runs are told to stop)")
@@ -126,7 +128,9 @@ def job_fields(job: JobOut) -> List[Tuple[str, Any]]:
 
 
 def run_list(ctx: Context) -> int:
-    jobs = ctx.client.list_jobs(ctx.args.state)
+    if ctx.args.limit < 0:
+        raise CliError("--limit must not be negative")
+    jobs = ctx.client.list_jobs(ctx.args.state, limit=ctx.args.limit or None)
     if ctx.json:
         emit_json([j.model_dump(mode="json") for j in jobs])
         return 0

@@ -17,7 +17,8 @@ from ..problems import ProblemException
 from ..services import catalog
 from .artifacts import dataset_download
 from .bodies import FILE_RESPONSE, ContractRoute
-from .deps import RowId, downloader, get_ctx, reader, submitter
+from .deps import Offset, RowId, downloader, get_ctx, reader, submitter
+from .pages import DEFAULT_LIMIT, Limit, send_page
 from .uploads import receive_upload
 
 router = APIRouter(prefix="/datasets", tags=["datasets"], route_class=ContractRoute)
@@ -85,9 +86,11 @@ def register_dataset(
 
 @router.get("", response_model=List[DatasetOut])
 def list_datasets(
-    request: Request, ctx: AppContext = Depends(get_ctx), _: Principal = Depends(reader)
+    request: Request, response: Response, limit: Limit = DEFAULT_LIMIT, offset: Offset = 0,
+    ctx: AppContext = Depends(get_ctx), _: Principal = Depends(reader),
 ) -> List[DatasetOut]:
-    return catalog.list_datasets(ctx, ctx.base_url(request))
+    """One page of datasets (``X-Total-Count``, ``Link: rel="next"``)."""
+    return send_page(request, response, catalog.list_datasets(ctx, ctx.base_url(request), limit, offset))
 
 
 @router.get("/{ref}", response_model=DatasetOut)

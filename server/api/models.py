@@ -16,7 +16,8 @@ from ..problems import ProblemError, ProblemException
 from ..services import catalog
 from .artifacts import model_download
 from .bodies import FILE_RESPONSE, ContractRoute, strict_json
-from .deps import RowId, downloader, get_ctx, reader, submitter
+from .deps import Offset, RowId, downloader, get_ctx, reader, submitter
+from .pages import DEFAULT_LIMIT, Limit, send_page
 from .uploads import receive_upload
 
 router = APIRouter(prefix="/models", tags=["models"], route_class=ContractRoute)
@@ -72,11 +73,15 @@ async def upload_model(
 
 @router.get("", response_model=List[ModelOut])
 def list_models(
-    request: Request, family: Optional[str] = None, name: Optional[str] = None,
+    request: Request, response: Response, family: Optional[str] = None, name: Optional[str] = None,
     q: Optional[str] = Query(None, description="substring of name or family"),
+    limit: Limit = DEFAULT_LIMIT, offset: Offset = 0,
     ctx: AppContext = Depends(get_ctx), _: Principal = Depends(reader),
 ) -> List[ModelOut]:
-    return catalog.list_models(ctx, ctx.base_url(request), family=family, name=name, q=q)
+    """One page of models in upload order (``X-Total-Count``, ``Link: rel="next"``)."""
+    page = catalog.list_models(ctx, ctx.base_url(request), family=family, name=name, q=q,
+                               limit=limit, offset=offset)
+    return send_page(request, response, page)
 
 
 @router.get("/{ref}", response_model=ModelOut)

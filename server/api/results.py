@@ -14,6 +14,7 @@ from ..context import AppContext
 from ..services import results
 from .bodies import ContractRoute
 from .deps import Moment, Offset, RowId, get_ctx, reader
+from .pages import DEFAULT_LIMIT, Limit, send_page
 
 #: The list as CSV (``format=csv`` or ``Accept: text/csv``).
 CSV_RESPONSE = {200: {"content": {"text/csv": {"schema": {"type": "string"}}}}}
@@ -23,7 +24,7 @@ router = APIRouter(prefix="/results", tags=["results"], route_class=ContractRout
 
 @router.get("", response_model=List[ResultOut], responses=CSV_RESPONSE)
 def list_results(
-    request: Request,
+    request: Request, http_response: Response,
     model: Optional[str] = Query(None, description="model id, name or sha256"),
     family: Optional[str] = None,
     variant: Optional[str] = Query(
@@ -35,19 +36,26 @@ def list_results(
     since: Annotated[Moment, Query(description="results created at or after (RFC 3339)")] = None,
     until: Annotated[Moment, Query(description="results created before (RFC 3339)")] = None,
     format: str = Query("json", pattern="^(json|csv)$"),
-    limit: int = Query(500, ge=1, le=10000), offset: Offset = 0,
+    order: str = Query("asc", pattern="^(asc|desc)$", description="by id: asc (oldest first) or desc"),
+    after: Optional[int] = Query(None, ge=0, le=MAX_ID, description="only results with a larger id"),
+    before: Optional[int] = Query(None, ge=1, le=MAX_ID, description="only results with a smaller id"),
+    limit: Limit = DEFAULT_LIMIT, offset: Offset = 0,
     ctx: AppContext = Depends(get_ctx), _: Principal = Depends(reader),
 ):
-    found = results.list_results(
+    """One page of results (``X-Total-Count`` counts them all; ``Link: rel="next"`` names
+    the next page, by an id cursor). CSV pages carry the header line each."""
+    page = results.list_results(
         ctx, ctx.base_url(request), model=model, family=family, variant=variant, device=device,
         platform=platform, runtime=runtime, task=task, job=job, since=since, until=until,
-        limit=limit, offset=offset,
+        limit=limit, offset=offset, after=after, before=before, newest_first=order == "desc",
     )
     wants_csv = format == "csv" or "text/csv" in request.headers.get("accept", "")
     if wants_csv:
-        return Response(results.to_csv(found), media_type="text/csv; charset=utf-8",
-                        headers={"Content-Disposition": 'attachment; filename="results.csv"'})
-    return found
+        exported = Response(results.to_csv(page.items), media_type="text/csv; charset=utf-8",
+                            headers={"Content-Disposition": 'attachment; filename="results.csv"'})
+        send_page(request, exported, page)
+        return exported
+    return send_page(request, http_response, page)
 
 
 @router.get("/compare", response_model=CompareOut)

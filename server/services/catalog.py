@@ -15,7 +15,14 @@ from typing import Iterator, List, Optional, Tuple
 from sqlalchemy import delete, or_, select
 
 from edgefarm.shared.contract.enums import DatasetLayout, DatasetSource, ModelFormat, Task
-from edgefarm.shared.contract.schemas import DatasetOut, DatasetRegister, ModelMeta, ModelOut, TensorSpec
+from edgefarm.shared.contract.schemas import (
+    DEFAULT_PAGE_SIZE,
+    DatasetOut,
+    DatasetRegister,
+    ModelMeta,
+    ModelOut,
+    TensorSpec,
+)
 from edgefarm.shared.datasets import DatasetError, validate_archive
 from edgefarm.shared.formats import ModelFormatError, detect_format, read_tflite_info
 from edgefarm.shared.formats.onnx import read_onnx_info
@@ -28,6 +35,7 @@ from .convert import dataset_out, model_out
 from .errors import Conflict, Gone, InsufficientStorage, Invalid, NotFound, UnsupportedMedia
 from .leases import device_needs_artifact
 from .lookups import find_dataset, find_model, get_row
+from .pages import Page, read_page
 
 
 @dataclass(frozen=True)
@@ -162,8 +170,9 @@ def add_model(ctx: AppContext, writer: ArtifactWriter, meta: ModelMeta, filename
 
 
 def list_models(ctx: AppContext, base_url: str, family: Optional[str] = None,
-                name: Optional[str] = None, q: Optional[str] = None) -> List[ModelOut]:
-    """Models in upload order; ``q`` is a substring of the name or the family."""
+                name: Optional[str] = None, q: Optional[str] = None,
+                limit: int = DEFAULT_PAGE_SIZE, offset: int = 0) -> Page[ModelOut]:
+    """One page of models in upload order; ``q`` is a substring of the name or the family."""
     query = select(Model).order_by(Model.id)
     if family:
         query = query.where(Model.family == family)
@@ -172,7 +181,7 @@ def list_models(ctx: AppContext, base_url: str, family: Optional[str] = None,
     if q:
         query = query.where(or_(Model.name.contains(q), Model.family.contains(q)))
     with ctx.db.read() as session:
-        return [model_out(m, base_url) for m in session.scalars(query)]
+        return read_page(session, query, limit, offset, lambda m: model_out(m, base_url))
 
 
 def get_model(ctx: AppContext, ref: str, base_url: str) -> ModelOut:
@@ -276,9 +285,12 @@ def register_dataset(ctx: AppContext, body: DatasetRegister, base_url: str) -> D
         return dataset_out(dataset, base_url)
 
 
-def list_datasets(ctx: AppContext, base_url: str) -> List[DatasetOut]:
+def list_datasets(ctx: AppContext, base_url: str, limit: int = DEFAULT_PAGE_SIZE,
+                  offset: int = 0) -> Page[DatasetOut]:
+    """One page of datasets in the order they were added."""
     with ctx.db.read() as session:
-        return [dataset_out(d, base_url) for d in session.scalars(select(Dataset).order_by(Dataset.id))]
+        return read_page(session, select(Dataset).order_by(Dataset.id), limit, offset,
+                         lambda d: dataset_out(d, base_url))
 
 
 def get_dataset(ctx: AppContext, ref: str, base_url: str) -> DatasetOut:

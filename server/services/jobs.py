@@ -1,15 +1,16 @@
 """Jobs: submission (the task, the dataset that must fit it, the output
 reference, the devices, and the fan-out into one run per model and device),
 listing, one job or run, and cancellation. A job whose devices have not
-enrolled yet waits and fans out when one does (``queue.expand_waiting_jobs``)."""
+enrolled yet waits and fans out when one does (``queue.expand_waiting_jobs``).
+Lists are pages of job summaries (run counts per state); one job has its runs."""
 
 from typing import Dict, List, Optional, Tuple
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
 
-from edgefarm.shared.contract.enums import JobState, Task
-from edgefarm.shared.contract.schemas import JobCreate, JobOut, RunOut
+from edgefarm.shared.contract.enums import JobState, RunState, Task
+from edgefarm.shared.contract.schemas import DEFAULT_PAGE_SIZE, JobCreate, JobOut, RunOut
 from edgefarm.shared.contract.selectors import DeviceSelector, SelectorError, format_selector, parse_selector
 
 from ..context import AppContext
@@ -18,6 +19,7 @@ from ..tables import Dataset, Device, Job, JobModel, Model, Result, Run
 from .convert import job_out, run_out
 from .errors import Conflict, Invalid
 from .lookups import find_dataset, find_model, get_row
+from .pages import Page, read_page
 from .references import resolve_reference
 
 
@@ -107,14 +109,69 @@ def submit(ctx: AppContext, body: JobCreate, created_by: int) -> JobOut:
     return out
 
 
-def list_jobs(ctx: AppContext, state: Optional[JobState] = None, limit: int = 50,
-              offset: int = 0) -> List[JobOut]:
-    """Newest first."""
-    query = select(Job).order_by(Job.id.desc()).limit(limit).offset(offset)
-    if state is not None:
-        query = query.where(Job.state == str(state))
+def _jobs_query(state: Optional[JobState]):
+    query = select(Job).options(selectinload(Job.model_links)).order_by(Job.id.desc())
+    return query.where(Job.state == str(state)) if state is not None else query
+
+
+def _run_counts(session: Session, job_ids: List[int]) -> Dict[int, Dict[str, int]]:
+    """job id -> run state -> runs, one grouped query over ``ix_runs_job_state``."""
+    counts: Dict[int, Dict[str, int]] = {i: {} for i in job_ids}
+    rows = session.execute(select(Run.job_id, Run.state, func.count()).where(Run.job_id.in_(job_ids))
+                           .group_by(Run.job_id, Run.state))
+    for job_id, state, count in rows:
+        counts[job_id][state] = count
+    return counts
+
+
+def list_jobs(ctx: AppContext, state: Optional[JobState] = None, limit: int = DEFAULT_PAGE_SIZE,
+              offset: int = 0) -> Page[JobOut]:
+    """Newest first, as summaries: run counts per state, no runs (``get_job`` has them)."""
     with ctx.db.read() as session:
-        return [job_view(session, job) for job in session.scalars(query)]
+        page = read_page(session, _jobs_query(state), limit, offset, lambda job: job)
+        counts = _run_counts(session, [job.id for job in page.items])
+        page.items = [job_out(job, [], {}).model_copy(update={"counts": counts[job.id]})
+                      for job in page.items]
+        return page
+
+
+def _shown_runs(session: Session, job_id: int, lines: int) -> List[Run]:
+    """At most ``lines`` runs of the job, in id order: its active ones first, then its newest."""
+    active = list(session.scalars(select(Run).where(
+        Run.job_id == job_id, Run.state.in_([str(s) for s in RunState if not s.is_final]))
+        .order_by(Run.id).limit(lines)))
+    newest = list(session.scalars(select(Run).where(
+        Run.job_id == job_id, Run.state.in_([str(s) for s in RunState if s.is_final]))
+        .order_by(Run.id.desc()).limit(lines - len(active)))) if len(active) < lines else []
+    return sorted(active + newest, key=lambda run: run.id)
+
+
+def recent_jobs(ctx: AppContext, limit: int, run_lines: int) -> List[JobOut]:
+    """The newest jobs with their run counts and at most ``run_lines`` runs each (active
+    runs first, then the newest): what the dashboard's job cards show."""
+    with ctx.db.read() as session:
+        jobs = list(session.scalars(_jobs_query(None).limit(limit)))
+        counts = _run_counts(session, [job.id for job in jobs])
+        out = []
+        for job in jobs:
+            runs = _shown_runs(session, job.id, run_lines)
+            results: Dict[int, int] = dict(session.execute(
+                select(Result.run_id, Result.id).where(Result.run_id.in_([r.id for r in runs]))).all())
+            out.append(job_out(job, runs, results).model_copy(update={"counts": counts[job.id]}))
+        return out
+
+
+def list_runs(ctx: AppContext, job_id: int, limit: int = DEFAULT_PAGE_SIZE,
+              offset: int = 0) -> Page[RunOut]:
+    """One page of a job's runs in id order, each with its result id if it has one."""
+    with ctx.db.read() as session:
+        get_row(session, Job, job_id, "job")
+        page = read_page(session, select(Run).where(Run.job_id == job_id).order_by(Run.id),
+                         limit, offset, lambda run: run)
+        results: Dict[int, int] = dict(session.execute(
+            select(Result.run_id, Result.id).where(Result.run_id.in_([r.id for r in page.items]))).all())
+        page.items = [run_out(run, results.get(run.id)) for run in page.items]
+        return page
 
 
 def get_job(ctx: AppContext, job_id: int) -> JobOut:

@@ -15,6 +15,7 @@ from edgefarm.shared.contract.ids import MAX_ID
 from edgefarm.shared.contract.schemas import ResultOut
 
 from ..services import devices, jobs, overview, results
+from ..services.pages import Page
 from . import charts, login, views
 from .errors import DashboardError, DashboardRoute
 from .render import page
@@ -22,8 +23,9 @@ from .session import Viewer, check_csrf, current_viewer
 
 router = APIRouter(include_in_schema=False, route_class=DashboardRoute)
 router.include_router(login.router)
-RESULT_LIMIT = 5000
-JOB_LIMIT = 30
+RESULT_PAGE = 50  # results per page of the results table
+JOB_LIMIT = 30  # job cards on the jobs page
+RUN_LINES = 50  # run lines per job card
 
 
 @router.get("/")
@@ -53,11 +55,11 @@ PageId = Annotated[int, Path(ge=1, le=MAX_ID)]
 def jobs_page(request: Request, cancelled: Optional[int] = None,
               viewer: Viewer = Depends(current_viewer)) -> Response:
     ctx = request.app.state.ctx
-    listed = jobs.list_jobs(ctx, limit=JOB_LIMIT)
+    listed = jobs.recent_jobs(ctx, JOB_LIMIT, RUN_LINES)
     model_names, device_names = overview.names(ctx)
     cards = [views.job_card(job, model_names, device_names) for job in listed]
     return page(request, "jobs.html", viewer=viewer, nav="jobs", cards=cards, cancelled=cancelled,
-                limit=JOB_LIMIT)
+                limit=JOB_LIMIT, run_lines=RUN_LINES)
 
 
 @router.post("/jobs/{job_id}/cancel")
@@ -72,39 +74,52 @@ def cancel_from_page(request: Request, job_id: PageId, csrf: str = Form(""), rea
     return RedirectResponse(f"/jobs?cancelled={job_id}", status_code=303)
 
 
-def sorted_results(request: Request, filters: Dict[str, str], sort: str,
-                   order: str) -> Tuple[List[ResultOut], List[views.ResultRow]]:
-    """The results the page shows (and the exports hold), in the page's order."""
+def page_of_results(request: Request, filters: Dict[str, str], sort: str, order: str,
+                    cursor: views.Cursor) -> Tuple[Page[ResultOut], List[ResultOut], List[views.ResultRow]]:
+    """The page of results the page shows (and the exports hold): ``RESULT_PAGE`` results,
+    newest first from the cursor, then ordered by the chosen column."""
     ctx = request.app.state.ctx
-    found = results.list_results(ctx, ctx.base_url(request), limit=RESULT_LIMIT, **filters)
-    rows = views.sort_rows([views.result_row(r) for r in found], sort, order)
-    by_id = {r.id: r for r in found}
-    return [by_id[row.id] for row in rows], rows
+    if cursor.newer_than is not None:  # the page before: the oldest results newer than it
+        found = results.list_results(ctx, ctx.base_url(request), limit=RESULT_PAGE,
+                                     after=cursor.newer_than, **filters)
+        found.items.reverse()
+    else:
+        found = results.list_results(ctx, ctx.base_url(request), limit=RESULT_PAGE,
+                                     before=cursor.older_than, newest_first=True, **filters)
+    rows = views.sort_rows([views.result_row(r) for r in found.items], sort, order)
+    by_id = {r.id: r for r in found.items}
+    return found, [by_id[row.id] for row in rows], rows
 
 
 @router.get("/results")
 def results_page(request: Request, viewer: Viewer = Depends(current_viewer)) -> Response:
     filters, sort, order = views.read_table_params(request.query_params)
-    _, rows = sorted_results(request, filters, sort, order)
+    cursor = views.read_cursor(request.query_params)
+    found, _, rows = page_of_results(request, filters, sort, order, cursor)
     choices = overview.filter_choices(request.app.state.ctx)
-    export = views.query(**filters, sort=None if sort == "id" else sort,
-                         order=None if order == "asc" else order)
+    kept = views.kept_params(filters, sort, order)
+    links = views.page_links(kept, cursor, [r.id for r in found.items], found.cursor is not None)
+    export = views.query(**kept, **cursor.params())
     return page(request, "results.html", viewer=viewer, nav="results", rows=rows, choices=choices,
-                filters=filters, sort=sort, order=order, export=export, limit=RESULT_LIMIT,
-                headers=views.column_headers(filters, sort, order), labels=views.FILTER_LABELS)
+                filters=filters, sort=sort, order=order, export=export, total=found.total,
+                links=links, headers=views.column_headers(filters, sort, order),
+                labels=views.FILTER_LABELS)
+
+
+def _shown(request: Request) -> List[ResultOut]:
+    filters, sort, order = views.read_table_params(request.query_params)
+    return page_of_results(request, filters, sort, order, views.read_cursor(request.query_params))[1]
 
 
 @router.get("/results.csv")
 def results_csv(request: Request, _: Viewer = Depends(current_viewer)) -> Response:
-    found, _rows = sorted_results(request, *views.read_table_params(request.query_params))
-    return Response(results.to_csv(found), media_type="text/csv; charset=utf-8",
+    return Response(results.to_csv(_shown(request)), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": 'attachment; filename="edgefarm-results.csv"'})
 
 
 @router.get("/results.json")
 def results_json(request: Request, _: Viewer = Depends(current_viewer)) -> Response:
-    found, _rows = sorted_results(request, *views.read_table_params(request.query_params))
-    body = json.dumps([r.model_dump(mode="json") for r in found], indent=1)
+    body = json.dumps([r.model_dump(mode="json") for r in _shown(request)], indent=1)
     return Response(body, media_type="application/json",
                     headers={"Content-Disposition": 'attachment; filename="edgefarm-results.json"'})
 

@@ -1,5 +1,5 @@
 """What the pages show, computed from ``edgefarm.shared.contract.schemas`` models only: rows of
-the results table and their sort orders, filter parameters, variant names,
+the results table, their sort orders and the links between its pages, filter parameters, variant names,
 the compare matrix with one chart per device, and job progress summaries."""
 
 from dataclasses import dataclass, field
@@ -8,6 +8,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlencode
 
 from edgefarm.shared.contract.enums import JobState, RunState
+from edgefarm.shared.contract.ids import MAX_ID
 from edgefarm.shared.contract.rules import metric_name
 from edgefarm.shared.contract.schemas import (
     CompareCell,
@@ -102,12 +103,64 @@ def sort_rows(rows: List[ResultRow], sort: str, order: str) -> List[ResultRow]:
     return known + [r for r in rows if key(r) is None]
 
 
+def default_order(sort: str) -> str:
+    """Newest first by id; smallest first by any other column."""
+    return "desc" if sort == "id" else "asc"
+
+
 def read_table_params(params: Mapping[str, str]) -> Tuple[Dict[str, str], str, str]:
     """Filters (non-empty ones), sort column and order from a query string."""
     filters = {k: params[k].strip()[:200] for k in FILTERS if params.get(k, "").strip()}
     sort = params.get("sort", "id") if params.get("sort") in SORTS else "id"
-    order = "desc" if params.get("order") == "desc" else "asc"
+    order = params["order"] if params.get("order") in ("asc", "desc") else default_order(sort)
     return filters, sort, order
+
+
+def kept_params(filters: Dict[str, str], sort: str, order: str) -> Dict[str, Optional[str]]:
+    """What a link to another page of the same table keeps: filters, and sort and order
+    when they are not the defaults."""
+    return {**filters, "sort": None if sort == "id" else sort,
+            "order": None if order == default_order(sort) else order}
+
+
+@dataclass
+class Cursor:
+    """Where a page of the results table starts: results older than one id (the next
+    page), newer than one id (the page before), or neither (the newest)."""
+    older_than: Optional[int] = None
+    newer_than: Optional[int] = None
+
+    def params(self) -> Dict[str, str]:
+        if self.newer_than is not None:
+            return {"after": str(self.newer_than)}
+        return {"before": str(self.older_than)} if self.older_than is not None else {}
+
+
+def _row_id(text: Optional[str]) -> Optional[int]:
+    value = (text or "").strip()
+    return int(value) if value.isdigit() and len(value) <= 10 and int(value) <= MAX_ID else None
+
+
+def read_cursor(params: Mapping[str, str]) -> Cursor:
+    """``before`` / ``after`` of a query string; anything else than a row id is ignored."""
+    return Cursor(_row_id(params.get("before")), _row_id(params.get("after")))
+
+
+def page_links(kept: Dict[str, Optional[str]], cursor: Cursor, ids: List[int],
+               more: bool) -> Dict[str, Optional[str]]:
+    """The hrefs of the newest, newer and older pages around a page holding ``ids``
+    (``more``: the list goes on past it in the direction it was read); None when there is
+    no such page."""
+    if cursor.newer_than is not None:
+        newer, older = more, True
+    else:
+        newer, older = cursor.older_than is not None, more
+    first = query(**kept) or "?"
+    return {
+        "newest": first if newer else None,
+        "newer": (query(**kept, after=str(max(ids))) if ids else first) if newer else None,
+        "older": query(**kept, before=str(min(ids))) if older and ids else None,
+    }
 
 
 COLUMNS = (

@@ -22,7 +22,7 @@ from edgefarm.shared.contract.schemas import (
     TokenOut,
 )
 
-from .http import ApiClient, Timeout
+from .http import PAGE_SIZE, ApiClient, Timeout
 from .waiting import wait_for_job
 
 #: Uploads may take long to validate on the server (a big dataset archive).
@@ -59,8 +59,7 @@ class FarmClient(ApiClient):
         return self._parse(response, ModelOut), response.status_code == 201
 
     def list_models(self, family: Optional[str] = None) -> List[ModelOut]:
-        params = {"family": family} if family else {}
-        return self._parse_list(self._request("GET", "/models", params=params), ModelOut)
+        return self._parse_all("/models", ModelOut, {"family": family} if family else {})
 
     def get_model(self, ref: Union[int, str]) -> ModelOut:
         """A model by id, name or sha256 (or a prefix of 8 hex digits or more)."""
@@ -83,7 +82,7 @@ class FarmClient(ApiClient):
         return self._parse(self._request("POST", "/datasets/register", json=body), DatasetOut)
 
     def list_datasets(self) -> List[DatasetOut]:
-        return self._parse_list(self._request("GET", "/datasets"), DatasetOut)
+        return self._parse_all("/datasets", DatasetOut)
 
     def get_dataset(self, ref: Union[int, str]) -> DatasetOut:
         """A dataset by id or name."""
@@ -95,9 +94,10 @@ class FarmClient(ApiClient):
         """Submit a ``JobCreate`` body; the job fans out into one run per model and device."""
         return self._parse(self._request("POST", "/jobs", json=body), JobOut)
 
-    def list_jobs(self, state: Optional[str] = None) -> List[JobOut]:
-        params = {"state": state} if state else {}
-        return self._parse_list(self._request("GET", "/jobs", params=params), JobOut)
+    def list_jobs(self, state: Optional[str] = None, limit: Optional[int] = None) -> List[JobOut]:
+        """Jobs newest first, as summaries (run counts per state, no runs: ``get_job``
+        has them); all of them, or the newest ``limit``."""
+        return self._parse_all("/jobs", JobOut, {"state": state} if state else {}, most=limit)
 
     def get_job(self, job_id: int) -> JobOut:
         return self._parse(self._request("GET", f"/jobs/{job_id}"), JobOut)
@@ -117,13 +117,15 @@ class FarmClient(ApiClient):
 
     def list_results(self, filters: Dict[str, Any]) -> List[ResultOut]:
         """Results matching ``filters`` (model, family, variant, device, platform, runtime,
-        task, job); None or empty values are left out."""
-        return self._parse_list(self._request("GET", "/results", params=_clean(filters)), ResultOut)
+        task, job), in id order, every page of them; None or empty values are left out."""
+        return self._parse_all("/results", ResultOut, _clean(filters))
 
     def results_csv(self, filters: Dict[str, Any]) -> str:
-        """The server's CSV export of the same results, as is."""
-        params = dict(_clean(filters), format="csv")
-        return self._request("GET", "/results", params=params).text
+        """The server's CSV export of the same results, every page of it joined under
+        one header line."""
+        params = dict(_clean(filters), format="csv", limit=PAGE_SIZE)
+        pages = [response.text for response in self._pages("/results", params)]
+        return pages[0] + "".join(page.split("\n", 1)[1] if "\n" in page else "" for page in pages[1:])
 
     def compare(self, family: str, platform: Optional[str] = None,
                 runtime: Optional[str] = None) -> CompareOut:
@@ -137,7 +139,7 @@ class FarmClient(ApiClient):
     # ------------------------------------------------------------ devices
 
     def list_devices(self) -> List[DeviceOut]:
-        return self._parse_list(self._request("GET", "/devices"), DeviceOut)
+        return self._parse_all("/devices", DeviceOut)
 
     def patch_device(self, device_id: int, body: Dict[str, Any]) -> DeviceOut:
         """Change a device (admin): ``enabled``, ``draining``, ``labels``."""

@@ -15,11 +15,13 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from edgefarm.shared import __version__
-from edgefarm.shared.contract.schemas import ServerInfo
+from edgefarm.shared.contract.schemas import MAX_PAGE_SIZE, ServerInfo
 
 from .errors import FarmError, Hints, UnexpectedAnswer, error_for_response, error_for_transport
 
 API = "/api/v1"
+#: Items asked for per page when a list is read whole (the largest page a server gives).
+PAGE_SIZE = MAX_PAGE_SIZE
 T = TypeVar("T", bound=BaseModel)
 Timeout = Union[float, httpx.Timeout]
 
@@ -101,6 +103,27 @@ class ApiClient:
             return [model.model_validate(item) for item in data]
         except ValidationError as exc:
             raise self._unexpected(response, exc)
+
+    def _pages(self, path: str, params: Dict[str, Any]) -> Iterator[httpx.Response]:
+        """Each page of a paginated list: the first from ``path`` and ``params``, then
+        each one the server's ``Link: <...>; rel="next"`` header names (a path under
+        the server's URL), until a page has none."""
+        response = self._request("GET", path, params=params)
+        yield response
+        while "next" in response.links:
+            response = self._request("GET", self.url + response.links["next"]["url"])
+            yield response
+
+    def _parse_all(self, path: str, model: Type[T], params: Optional[Dict[str, Any]] = None,
+                   most: Optional[int] = None) -> List[T]:
+        """Every item of a paginated list, page after page; only the first ``most`` if given."""
+        items: List[T] = []
+        size = PAGE_SIZE if most is None else max(1, min(PAGE_SIZE, most))
+        for response in self._pages(path, dict(params or {}, limit=size)):
+            items.extend(self._parse_list(response, model))
+            if most is not None and len(items) >= most:
+                return items[:most]
+        return items
 
     def _unexpected(self, response: httpx.Response, why: object) -> FarmError:
         return UnexpectedAnswer(f"unexpected answer from {self.url}{response.request.url.path}: {why}",

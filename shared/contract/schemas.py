@@ -50,6 +50,16 @@ NonNegative = Annotated[float, Field(ge=0)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 
 
+# ---------------------------------------------------------------- lists
+
+#: Every list of the API is read a page at a time: this many rows unless ``limit`` says
+#: otherwise, never more than ``MAX_PAGE_SIZE``. The body is a JSON array; the
+#: ``X-Total-Count`` header counts the whole list and ``Link: <...>; rel="next"`` names the
+#: next page while there is one.
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+
+
 # ---------------------------------------------------------------- errors
 
 

@@ -256,3 +256,26 @@ def test_wait_times_out_with_the_last_state():
     job, ended = client.wait_for_job(4, timeout=2.5, interval=1.0, clock=clock, sleep=clock.sleep)
     assert not ended and str(job.state) == "waiting" and clock.now == pytest.approx(2.5)
 
+
+
+def test_lists_and_the_csv_export_are_read_page_after_page():
+    """The SDK follows ``Link: rel="next"`` (a path under the server's URL) to the last page and
+    joins CSV pages under one header line."""
+    seen = []
+
+    def handler(request):
+        seen.append(str(request.url))
+        after = int(request.url.params.get("after", "0"))
+        if request.url.params.get("format") == "csv":
+            body = "id,name\n" + "".join(f"{i},r{i}\n" for i in (after + 1, after + 2))
+            more = {"Link": f'</api/v1/results?format=csv&after={after + 2}>; rel="next"'} if after < 2 else {}
+            return httpx.Response(200, text=body, headers=more)
+        links = {"Link": '</api/v1/datasets?offset=1&limit=500>; rel="next"'} if not after and "offset" not in request.url.params else {}
+        return httpx.Response(200, json=[], headers=links)
+
+    client = FarmClient("http://farm:8000/prefix", "t", transport=httpx.MockTransport(handler))
+    assert client.results_csv({"family": "net"}) == "id,name\n1,r1\n2,r2\n3,r3\n4,r4\n"
+    assert seen[0].startswith("http://farm:8000/prefix/api/v1/results?") and "limit=500" in seen[0]
+    assert seen[1] == "http://farm:8000/prefix/api/v1/results?format=csv&after=2"
+    assert client.list_datasets() == [] and seen[-1].endswith("/api/v1/datasets?offset=1&limit=500")
+    assert len(seen) == 4
