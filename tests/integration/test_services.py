@@ -139,7 +139,8 @@ def test_a_refused_upload_leaves_nothing_behind(ctx):
     assert (status, code, title) == (415, "unsupported-model", "Not a model file")
     assert "notes.tflite" in detail and str(writer.temp_path) not in detail
     assert [p for p in ctx.store.root.rglob("*") if p.is_file()] == []
-    assert catalog.list_models(ctx, BASE_URL) == []
+    listed = catalog.list_models(ctx, BASE_URL)
+    assert listed.items == [] and listed.total == 0
 
 
 def test_the_api_and_the_dashboard_answer_the_same_refusal(farm, tmp_path):
