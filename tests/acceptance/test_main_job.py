@@ -182,7 +182,9 @@ def test_main_job_on_a_clean_clone_prints_the_study_tables_and_a_second_run_reus
     assert "agent: reusing device" in second.stderr
     for built in ("uploaded", "trained", "made", "wrote", "converted"):
         assert built not in second.stderr
-    assert second_seconds < first_seconds, (first_seconds, second_seconds)
+    # reuse is shown by what the second run did not do; its time is a benchmark's business
+    # (docs/benchmarks.md), not an assertion on a shared machine
+    print(f"main job: first run {first_seconds:.1f} s, second run {second_seconds:.1f} s")
 
     server = ServerProcess(data_dir, f"sqlite:///{data_dir / 'edgefarm.db'}").start()
     farm = Farm(server)
