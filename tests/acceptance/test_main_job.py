@@ -13,7 +13,7 @@ confusion matrix with 255 ignored, and mean IoU) within 1e-6; fp16 is within 0.0
 fp32; dynamic and int8 are below 40% of fp32's size; opencv's fp32 mIoU (and
 onnxruntime's, where tf2onnx can convert the model) is within 0.02 of tflite's; the compare page is the last line; ``edgefarm results --format
 markdown`` parses as Markdown tables with one row per result; a second run reuses
-what was built and uploaded and is faster.
+what was built and uploaded (its time is printed).
 """
 
 import hashlib
