@@ -3,22 +3,14 @@ and dataset of a run its device holds a lease on; anything else is a 404
 problem+json. Users keep downloading everything."""
 
 import hashlib
-import io
-import tarfile
 
 from edgefarm.shared.formats.tflite_builder import tiny_tflite
+from tests.support.archives import archive_bytes
 
 
 def voc_archive() -> bytes:
-    members = {"ImageSets/Segmentation/val.txt": b"a\n", "JPEGImages/a.jpg": b"\xff\xd8jpeg",
-               "SegmentationClass/a.png": b"\x89PNG"}
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
+    return archive_bytes("tar", {"ImageSets/Segmentation/val.txt": b"a\n", "JPEGImages/a.jpg": b"\xff\xd8jpeg",
+                                 "SegmentationClass/a.png": b"\x89PNG"})
 
 
 def assert_refused(response):

@@ -6,29 +6,16 @@ meaningful and the void label is exercised."""
 import io
 import tarfile
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict
 
 import numpy as np
 from PIL import Image
 
+from edgefarm.tools.voc_sample import voc_palette
 from tests.support.servers import FIXTURES
 
 PHOTO = FIXTURES / "deeplab_demo_person_horse.jpg"
 SIZE = 513
-
-
-def voc_palette() -> List[int]:
-    palette = []
-    for index in range(256):
-        r = g = b = 0
-        c = index
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        palette += [r, g, b]
-    return palette
 
 
 def source_images() -> Dict[str, Image.Image]:
