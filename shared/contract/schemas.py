@@ -344,6 +344,11 @@ class RunSettings(Schema):
     preprocessing: Optional[Preprocessing] = None  # overrides the model's defaults
     options: Dict[str, Any] = Field(default_factory=dict)
     reference: Optional[Union[Literal["auto"], ReferenceSpec]] = None
+    target_ci: Optional[float] = Field(
+        None, gt=0, lt=1, description="keep measuring past measured_runs/min_seconds until the 95% "
+        "interval of p50 is within +-target_ci of p50 (0.01 = 1%) or max_seconds has passed")
+    rerun_throttled: bool = Field(
+        False, description="re-run a measurement once, after a cool-down, when it was throttled")
 
 
 class JobCreate(Schema):
@@ -487,6 +492,32 @@ class LatencyStats(Schema):
         return self
 
 
+class IouCounts(Schema):
+    """Per-image pixel counts per class (``edgefarm.shared.stats.encoding.pack_counts``):
+    ``intersection`` and ``union`` are ``images`` x ``classes`` tables."""
+
+    classes: Count
+    images: Count
+    intersection: str = Field(..., max_length=64 * 1024 * 1024)
+    union: str = Field(..., max_length=64 * 1024 * 1024)
+
+
+class PerSample(Schema):
+    """Which samples a result got right, in evaluation order, so the server can compute
+    intervals and paired tests without the dataset (``edgefarm.shared.stats.encoding``).
+
+    ``order_sha256`` is ``sample_order_sha256`` of the evaluated sample ids: two results are
+    paired sample by sample only when it is equal. ``top1_correct``/``top5_correct`` are
+    ``pack_flags`` bit sets of ``count`` samples; ``iou`` the per-image counts (segmentation).
+    """
+
+    count: Count
+    order_sha256: str = Field(..., pattern=r"^[0-9a-f]{64}$")
+    top1_correct: Optional[str] = Field(None, max_length=16 * 1024 * 1024)
+    top5_correct: Optional[str] = Field(None, max_length=16 * 1024 * 1024)
+    iou: Optional[IouCounts] = None
+
+
 class Metrics(Schema):
     model_config = ConfigDict(extra="allow")
 
@@ -496,6 +527,7 @@ class Metrics(Schema):
     miou: Optional[Fraction] = None
     pixel_accuracy: Optional[Fraction] = None
     per_class_iou: Optional[Dict[str, Optional[Fraction]]] = None
+    per_sample: Optional[PerSample] = None
 
 
 class RuntimeReport(Schema):
@@ -517,6 +549,59 @@ class Environment(Schema):
     temp_c_before: Optional[float] = None
     temp_c_after: Optional[float] = None
     throttled: Optional[bool] = None
+    gating: Optional["Gating"] = None
+    trace: List["EnvironmentSample"] = Field(default_factory=list, max_length=10_000)
+
+
+class Gating(Schema):
+    """What the agent waited for before a measured run: the SoC temperature below the device's
+    threshold (or no longer falling) and the governor/frequency the device's config expects."""
+
+    model_config = ConfigDict(extra="allow")
+
+    waited_seconds: NonNegative = 0.0
+    ready: bool = True  # False: the bounded wait ran out and the run went ahead
+    reason: Optional[str] = None  # why it waited or why it stopped waiting
+    start_temp_c: Optional[float] = None
+    threshold_temp_c: Optional[float] = None
+    governor: Optional[str] = None
+    expected_governor: Optional[str] = None
+
+
+class EnvironmentSample(Schema):
+    """Temperature and frequency sampled during a run (``t`` seconds from its start)."""
+
+    t: NonNegative
+    temp_c: Optional[float] = None
+    freq_khz: Optional[List[Count]] = None
+
+
+class Attempt(Schema):
+    """One measurement of a run that was measured more than once (a high coefficient of
+    variation or a throttled measurement): kept, not hidden."""
+
+    model_config = ConfigDict(extra="allow")
+
+    reason: str = Field(..., max_length=500)  # why it was not the one kept
+    count: Count
+    p50: NonNegative
+    cv: Optional[NonNegative] = None
+    throttled: Optional[bool] = None
+
+
+class Repetition(Schema):
+    """How long the harness measured: ``target_ci`` asked, ``achieved_ci`` (the 95% interval
+    half-width of p50 relative to p50), whether the target was met or time ran out, and every
+    earlier attempt of the measurement."""
+
+    target_ci: Optional[float] = None
+    achieved_ci: Optional[NonNegative] = None
+    met: Optional[bool] = None
+    stopped_by: Optional[str] = Field(None, max_length=200)  # "target", "max_seconds", "measured_runs"
+    attempts: List[Attempt] = Field(default_factory=list, max_length=100)
+
+
+Environment.model_rebuild()
 
 
 class OutputAgreement(Schema):
@@ -566,6 +651,7 @@ class RunResult(Schema):
     environment: Optional[Environment] = None
     extra: Dict[str, Any] = Field(default_factory=dict)
     agreement: Optional[Agreement] = None
+    repetition: Optional[Repetition] = None
 
 
 class RunReport(Schema):
