@@ -41,8 +41,9 @@ class ConfusionMatrix:
         self.ignore_index = ignore_index
         self.matrix = np.zeros((self.num_classes, self.num_classes), dtype=np.int64)
 
-    def update(self, pred: np.ndarray, label: np.ndarray) -> None:
-        """Add one image: ``pred`` and ``label`` are HxW integer class maps."""
+    def update(self, pred: np.ndarray, label: np.ndarray) -> np.ndarray:
+        """Add one image: ``pred`` and ``label`` are HxW integer class maps. Returns that
+        image's own matrix (the dataset's is the sum of them)."""
         pred, label = np.asarray(pred), np.asarray(label)
         if pred.shape != label.shape:
             raise ValueError(f"prediction shape {pred.shape} differs from label shape {label.shape}")
@@ -58,7 +59,9 @@ class ConfusionMatrix:
         bad = (pred < 0) | (pred >= n)
         if bad.any():
             raise ValueError(f"predicted class {int(pred[bad][0])} is not a class index 0..{n - 1}")
-        self.matrix += np.bincount(label * n + pred, minlength=n * n).reshape(n, n)
+        image = np.bincount(label * n + pred, minlength=n * n).reshape(n, n)
+        self.matrix += image
+        return image
 
     @property
     def total(self) -> int:

@@ -5,6 +5,8 @@ the model's declared output shape allows, otherwise at the first sample).
 ``SegmentationScorer`` turns a ``[1,H,W,C]`` (or, for an nchw runtime,
 ``[1,C,H,W]``) output into a class map at the mask's size (dequantize, bilinear
 resize of the logits, argmax) and feeds one dataset-wide ``ConfusionMatrix``.
+Both also keep the per-sample record of the result (``per_sample``: each image's
+intersection and union per class, each sample's rank of its true class, in evaluation order).
 ``ClassificationScorer`` ranks a ``[1,N]`` score vector with ``TopK``; with
 ``label_offset=1`` score 0 (a "background" class, as in the 1001-class TF-slim
 ImageNet models) is dropped so that score ``i + 1`` belongs to dataset class ``i``.
@@ -12,7 +14,7 @@ ImageNet models) is dropped so that score ``i + 1`` belongs to dataset class ``i
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -20,6 +22,7 @@ from edgefarm.shared.datasets.preprocess import dequantize
 
 from ..errors import DatasetModelMismatch
 from .metrics import ConfusionMatrix, TopK, argmax_map, resize_logits
+from .per_sample import classification_record, segmentation_record
 
 IGNORE_INDEX = 255
 
@@ -52,6 +55,9 @@ class SegmentationScorer:
         self.class_names = list(class_names) if class_names else None
         self.confusion = ConfusionMatrix(channels, ignore_index=IGNORE_INDEX)
         self.count = 0
+        self.ids: List[str] = []  # evaluation order
+        self.intersections: List[np.ndarray] = []  # per image, per class
+        self.unions: List[np.ndarray] = []
 
     def check_sample(self, sample: Any) -> None:
         """Refuse a sample without a mask, or with class indices the model cannot predict."""
@@ -79,19 +85,31 @@ class SegmentationScorer:
 
     def add(self, sample_id: str, output: np.ndarray, mask: np.ndarray) -> None:
         logits = resize_logits(self.logits(output), mask.shape[:2])
-        self.confusion.update(argmax_map(logits), mask)
+        image = self.confusion.update(argmax_map(logits), mask)
+        intersection = np.diagonal(image)
+        self.intersections.append(intersection.copy())
+        self.unions.append(image.sum(axis=0) + image.sum(axis=1) - intersection)
+        self.ids.append(str(sample_id))
         self.count += 1
 
     def metrics(self) -> Dict[str, Any]:
         per_class = self.confusion.per_class_iou()
         names = self.class_names if self.class_names and len(self.class_names) == len(per_class) \
             else [str(index) for index in per_class]
-        return {
+        metrics = {
             "sample_count": self.count,
             "miou": self.confusion.miou(),
             "pixel_accuracy": self.confusion.pixel_accuracy(),
             "per_class_iou": {names[index]: value for index, value in per_class.items()},
         }
+        if self.count:
+            record = segmentation_record(self.ids, self.intersections, self.unions,
+                                         self.num_classes)
+            note = record.pop("note", None)
+            metrics["per_sample"] = record
+            if note:
+                metrics["per_sample_note"] = note
+        return metrics
 
     def details(self) -> Dict[str, Any]:
         return {"num_classes": self.num_classes, "ignore_index": IGNORE_INDEX,
@@ -127,6 +145,8 @@ class ClassificationScorer:
                 f"{list(shape)} scores {self.num_classes} (label_offset {label_offset})")
         self.topk = TopK(k)
         self.predictions: Dict[str, int] = {}  # sample id -> top-1 class
+        self.ids: List[str] = []  # evaluation order
+        self.ranks: List[int] = []  # the rank of each sample's true class (0 = top-1)
 
     def check_sample(self, sample: Any) -> None:
         if sample.label is None:
@@ -146,11 +166,15 @@ class ClassificationScorer:
         if scores.size != self.num_classes:
             raise DatasetModelMismatch(f"output of {scores.size + self.label_offset} scores, "
                                        f"expected {self.num_classes + self.label_offset}")
-        self.topk.update(scores, int(label))
+        self.ranks.append(self.topk.update(scores, int(label)))
+        self.ids.append(str(sample_id))
         self.predictions[sample_id] = int(np.argmax(scores))
 
     def metrics(self) -> Dict[str, Any]:
-        return {"sample_count": self.topk.count, "top1": self.topk.top1(), "top5": self.topk.top5()}
+        metrics = {"sample_count": self.topk.count, "top1": self.topk.top1(), "top5": self.topk.top5()}
+        if self.ids:
+            metrics["per_sample"] = classification_record(self.ids, self.ranks, min(5, self.topk.k))
+        return metrics
 
     def details(self) -> Dict[str, Any]:
         return {"num_classes": self.num_classes, "label_offset": self.label_offset}

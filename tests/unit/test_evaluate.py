@@ -24,6 +24,11 @@ from edgefarm.shared.datasets import DatasetError
 from edgefarm.shared.datasets.dataset import open_dataset
 from edgefarm.shared.datasets.preprocess import InputSpec, default_preprocessing
 from edgefarm.shared.datasets.readers import DecodedSample, load_mask
+from edgefarm.shared.stats.encoding import (
+    sample_order_sha256,
+    unpack_counts,
+    unpack_flags,
+)
 
 H, W = 12, 16
 SEG_CLASSES = 5  # class 4 appears nowhere; class 3 is only ever predicted
@@ -155,6 +160,14 @@ def expected_segmentation(root: Path, ids: List[str]) -> Dict[str, object]:
             "per_class_iou": per_class}
 
 
+def miou_from_counts(intersection: List[List[int]], union: List[List[int]]) -> float:
+    """The dataset mIoU from per-image counts: summed per class, the mean IoU of the classes
+    with a non-empty union (``ConfusionMatrix.miou``'s definition and arithmetic)."""
+    inter = np.sum(np.asarray(intersection, dtype=np.int64), axis=0)
+    uni = np.sum(np.asarray(union, dtype=np.int64), axis=0)
+    return float(np.mean([float(i / u) for i, u in zip(inter, uni) if u > 0]))
+
+
 def seg_spec(layout: str = "nhwc") -> InputSpec:
     return InputSpec((1, 3, H, W) if layout == "nchw" else (1, H, W, 3), "float32", layout)
 
@@ -181,6 +194,15 @@ def test_segmentation_miou_matches_an_independent_computation(tmp_path, layout):
     assert 0.3 < outcome.metrics["miou"] < 0.9
     assert seen == [1, 2, 3]
     assert [s.id for s in outcome.samples] == ids
+    # the per-image counts, summed over the images, give back the reported mIoU exactly
+    per_sample = outcome.metrics["per_sample"]
+    assert per_sample["count"] == 3 and per_sample["order_sha256"] == sample_order_sha256(ids)
+    iou = per_sample["iou"]
+    assert (iou["images"], iou["classes"]) == (3, SEG_CLASSES)
+    intersection = unpack_counts(iou["intersection"], 3, SEG_CLASSES)
+    union = unpack_counts(iou["union"], 3, SEG_CLASSES)
+    assert miou_from_counts(intersection, union) == outcome.metrics["miou"]
+    assert union != [[0] * SEG_CLASSES] * 3 and intersection != union
     assert len(outcome.inference_ms) == len(outcome.end_to_end_ms) == 3
     for timing, total in zip(outcome.samples, outcome.end_to_end_ms):
         assert total == pytest.approx(timing.decode_ms + timing.preprocess_ms
@@ -287,7 +309,16 @@ def test_classification_top1_top5_on_an_imagefolder(tmp_path, background):
                        InputSpec((1, 8, 8, 3), "float32"), None, len(CLASS_NAMES))
     expected = expected_topk()
     assert 0 < expected["top1"] < expected["top5"] < 1
+    per_sample = outcome.metrics.pop("per_sample")
     assert outcome.metrics == {"sample_count": len(CLASS_CASES), **expected}
+    # the per-sample bits, in evaluation order, give back the reported accuracies
+    count = len(CLASS_CASES)
+    assert per_sample["count"] == count
+    assert per_sample["order_sha256"] == sample_order_sha256([t.id for t in outcome.samples])
+    top1 = unpack_flags(per_sample["top1_correct"], count)
+    top5 = unpack_flags(per_sample["top5_correct"], count)
+    assert sum(top1) / count == outcome.metrics["top1"] and sum(top5) / count == outcome.metrics["top5"]
+    assert all(five for one, five in zip(top1, top5) if one) and top1 != top5
     assert outcome.details["label_offset"] == (1 if background else 0)
     assert sorted(outcome.predictions.values()) == sorted(centre for _, centre in CLASS_CASES)
 
