@@ -15,16 +15,27 @@ This module owns:
   every run up to 2 x ``max_runs`` (default 20,000), else an evenly spaced subsample
   (every ``samples_stride``-th run): a model that runs in microseconds would otherwise
   keep millions.
+* Adaptive repetition: with ``Protocol.target_ci`` set, once ``measured_runs`` and
+  ``min_seconds`` are done ``benchmark`` keeps measuring until the 95% interval of p50
+  (``edgefarm.shared.stats.quantile_ci`` over the kept samples, the ones posted) is
+  within +-``target_ci`` of p50, or ``max_seconds`` have passed. The interval is checked
+  at geometric checkpoints (every ``CHECKPOINT_GROWTH`` x more runs), not after every
+  run, so its cost stays a few sorts however long the run. ``BenchResult`` says what
+  stopped the measurement and the interval reached.
 * ``benchmark_batch``: the protocol for runtimes that run a whole batch in another
   process (``Runtime.timing == "batch"``, SNPE's ``snpe-net-run``): ``1 + warmup_runs +
   measured_runs`` inferences of the same input in one batch, timed by the runtime
   itself (its diagnostic log, not process wall time): the first inference, the warmup
   (discarded) and the measured samples. It is count-based: ``min_seconds`` and
   ``max_seconds`` cannot steer a batch fixed before it starts (the result says so).
+  With ``target_ci``, further batches of the same size (their first inference and
+  warmup discarded too) are run while the interval is wider than the target and
+  ``max_seconds`` has not passed.
 * ``load_runtime``: the init time (construction + ``load``).
 * ``Stopwatch``: the evaluation pipeline's stage times and the wall times of a whole
   evaluation, a latency run or an SNPE process.
 * ``Deadline``: the worker's hard timeout of a run, on the monotonic clock.
+* ``wait``: the thermal gate's polls and cool-downs (``edgefarm.agent.thermal``).
 
 The statistics (``edgefarm.agent.stats``, numpy) are imported when first computed, so
 the worker's service process, which only needs a ``Deadline``, does not load numpy.
@@ -41,13 +52,15 @@ from .errors import Cancelled
 from .runtimes.base import LoadOptions, Runtime
 
 __all__ = ["BenchResult", "Cancelled", "Deadline", "Protocol", "Stopwatch", "benchmark",
-           "benchmark_batch", "invoke_ms", "load_runtime"]
+           "benchmark_batch", "invoke_ms", "load_runtime", "p50_half_width_ratio", "wait"]
 
 ProgressCallback = Callable[[int, str], None]
 StopCheck = Callable[[], Any]
 
 #: Seconds between two ``progress`` calls, at least.
 PROGRESS_INTERVAL_SECONDS = 0.5
+#: With ``target_ci``, the p50 interval is checked again once the run count has grown this much.
+CHECKPOINT_GROWTH = 1.25
 
 
 _SETTINGS_DEFAULTS = RunSettings()
@@ -65,6 +78,7 @@ class Protocol:
     min_seconds: float = _SETTINGS_DEFAULTS.min_seconds
     max_seconds: float = _SETTINGS_DEFAULTS.max_seconds
     max_runs: Optional[int] = 20000  # never below measured_runs; None: no cap
+    target_ci: Optional[float] = None  # relative half-width of the p50 interval to reach
 
     @classmethod
     def from_settings(cls, settings: RunSettings) -> "Protocol":
@@ -74,7 +88,7 @@ class Protocol:
             settings = RunSettings.model_validate(settings)
         return cls(warmup_runs=settings.warmup_runs, warmup_seconds=settings.warmup_seconds,
                    measured_runs=settings.measured_runs, min_seconds=settings.min_seconds,
-                   max_seconds=settings.max_seconds)
+                   max_seconds=settings.max_seconds, target_ci=settings.target_ci)
 
 
 @dataclass
@@ -86,6 +100,8 @@ class BenchResult:
     wall_seconds: float
     warmup_mean_ms: Optional[float] = None
     samples_stride: int = 1  # the posted samples are every k-th run when there are very many
+    stopped_by: Optional[str] = None  # "measured_runs", "target" or "max_seconds"
+    achieved_ci: Optional[float] = None  # the p50 interval's relative half-width (with target_ci)
 
 
 class Stopwatch:
@@ -113,6 +129,20 @@ class Deadline:
 
     def passed(self) -> bool:
         return time.monotonic() > self._end
+
+
+def wait(seconds: float) -> None:
+    """Sleep ``seconds`` (nothing for zero or less)."""
+    if seconds > 0:
+        time.sleep(seconds)
+
+
+def p50_half_width_ratio(samples: Sequence[float]) -> Optional[float]:
+    """The 95% interval of p50 as a share of p50 (``target_ci``'s measure); None when the
+    samples are too few for both bounds."""
+    from edgefarm.shared.stats import quantile_ci
+
+    return quantile_ci(samples, 0.5, 0.95).half_width_ratio()
 
 
 def invoke_ms(runtime: Runtime) -> float:
@@ -194,19 +224,32 @@ class _Samples:
         return stats
 
 
-def _measure(runtime: Runtime, protocol: Protocol, pacer: _Pacer) -> _Samples:
+def _measure(runtime: Runtime, protocol: Protocol, pacer: _Pacer) -> Tuple[_Samples, str, Optional[float]]:
+    """(the samples, what stopped the measurement, the p50 interval's relative half-width
+    when ``target_ci`` is set)."""
     cap = None if protocol.max_runs is None else max(protocol.max_runs, protocol.measured_runs)
     samples = _Samples(cap)
+    target, checkpoint, achieved = protocol.target_ci, 0, None
     start = time.perf_counter()
     while True:
         elapsed = time.perf_counter() - start
         if samples.count and elapsed >= protocol.max_seconds:
+            stopped_by = "max_seconds"
             break
         if samples.count >= protocol.measured_runs and elapsed >= protocol.min_seconds:
-            break
+            if target is None:
+                stopped_by = "measured_runs"
+                break
+            if samples.count >= checkpoint:
+                achieved = p50_half_width_ratio(samples.kept)
+                if achieved is not None and achieved <= target:
+                    return samples, "target", achieved
+                checkpoint = int(samples.count * CHECKPOINT_GROWTH) + 1
         pacer.between_runs(samples.count, "measure")
         samples.add(invoke_ms(runtime))
-    return samples
+    if target is not None:
+        achieved = p50_half_width_ratio(samples.kept)
+    return samples, stopped_by, achieved
 
 
 def benchmark(runtime: Runtime, inputs: Sequence[Any], protocol: Optional[Protocol] = None,
@@ -225,12 +268,22 @@ def benchmark(runtime: Runtime, inputs: Sequence[Any], protocol: Optional[Protoc
     pacer.between_runs(0, "first")
     first_ms = invoke_ms(runtime)
     warmup_count, warmup_ms = _warm_up(runtime, protocol, pacer)
-    samples = _measure(runtime, protocol, pacer)
+    samples, stopped_by, achieved = _measure(runtime, protocol, pacer)
     return BenchResult(
         first_inference_ms=first_ms, warmup_count=warmup_count, samples_ms=samples.kept,
         stats=samples.stats(), samples_stride=samples.stride, wall_seconds=wall.seconds(),
         warmup_mean_ms=warmup_ms / warmup_count if warmup_count else None,
+        stopped_by=stopped_by, achieved_ci=achieved,
     )
+
+
+def _run_batch(runtime: Runtime, inputs: Sequence[Any], count: int) -> Tuple[List[float], Any]:
+    run = runtime.run_batch([list(inputs)] * count, keep_outputs=False)
+    run.close()
+    times = list(run.latencies_ms)
+    if len(times) != count:
+        raise RuntimeError(f"{runtime.name} reported {len(times)} inference times for {count} inferences")
+    return times, run
 
 
 def benchmark_batch(runtime: Runtime, inputs: Sequence[Any], protocol: Protocol,
@@ -244,17 +297,30 @@ def benchmark_batch(runtime: Runtime, inputs: Sequence[Any], protocol: Protocol,
     if progress is not None:
         progress(0, "measure")
     wall = Stopwatch()
-    run = runtime.run_batch([list(inputs)] * count, keep_outputs=False)
-    run.close()
-    times = list(run.latencies_ms)
-    if len(times) != count:
-        raise RuntimeError(f"{runtime.name} reported {len(times)} inference times for {count} inferences")
+    times, run = _run_batch(runtime, inputs, count)
     warm, samples = times[1:1 + warmup], times[1 + warmup:]
+    batches, stopped_by, achieved = 1, "measured_runs", None
+    if protocol.target_ci is not None:
+        achieved = p50_half_width_ratio(samples)
+        stopped_by = "target" if achieved is not None and achieved <= protocol.target_ci else "max_seconds"
+        while stopped_by != "target" and wall.seconds() < protocol.max_seconds:
+            if progress is not None:
+                progress(len(samples), "measure")
+            samples += _run_batch(runtime, inputs, count)[0][1 + warmup:]
+            batches += 1
+            achieved = p50_half_width_ratio(samples)
+            if achieved is not None and achieved <= protocol.target_ci:
+                stopped_by = "target"
     bench = BenchResult(
         first_inference_ms=times[0], warmup_count=warmup, samples_ms=samples,
         stats=latency_stats(samples), wall_seconds=wall.seconds(),
         warmup_mean_ms=sum(warm) / len(warm) if warm else None,
+        stopped_by=stopped_by, achieved_ci=achieved,
     )
-    details = dict(run.details, latency_protocol=f"count-based: {count} inferences in one batch "
-                                                 "(min_seconds/max_seconds do not apply)")
+    protocol_text = f"count-based: {count} inferences in one batch (min_seconds/max_seconds do not apply)"
+    if batches > 1:
+        protocol_text = (f"count-based: {batches} batches of {count} inferences, each batch's first "
+                         f"{1 + warmup} discarded, until the p50 interval met target_ci or "
+                         "max_seconds passed")
+    details = dict(run.details, latency_protocol=protocol_text)
     return bench, run.init_ms, details

@@ -3,8 +3,11 @@ root, ``~/.config/edgefarm/agent.toml`` otherwise, or ``--config PATH``).
 
 Keys: ``server_url``, ``token_file``, ``name``, ``platform`` (override),
 ``labels``, ``runtimes`` (enabled names), ``threads``, ``cache_dir``,
-``cache_max_bytes``, ``state_dir``, ``shutdown`` ("release" or "finish"), and
-a table ``[runtime_options.NAME]`` per runtime (e.g. ``delegate = "/path.so"``).
+``cache_max_bytes``, ``state_dir``, ``shutdown`` ("release" or "finish"), a
+table ``[runtime_options.NAME]`` per runtime (e.g. ``delegate = "/path.so"``), the
+thermal gate's ``[thermal]`` table (``edgefarm.agent.thermal.ThermalConfig``) and the
+re-measurement of noisy runs, ``[repetition]``
+(``edgefarm.agent.repetition.RepetitionConfig``); both are checked when the file is read.
 """
 
 import os
@@ -56,6 +59,8 @@ class AgentConfig:
     )
     shutdown: str = "release"
     runtime_options: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    thermal: Dict[str, Any] = field(default_factory=dict)
+    repetition: Dict[str, Any] = field(default_factory=dict)
 
     @property
     def token_path(self) -> Path:
@@ -89,7 +94,23 @@ def load_config(path: Optional[Path] = None) -> AgentConfig:
     config = AgentConfig(**data)
     if config.shutdown not in ("release", "finish"):
         raise ConfigError(f"{path}: shutdown must be 'release' or 'finish'")
+    _check_tables(path, config)
     return config
+
+
+def _check_tables(path: Path, config: AgentConfig) -> None:
+    """Refuse a ``[thermal]`` or ``[repetition]`` table the run could not use."""
+    from .repetition import RepetitionConfig
+    from .thermal import ThermalConfig
+
+    for name, owner in (("thermal", ThermalConfig), ("repetition", RepetitionConfig)):
+        table = getattr(config, name)
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: {name} must be a table ([{name}])")
+        try:
+            owner.from_dict(table)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{path}: {exc}") from None
 
 
 def _toml_value(value: Any) -> str:
@@ -112,6 +133,11 @@ def dump_config(config: AgentConfig) -> str:
             for name, options in value.items():
                 tables.append(f"\n[runtime_options.{name}]")
                 tables += [f"{k} = {_toml_value(v)}" for k, v in options.items()]
+            continue
+        if key in ("thermal", "repetition"):
+            if value:
+                tables.append(f"\n[{key}]")
+                tables += [f"{k} = {_toml_value(v)}" for k, v in value.items() if v is not None]
             continue
         lines.append(f"{key} = {_toml_value(value)}")
     return "\n".join(lines + tables) + "\n"

@@ -91,6 +91,8 @@ class RunSpec:
     runtime_options: Dict[str, Any] = field(default_factory=dict)
     default_threads: Optional[int] = None
     reference: Optional[ReferenceRun] = None
+    thermal: Dict[str, Any] = field(default_factory=dict)  # the agent's [thermal] table
+    repetition: Dict[str, Any] = field(default_factory=dict)  # the agent's [repetition] table
 
     @property
     def evaluating(self) -> bool:
@@ -148,14 +150,28 @@ def _latency_inputs(dataset, runtime, input_spec, pre):
 
 
 def _measure_latency(spec: RunSpec, strategy, inputs, report, should_stop):
-    """(BenchResult, the runtime's own init ms or None, extra facts) by the protocol."""
+    """The kept latency measurement (``edgefarm.agent.repetition.Measured``): the protocol
+    behind the thermal gate, re-measured when throttled or noisy as the settings ask."""
     from .clock import Protocol
+    from .repetition import RepetitionConfig, measure
+    from .thermal import ThermalConfig
 
     def progress(done: int, phase: str) -> None:
         report({"phase": phase, "done": done})
 
-    return strategy.latency(inputs, Protocol.from_settings(spec.settings), progress=progress,
-                            should_stop=should_stop)
+    protocol = Protocol.from_settings(spec.settings)
+    try:
+        thermal = ThermalConfig.from_dict(spec.thermal)
+        repetition = RepetitionConfig.from_dict(spec.repetition)
+    except (TypeError, ValueError) as exc:
+        raise RunFailed(f"the agent's configuration: {exc}") from exc
+
+    def latency():
+        return strategy.latency(inputs, protocol, progress=progress, should_stop=should_stop)
+
+    report({"phase": "gate"})
+    return measure(latency, protocol, thermal, repetition,
+                   rerun_throttled=spec.settings.rerun_throttled)
 
 
 def _evaluation_figures(spec: RunSpec, strategy, dataset, input_spec, pre, report, should_stop,
@@ -239,7 +255,8 @@ def run_benchmark(spec: RunSpec, progress: Optional[Progress] = None,
         dataset = _open_dataset(spec)
         pre = _preprocessing(spec, runtime.inputs[0].dtype)
         inputs = _latency_inputs(dataset, runtime, input_spec, pre)
-        bench, runtime_init_ms, extra = _measure_latency(spec, strategy, inputs, report, should_stop)
+        measured = _measure_latency(spec, strategy, inputs, report, should_stop)
+        bench, runtime_init_ms, extra = measured.bench, measured.runtime_init_ms, measured.extra
         if runtime_init_ms is not None:  # the runtime's own figure, e.g. SNPE's diagnostic log
             extra["load_ms"], init_ms = init_ms, runtime_init_ms
         metrics, end_to_end = None, None
@@ -259,15 +276,25 @@ def run_benchmark(spec: RunSpec, progress: Optional[Progress] = None,
             agent_version=__version__, init_ms=init_ms, first_inference_ms=bench.first_inference_ms,
             latency_ms=LatencyStats(**bench.stats), end_to_end_ms=end_to_end,
             model_size_bytes=os.path.getsize(spec.model_path), peak_rss_bytes=peak_rss,
-            metrics=metrics, environment=Environment(**environment_delta(before, after)),
+            metrics=metrics, environment=_environment(environment_delta(before, after), measured),
             extra={"warmup_runs": bench.warmup_count, "latency_wall_seconds": bench.wall_seconds,
                    "latency_samples_stride": bench.samples_stride,
                    "inputs": "dataset sample" if spec.dataset_dir else "synthetic",
                    "model_sha256": model_sha256, **extra},
-            agreement=agreement,
+            agreement=agreement, repetition=measured.repetition,
         )
     finally:
         runtime.close()
+
+
+def _environment(delta: Dict[str, Any], measured) -> Environment:
+    """The run's before/after provenance with the kept measurement's gate and trace; it is
+    throttled when either the before/after readings or the trace say so."""
+    verdicts = [v for v in (delta.get("throttled"), measured.throttled) if v is not None]
+    delta["throttled"] = any(verdicts) if verdicts else None
+    if measured.throttle_reason:
+        delta["throttle_reason"] = measured.throttle_reason
+    return Environment(**delta, gating=measured.gating, trace=measured.trace)
 
 
 def _name_classes(metrics: dict, labels: Optional[list]) -> dict:

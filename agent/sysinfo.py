@@ -6,6 +6,9 @@ This module owns:
 * The static facts of the capability report: ``cpu_model``, ``cpu_count``,
   ``memory_bytes``, ``os_release``, ``python_version``, ``machine_arch``,
   ``hostname`` and ``capabilities`` (a ``edgefarm.shared.contract.schemas.DeviceCapabilities`` dict).
+* The sensor readers of the thermal gate (``edgefarm.agent.thermal``):
+  ``read_governor``, ``read_temperature_c``, ``read_freq_khz`` and
+  ``read_throttled_flags`` (sysfs, else ``vcgencmd get_throttled`` when it exists).
 * The thermal and frequency provenance of a run: ``read_environment`` takes a
   snapshot (governor, per-CPU frequencies, temperature, Raspberry Pi firmware
   throttle flags) and ``environment_delta`` turns a before/after pair into a
@@ -203,6 +206,50 @@ def _temperature_c(root: str) -> Optional[float]:
 
 def _throttled_flags(root: str) -> Optional[int]:
     return _read_int(_path(root, "/sys/devices/platform/soc/soc:firmware/get_throttled"), 16)
+
+
+def read_governor(root: str = "/") -> Optional[str]:
+    """The cpufreq governor of the first CPU, None without cpufreq."""
+    cpus = _cpu_dirs(root)
+    return (_read_text(str(cpus[0]), "cpufreq/scaling_governor") or None) if cpus else None
+
+
+def read_temperature_c(root: str = "/") -> Optional[float]:
+    """The SoC temperature (°C): the hottest plausible CPU/SoC thermal zone."""
+    return _temperature_c(root)
+
+
+def read_freq_khz(root: str = "/") -> Optional[List[int]]:
+    """The current frequency of each CPU (kHz), None without cpufreq."""
+    return _frequencies(root, "scaling_cur_freq")
+
+
+def vcgencmd_throttled(binary: str = "vcgencmd") -> Optional[int]:
+    """The Raspberry Pi firmware's ``vcgencmd get_throttled`` bits; None when the binary is
+    absent, fails or answers something else."""
+    import shutil
+    import subprocess
+
+    path = shutil.which(binary) if binary else None
+    if path is None:
+        return None
+    try:
+        answer = subprocess.run([path, "get_throttled"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"throttled=(0x[0-9a-fA-F]+)", answer.stdout or "")
+    return int(match.group(1), 16) if answer.returncode == 0 and match else None
+
+
+def read_throttled_flags(root: str = "/", vcgencmd: str = "vcgencmd") -> Optional[int]:
+    """The firmware throttle bits from sysfs, else from ``vcgencmd`` when it exists."""
+    flags = _throttled_flags(root)
+    return flags if flags is not None else vcgencmd_throttled(vcgencmd)
+
+
+def firmware_throttled(before: Optional[int], after: Optional[int]) -> Optional[bool]:
+    """Throttling now (in either reading) or newly recorded since boot between them."""
+    return _firmware_throttled(before, after)
 
 
 def read_environment(root: str = "/") -> Dict[str, Any]:

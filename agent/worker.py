@@ -213,6 +213,7 @@ class Worker:
             preprocessing=lease.model.preprocessing, labels=lease.model.labels,
             runtime_options=self.config.runtime_options.get(runtime, {}),
             default_threads=self.config.threads, reference=reference,
+            thermal=dict(self.config.thermal), repetition=dict(self.config.repetition),
         )
 
     def _reference(self, lease: Lease, fetch) -> Optional[ReferenceRun]:
