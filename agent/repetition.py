@@ -13,7 +13,7 @@ throttled. It then measures again:
   rather than a noisy model.
 
 The measurement kept is always the last one: each earlier one is recorded as an
-``Attempt`` (why it was not kept, its count, p50 and CV) in ``RunResult.repetition``,
+``Attempt`` (why it was not kept, its count, p50, CV and its wait at the gate) in ``RunResult.repetition``,
 never hidden, and the last is the one taken on the device in the best state the agent
 could wait for. Reruns are bounded, so a device that stays noisy or hot still gives a
 result, which then says so (``Environment.throttled``, its CV, the attempts).
@@ -73,7 +73,8 @@ def _attempt(reason: str, measured: Measured) -> Dict[str, Any]:
     stats = measured.bench.stats
     cv = coefficient_of_variation(stats)
     return {"reason": reason, "count": int(stats["count"]), "p50": float(stats["p50"]),
-            "cv": cv if math.isfinite(cv) else None, "throttled": measured.throttled}
+            "cv": cv if math.isfinite(cv) else None, "throttled": measured.throttled,
+            "gating": measured.gating}
 
 
 def _measure_once(latency: Callable[[], Any], thermal: ThermalConfig,

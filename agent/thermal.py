@@ -142,6 +142,7 @@ def wait_until_ready(config: ThermalConfig, now: Optional[Callable[[], float]] =
     start = now()
     reading = read_sensors(config)
     history: List[Tuple[float, float]] = []
+    polls = 0
     gating = {"start_temp_c": reading.temp_c, "threshold_temp_c": config.start_temp_c,
               "expected_governor": config.expected_governor}
     while True:
@@ -151,11 +152,12 @@ def wait_until_ready(config: ThermalConfig, now: Optional[Callable[[], float]] =
         if not reasons or elapsed >= config.max_wait_seconds:
             break
         sleep(min(config.poll_seconds, config.max_wait_seconds - elapsed))
+        polls += 1
         reading = read_sensors(config)
     if reasons:
         reason = f"gave up after {elapsed:.1f} s: {'; '.join(reasons)}"
     else:
-        reason = note or (f"ready after {elapsed:.1f} s" if elapsed > 0 else "ready at once")
+        reason = note or (f"ready after {elapsed:.1f} s" if polls else "ready at once")
     gating.update(waited_seconds=round(elapsed, 3), ready=not reasons, reason=reason,
                   governor=reading.governor, end_temp_c=reading.temp_c, freq_khz=reading.freq_khz)
     return gating
