@@ -236,3 +236,33 @@ def test_a_run_walks_its_dataset_once_for_latency_evaluation_and_agreement(
     batch = runtime == "snpe"  # its inference runs in a child process, measured there
     assert ("runtime_process_peak_rss_bytes" in result.extra) == batch
     assert ("latency_protocol" in result.extra) == batch
+
+
+def test_invoke_and_batch_runs_post_the_same_per_sample_record(standin, models, digits_folder):
+    """The same weights through tflite (invoke) and the SNPE stand-in (batch): the same sample
+    order and the same correct samples; the top-1 bits give back the posted top-1. With
+    ``target_ci`` the batch runtime adds batches until the target or ``max_seconds``."""
+    from edgefarm.agent.execute import RunSpec, run_benchmark
+    from edgefarm.shared.contract.schemas import RunSettings
+    from edgefarm.shared.stats import quantile_ci
+    from edgefarm.shared.stats.encoding import unpack_flags
+
+    records = {}
+    for runtime in ("tflite", "snpe"):
+        settings = RunSettings(runtime=runtime, threads=1, warmup_runs=1, warmup_seconds=0, measured_runs=10,
+                               min_seconds=0, max_seconds=1.0, sample_limit=30, target_ci=0.05)
+        spec = RunSpec(model_path=str(models["dlc" if runtime == "snpe" else "tflite"]), settings=settings,
+                       task="classification", dataset_dir=str(digits_folder), dataset_layout="imagefolder",
+                       thermal={"enabled": False}, repetition={"cv_reruns": 0})
+        result = run_benchmark(spec)
+        record = result.metrics.per_sample
+        top1 = unpack_flags(record.top1_correct, record.count)
+        assert record.count == 30 and sum(top1) / 30 == result.metrics.top1
+        achieved = quantile_ci(result.latency_ms.samples, 0.5, 0.95).half_width_ratio()
+        assert result.repetition.achieved_ci == pytest.approx(achieved, rel=1e-12)
+        assert result.repetition.met == (achieved <= 0.05)
+        assert result.repetition.stopped_by == ("target" if result.repetition.met else "max_seconds")
+        records[runtime] = record
+    assert records["tflite"].order_sha256 == records["snpe"].order_sha256
+    assert records["tflite"].top1_correct == records["snpe"].top1_correct
+    assert records["tflite"].top5_correct == records["snpe"].top5_correct

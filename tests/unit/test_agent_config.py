@@ -29,6 +29,21 @@ def test_config_round_trip_and_unknown_keys(tmp_path):
         load_config(tmp_path / "missing.toml")
 
 
+def test_thermal_and_repetition_tables_round_trip_and_are_checked(tmp_path):
+    config = AgentConfig(server_url="http://farm:8000",
+                         thermal={"sysfs_root": "/tmp/fake", "start_temp_c": 55.0, "expected_governor": "performance"},
+                         repetition={"cv_reruns": 1})
+    path = tmp_path / "agent.toml"
+    save_config(config, path)
+    assert "[thermal]" in path.read_text() and load_config(path) == config
+    for table, message in (("[thermal]\nstart_temp = 55\n", "unknown keys start_temp"),
+                           ("[thermal]\ncooldown_seconds = -1\n", "cooldown_seconds must not be negative"),
+                           ("[repetition]\ncv_reruns = 99\n", "cv_reruns must be an integer")):
+        path.write_text(dump_config(AgentConfig(server_url="http://farm:8000")) + table)
+        with pytest.raises(ConfigError, match=message):
+            load_config(path)
+
+
 def test_token_file_is_private(tmp_path):
     path = tmp_path / "state" / "agent.token"
     write_secret(path, "ef_1_secret")
