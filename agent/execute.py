@@ -288,10 +288,12 @@ def run_benchmark(spec: RunSpec, progress: Optional[Progress] = None,
 
 
 def _environment(delta: Dict[str, Any], measured) -> Environment:
-    """The run's before/after provenance with the kept measurement's gate and trace; it is
-    throttled when either the before/after readings or the trace say so."""
-    verdicts = [v for v in (delta.get("throttled"), measured.throttled) if v is not None]
-    delta["throttled"] = any(verdicts) if verdicts else None
+    """The run's before/after provenance with the kept measurement's gate and trace. Whether
+    it was throttled is the kept measurement's verdict (an earlier, throttled attempt must
+    not taint the re-run: the firmware's "since boot" bits stay set); the before/after
+    readings decide only without one (no gate, no sensor)."""
+    if measured.throttled is not None:
+        delta["throttled"] = measured.throttled
     if measured.throttle_reason:
         delta["throttle_reason"] = measured.throttle_reason
     return Environment(**delta, gating=measured.gating, trace=measured.trace)

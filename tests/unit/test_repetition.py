@@ -177,3 +177,15 @@ def test_without_target_ci_a_noisy_measurement_is_not_repeated():
 def test_bad_repetition_settings_are_refused(table, message):
     with pytest.raises(ValueError, match=message):
         RepetitionConfig.from_dict(table)
+
+
+def test_the_kept_measurement_decides_whether_the_run_was_throttled():
+    from edgefarm.agent.execute import _environment
+    from edgefarm.agent.repetition import Measured
+
+    delta = {"throttled": True, "throttled_flags": "0x50000", "temp_c_before": 50.0}  # since boot
+    kept = Measured(bench_of(QUIET), None, {}, gating={"ready": True}, trace=[{"t": 0, "temp_c": 50.0}],
+                    throttled=False)
+    env = _environment(dict(delta), kept)
+    assert env.throttled is False and env.gating.ready is True and env.trace[0].temp_c == 50.0
+    assert _environment(dict(delta), Measured(bench_of(QUIET), None, {})).throttled is True  # no gate
