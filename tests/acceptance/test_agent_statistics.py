@@ -49,7 +49,7 @@ cooldown_seconds = 0.5
 vcgencmd = ""
 
 [repetition]
-cv_reruns = 1
+cv_reruns = 0
 """
 
 
@@ -95,7 +95,7 @@ def test_gate_throttled_rerun_target_ci_and_per_sample_counts(start_farm, tmp_pa
         job = farm.submit(models=[model["id"]], dataset=upload.json()["id"], devices="all",
                           task="segmentation",
                           settings={"runtime": "tflite", "threads": 2, "measured_runs": 20, "min_seconds": 1.0,
-                                    "warmup_seconds": 0.2, "max_seconds": 3.0, "target_ci": TARGET_CI,
+                                    "warmup_seconds": 0.2, "max_seconds": 2.5, "target_ci": TARGET_CI,
                                     "rerun_throttled": True})
         driver = threading.Thread(target=drive_the_device, args=(farm, job["id"], agent, sysfs, log))
         driver.start()
@@ -119,8 +119,7 @@ def test_gate_throttled_rerun_target_ci_and_per_sample_counts(start_farm, tmp_pa
     # the throttled measurement, kept as an attempt; the kept one not throttled
     assert attempts[0]["throttled"] is True
     assert attempts[0]["reason"].startswith("throttled: the fastest core fell from 1500000 to 1100000 kHz")
-    assert [a["throttled"] for a in attempts[1:]] == [False] * (len(attempts) - 1)
-    assert all(a["reason"].startswith("coefficient of variation") for a in attempts[1:])
+    assert len(attempts) == 1  # re-run once; noisy re-runs are off here (tests/unit/test_repetition.py)
     assert env["throttled"] is False and env["trace"] and env["trace"][0]["freq_khz"] == FULL
     assert min(p["temp_c"] for p in env["trace"]) < 60.0
 
@@ -133,7 +132,7 @@ def test_gate_throttled_rerun_target_ci_and_per_sample_counts(start_farm, tmp_pa
         assert achieved <= TARGET_CI and repetition["stopped_by"] == "target"
     else:
         assert repetition["stopped_by"] == "max_seconds" and achieved > TARGET_CI
-    assert result["extra"]["latency_wall_seconds"] < 3.0 + 2.0
+    assert result["extra"]["latency_wall_seconds"] < 2.5 + 2.0
 
     # per-sample counts give back the posted mIoU, which matches an independent computation
     metrics = result["metrics"]
