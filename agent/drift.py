@@ -5,8 +5,10 @@ same inputs, on the device.
 Every intermediate tensor is kept by a dumper per model format (``DUMPERS``):
 
 * ``.tflite``: LiteRT's interpreter with ``experimental_preserve_all_tensors`` and the
-  builtin kernels (a delegate would hide the tensors inside its partition); every op's
-  outputs in execution order, with the op's builtin name as op type.
+  kernels the run uses (XNNPACK unless the option ``xnnpack`` is false: with all tensors
+  preserved XNNPACK takes each op on its own, so every op output is kept and the final
+  outputs are the run's, bit for bit); every op's outputs in graph order, with the op's
+  builtin name as op type.
 * ``.onnx``: ONNX Runtime with every node output added to the graph's outputs and graph
   optimisation off, so each tensor keeps its name; nodes in graph (topological) order.
 
@@ -66,16 +68,18 @@ class TFLiteDumper:
 
     layout = "nhwc"
 
-    def __init__(self, path: Path, threads: Optional[int]):
+    def __init__(self, path: Path, threads: Optional[int], options: Optional[Dict[str, Any]] = None):
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
         from .runtimes.tflite import _tensor_info
 
+        xnnpack = (options or {}).get("xnnpack", True)
+        resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         with warnings.catch_warnings():  # LiteRT warns that this is for debugging: it is
             warnings.simplefilter("ignore")
             self._interpreter = Interpreter(
                 model_path=str(path), num_threads=threads, experimental_preserve_all_tensors=True,
-                experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+                experimental_op_resolver_type=resolver)
         self._interpreter.allocate_tensors()
         details = self._interpreter.get_tensor_details()
         self._details = {int(d["index"]): d for d in details}
@@ -84,6 +88,8 @@ class TFLiteDumper:
         self._by_name: Dict[str, int] = {}
         self.tensors: List[TensorEntry] = []
         for position, op in enumerate(self._interpreter._get_ops_details()):
+            if op["op_name"] == "DELEGATE":  # a delegate's node: its outputs are its ops' own
+                continue
             for index in op["outputs"]:
                 detail = self._details.get(int(index))
                 if detail is None or detail["name"] in self._by_name:
@@ -106,7 +112,7 @@ class TFLiteDumper:
 class ONNXDumper:
     """Every node output of an ``.onnx`` model after one run (ONNX Runtime, no graph optimisation)."""
 
-    def __init__(self, path: Path, threads: Optional[int]):
+    def __init__(self, path: Path, threads: Optional[int], options: Optional[Dict[str, Any]] = None):
         import onnx
         import onnxruntime as ort
 
@@ -151,11 +157,12 @@ class ONNXDumper:
 DUMPERS = {FORMAT_TFLITE: TFLiteDumper, FORMAT_ONNX: ONNXDumper}
 
 
-def open_dumper(path: Path, threads: Optional[int] = None) -> Any:
+def open_dumper(path: Path, threads: Optional[int] = None, options: Optional[Dict[str, Any]] = None) -> Any:
+    """The dumper of the model's format; ``options`` are the run's runtime options."""
     fmt = detect_format(Path(path))
     if fmt not in DUMPERS:
         raise AgreementError(f"per-layer drift reads .tflite and .onnx models, not {fmt}")
-    return DUMPERS[fmt](Path(path), threads)
+    return DUMPERS[fmt](Path(path), threads, options)
 
 
 def _kind(op_type: str) -> str:
@@ -196,11 +203,13 @@ def _inputs(dumper: Any, images: Optional[Sequence[np.ndarray]], synthetic: Opti
 
 def compute_drift(model_path: Path, reference_path: Path, images: Optional[Sequence[np.ndarray]],
                   synthetic: Optional[Sequence[Any]], synthetic_infos: Optional[Sequence[Any]], pre: Any,
-                  samples: int, threads: Optional[int] = None) -> Drift:
+                  samples: int, threads: Optional[int] = None, options: Optional[Dict[str, Any]] = None,
+                  reference_options: Optional[Dict[str, Any]] = None) -> Drift:
     """The drift table of ``model_path`` against ``reference_path`` on the first ``samples``
     ``images`` (decoded; pre-processed per model), else the ``synthetic`` input list (as
-    described by ``synthetic_infos``)."""
-    candidate, reference = open_dumper(model_path, threads), open_dumper(reference_path, threads)
+    described by ``synthetic_infos``); ``options`` are each side's runtime options."""
+    candidate = open_dumper(model_path, threads, options)
+    reference = open_dumper(reference_path, threads, reference_options)
     pairs = match_tensors(candidate.tensors, reference.tensors)
     stats = [OutputStats(c.name, r.name) for c, r, _ in pairs]
     candidate_inputs = _inputs(candidate, images, synthetic, synthetic_infos, pre, samples)

@@ -226,7 +226,7 @@ def _drift(spec: RunSpec, runtime, dataset, pre, latency_inputs):
     samples = spec.settings.drift_samples
     images = _agreement_images(spec, dataset, runtime, min(samples, spec.reference.max_samples or samples))
     return run_drift(spec.model_path, spec.reference, images, latency_inputs, runtime.inputs, pre,
-                     samples, _load_options(spec).threads)
+                     samples, _load_options(spec))
 
 
 def _open_dataset(spec: RunSpec):

@@ -30,13 +30,13 @@ def run_layers(runtime: Any, model_path: str, inputs: Sequence[Any], runs: int) 
 
 
 def run_drift(model_path: str, reference: Any, images: Optional[Sequence[Any]], inputs: Sequence[Any],
-              input_infos: Sequence[Any], pre: Any, samples: int, threads: Optional[int]) -> Drift:
+              input_infos: Sequence[Any], pre: Any, samples: int, options: LoadOptions) -> Drift:
     """The drift table against ``reference`` (a ``ReferenceRun``), or why there is none."""
     from .drift import compute_drift
 
     try:
         drift = compute_drift(Path(model_path), Path(reference.model_path), images, inputs, input_infos,
-                              pre, samples, threads)
+                              pre, samples, options.threads, options.options, reference.options)
     except Cancelled:
         raise
     except Exception as exc:  # drift is extra information: the run still succeeds
