@@ -743,6 +743,41 @@ class RunResult(Schema):
     drift: Optional[Drift] = None
 
 
+class LayerRow(Schema):
+    """One row of a result's layer table: a profiled layer and, where a drift tensor is
+    produced by it (or named like it), that tensor's drift; or a drift tensor alone."""
+
+    name: str
+    op_type: Optional[str] = None
+    unit: Optional[str] = None
+    ms: Optional[float] = None
+    share: Optional[float] = None
+    psnr_db: Optional[float] = None  # None with ``identical`` true: no drift at all
+    max_abs_error: Optional[float] = None
+    identical: Optional[bool] = None
+    drift_tensor: Optional[str] = None
+    slowest: bool = False  # one of the five slowest layers
+    most_drifted: bool = False  # one of the five tensors of lowest PSNR
+
+
+class LayerTableOut(Schema):
+    """A result's layer table (``GET /api/v1/results/{id}/layers``, JSON or CSV): per-layer
+    time and per-layer drift side by side, and why either is missing."""
+
+    result_id: DbId
+    runtime: str
+    source: Optional[str] = None
+    runs: int = 0
+    total_ms: Optional[float] = None
+    run_ms: Optional[float] = None
+    layers_not_available: Optional[str] = None
+    drift_reference: Dict[str, Any] = Field(default_factory=dict)
+    drift_sample_count: int = 0
+    drift_matching: Optional[str] = None
+    drift_not_available: Optional[str] = None
+    rows: List[LayerRow] = Field(default_factory=list)
+
+
 class RunReport(Schema):
     """What the agent posts when a run ends, succeeded or failed."""
 

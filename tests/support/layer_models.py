@@ -43,3 +43,29 @@ def conv_chain(path: Path, corrupt: int = -1, rename: bool = False, seed: int = 
     onnx.checker.check_model(model)
     path.write_bytes(model.SerializeToString())
     return outputs
+
+
+QUICK_ONNX = {"runtime": "onnxruntime", "threads": 1, "warmup_runs": 1, "warmup_seconds": 0.0,
+              "measured_runs": 10, "min_seconds": 0.0, "layer_runs": 3}
+
+
+def layered_result(farm, tmp_path: Path) -> dict:
+    """The conv chain (family base) and its copy with layer 3 corrupted pushed; one real
+    agent runs the copy on onnxruntime with the chain as its reference; the stored result."""
+    from tests.support.agents import AgentProcess, wait_job
+
+    conv_chain(tmp_path / "chain.onnx")
+    conv_chain(tmp_path / "chain-corrupted.onnx", corrupt=3)
+    base = farm.push_model(tmp_path / "chain.onnx", name="chain-fp32", family="chain", task="classification")
+    variant = farm.push_model(tmp_path / "chain-corrupted.onnx", name="chain-corrupted", family="chain",
+                              task="classification", variant={"quantization": "int8", "label": "corrupted"},
+                              lineage={"parent_sha256": base["sha256"], "tool": "test"})
+    agent = AgentProcess(farm, tmp_path / "agent", name="pc-layers").start()
+    try:
+        job = farm.submit(models=[variant["id"]], devices="all", settings={
+            **QUICK_ONNX, "reference": {"runtime": "onnxruntime", "model": str(base["id"])}})
+        final = wait_job(farm, job["id"], timeout=120)
+        assert final["state"] == "succeeded", (final, agent.log()[-3000:])
+    finally:
+        agent.stop()
+    return farm.user.get(f"/api/v1/results/{final['runs'][0]['result_id']}").json()
