@@ -46,6 +46,12 @@ def test_layer_table_exports_page_and_cli(farm, measured):
     assert [r["name"] for r in exported] == [r["name"] for r in rows]
     assert [float(r["ms"]) for r in exported if r["ms"]] == pytest.approx([r["ms"] for r in timed])
 
+    listed = next(csv.DictReader(io.StringIO(farm.user.get("/api/v1/results?format=csv").text)))
+    stages = {s["name"]: s for s in measured["stages"]["stages"]}
+    assert float(listed["cold_load_ms"]) == pytest.approx(stages["cold_load"]["ms"])
+    assert int(listed["warm_load_rss_peak_increase_bytes"]) == stages["warm_load"]["rss_peak_increase_bytes"]
+    assert listed["cache_dropped"] == str(measured["stages"]["cache_dropped"])
+
     missing = farm.user.get("/api/v1/results/999999/layers")
     assert missing.status_code == 404 and missing.headers["content-type"].startswith("application/problem+json")
     assert farm.user.get(f"/api/v1/results/{rid}/layers?format=xml").status_code == 422
