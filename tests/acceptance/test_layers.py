@@ -181,3 +181,13 @@ def test_profile_off_leaves_the_three_passes_out(tmp_path):
     result = run(model, "onnxruntime", reference=model, reference_runtime="onnxruntime", profile=False)
     assert result.stages is None and result.layers is None and result.drift is None
     assert result.agreement is not None
+
+
+def test_no_drift_table_against_the_same_model_file(tmp_path):
+    from edgefarm.agent.profiling import SAME_MODEL
+
+    model = tmp_path / "chain.onnx"
+    conv_chain(model)
+    result = run(model, "onnxruntime", reference=model, reference_runtime="onnxruntime")
+    assert result.drift.not_available == SAME_MODEL and result.drift.tensors == []
+    assert result.layers.not_available is None and result.stages.not_available is None
