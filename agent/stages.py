@@ -5,8 +5,9 @@ model, each with its time and its memory, measured in a fresh process.
 process, before the run loads the model itself), which:
 
 1. drops the model file from the page cache where it can (``os.fdatasync`` then
-   ``posix_fadvise(POSIX_FADV_DONTNEED)``; pages another process has mapped stay, and the
-   result says when the call is missing or failed);
+   ``posix_fadvise(POSIX_FADV_DONTNEED)``), then checks with ``mincore(2)`` that none of
+   its pages stayed (pages another process maps do); the result says when the cache
+   could not be dropped, and why;
 2. loads the model (``cold_load``: a fresh process, the file read from storage), closes
    it, loads it again (``warm_load``: libraries initialised, the file in the page cache);
 3. runs the first inference and then ``STEADY_RUNS`` more (``steady_inference``: their
@@ -37,8 +38,39 @@ STEADY_RUNS = 5
 TIMEOUT_SECONDS = 300
 
 
+def resident_pages(fd: int, size: int) -> Optional[Tuple[int, int]]:
+    """(pages of the file in the page cache, pages of the file) by ``mincore(2)`` on a
+    read-only mapping; None where libc or the calls are missing (not Linux)."""
+    import ctypes
+    import ctypes.util
+    import mmap
+
+    if size <= 0 or not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.mmap.restype, libc.mmap.argtypes = ctypes.c_void_p, [
+            ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+        libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+        libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    except (OSError, AttributeError):
+        return None
+    address = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+    if address in (None, ctypes.c_void_p(-1).value):
+        return None
+    try:
+        pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+        vector = ctypes.create_string_buffer(pages)
+        if libc.mincore(address, size, vector) != 0:
+            return None
+        return sum(byte & 1 for byte in vector.raw[:pages]), pages
+    finally:
+        libc.munmap(address, size)
+
+
 def drop_from_page_cache(path: Path) -> Tuple[bool, str]:
-    """(dropped, how or why not) for ``path``."""
+    """(dropped, how or why not) for ``path``: dropped when, after the advice, ``mincore``
+    finds none of the file's pages cached (or cannot tell, which the note says)."""
     advise = getattr(os, "posix_fadvise", None)
     if advise is None:
         return False, "the page cache could not be dropped: posix_fadvise is not available on this system"
@@ -50,11 +82,19 @@ def drop_from_page_cache(path: Path) -> Tuple[bool, str]:
             except OSError:
                 pass  # a read-only file system: nothing is dirty
             advise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            resident = resident_pages(fd, os.fstat(fd).st_size)
         finally:
             os.close(fd)
     except OSError as exc:
         return False, f"the page cache could not be dropped: posix_fadvise failed: {exc}"
-    return True, "posix_fadvise(POSIX_FADV_DONTNEED) on the model file before the cold load"
+    how = "posix_fadvise(POSIX_FADV_DONTNEED) on the model file before the cold load"
+    if resident is None:
+        return True, how + " (whether its pages left the cache could not be checked)"
+    cached, pages = resident
+    if cached:
+        return False, (f"the page cache could not be dropped: after {how}, {cached} of its {pages} pages "
+                       "stayed cached (another process maps the file)")
+    return True, how + f"; mincore found none of its {pages} pages cached"
 
 
 class RssSampler:

@@ -2,6 +2,8 @@
 run's own code path) on the DeepLab fixture, its ONNX conversion and its dynamic-range and
 int8 variants, plus a small ONNX chain with one corrupted layer."""
 
+import mmap
+import shutil
 import warnings
 from pathlib import Path
 
@@ -159,8 +161,10 @@ def test_a_corrupted_layer_is_the_first_whose_drift_drops(tmp_path, rename):
 
 
 @needs_deeplab
-def test_stages_cold_load_then_warm_load_with_plausible_memory(deeplab):
-    stages = run(DEEPLAB, "tflite", layer_runs=1).stages
+def test_stages_cold_load_then_warm_load_with_plausible_memory(tmp_path):
+    model = tmp_path / "deeplab.tflite"  # a copy no other process maps, so its pages can leave the cache
+    shutil.copyfile(DEEPLAB, model)
+    stages = run(model, "tflite", layer_runs=1).stages
     assert stages.not_available is None and stages.sample_interval_ms > 0
     by_name = {s.name: s for s in stages.stages}
     assert list(by_name) == ["cold_load", "warm_load", "first_inference", "steady_inference"]
@@ -173,6 +177,19 @@ def test_stages_cold_load_then_warm_load_with_plausible_memory(deeplab):
         assert stage.rss_peak_increase_bytes >= stage.rss_increase_bytes
     assert by_name["cold_load"].rss_increase_bytes > 0
     assert by_name["steady_inference"].runs == 5
+
+
+def test_a_file_another_process_maps_is_not_said_to_be_dropped(tmp_path):
+    from edgefarm.agent.stages import measure_stages
+
+    model = tmp_path / "chain.onnx"
+    conv_chain(model)
+    with open(model, "rb") as handle, mmap.mmap(handle.fileno(), 0, prot=mmap.PROT_READ) as mapped:
+        assert mapped[:4]  # its pages are mapped, and so cached, in this process
+        stages = measure_stages(model, "onnxruntime", "cpu", 1, {})
+    assert not stages.cache_dropped
+    assert stages.cache_note.startswith("the page cache could not be dropped") and "stayed cached" in stages.cache_note
+    assert [s.name for s in stages.stages][:2] == ["cold_load", "warm_load"]
 
 
 def test_profile_off_leaves_the_three_passes_out(tmp_path):
