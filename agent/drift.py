@@ -35,6 +35,7 @@ from edgefarm.shared.contract.schemas import MAX_LAYER_ROWS, Drift, TensorDrift
 from edgefarm.shared.formats import FORMAT_ONNX, FORMAT_TFLITE, detect_format
 
 from .agreement import AgreementError, OutputStats, _image_inputs, align, convert_input
+from .layers import NAME_CHARS
 
 MATCHING = ("by name; else by position: in graph order, the next unmatched reference tensor made "
             "by the same op type with as many elements, after the previous match")
@@ -231,10 +232,11 @@ def compute_drift(model_path: Path, reference_path: Path, images: Optional[Seque
         if not ok:
             continue
         summary = stat.summary()
-        rows.append(TensorDrift(name=c.name, reference_name=r.name, op_type=c.op_type, layer=c.layer,
+        rows.append(TensorDrift(name=c.name[:NAME_CHARS], reference_name=r.name[:NAME_CHARS],
+                                op_type=c.op_type[:100], layer=c.layer[:NAME_CHARS] if c.layer else None,
                                 position=c.position, matched_by=how, psnr_db=summary["psnr_db"],
                                 max_abs_error=summary["max_abs_error"], identical=summary["identical"]))
-    matched = {row.reference_name for row in rows}
+    matched = {r.name for (_, r, _), ok in zip(pairs, comparable) if ok}
     return Drift(sample_count=len(candidate_inputs), matching=MATCHING, tensors=rows[:MAX_LAYER_ROWS],
                  unmatched=len(candidate.tensors) - len(rows),
                  reference_unmatched=sum(1 for t in reference.tensors if t.name not in matched))

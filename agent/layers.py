@@ -40,6 +40,9 @@ NOT_AVAILABLE: Dict[str, str] = {
 }
 
 
+NAME_CHARS, OP_CHARS = 1000, 100  # the contract's bounds; longer names are cut
+
+
 class _Accumulator:
     """Per layer (in first-seen order): op type, kernel, unit and the total ms over the runs."""
 
@@ -58,7 +61,8 @@ class _Accumulator:
         if len(means) > MAX_LAYER_ROWS:
             slowest = set(n for n, _, _ in sorted(means, key=lambda m: -m[2])[:MAX_LAYER_ROWS])
             kept = [m for m in means if m[0] in slowest]
-        rows = [LayerTime(name=name, op_type=e["op_type"], kernel=e["kernel"], ms=ms,
+        rows = [LayerTime(name=name[:NAME_CHARS], op_type=e["op_type"][:OP_CHARS],
+                          kernel=e["kernel"][:OP_CHARS] if e["kernel"] else None, ms=ms,
                           share=min(1.0, ms / total) if total > 0 else 0.0, unit=e["unit"])
                 for name, e, ms in kept]
         return LayerProfile(source=source, runs=runs, total_ms=total,

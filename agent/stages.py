@@ -184,7 +184,10 @@ def measure_stages(model_path: Path, runtime: str, accelerator: str, threads: Op
     lines = done.stdout.strip().splitlines()
     if not lines:
         return Stages(not_available=f"the stage process gave no figures after {watch.seconds():.1f} s")
-    return Stages.model_validate_json(lines[-1])
+    try:
+        return Stages.model_validate_json(lines[-1])
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        return Stages(not_available=f"the stage process gave unreadable figures: {str(exc)[:500]}")
 
 
 def main() -> int:
