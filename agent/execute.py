@@ -46,6 +46,7 @@ from . import __version__
 from .children import RUN_FOLDER_PREFIX
 from .errors import Cancelled
 from .pause import pause_at
+from .profiling import run_drift, run_layers, run_stages
 from .runtimes import LoadOptions, ModelLoadError, get_runtime_class
 
 Progress = Callable[[Dict[str, Any]], None]
@@ -117,14 +118,19 @@ class RunSpec:
         return data
 
 
+def _load_options(spec: RunSpec) -> LoadOptions:
+    settings = spec.settings
+    threads = settings.threads or spec.default_threads or os.cpu_count()
+    return LoadOptions(accelerator=settings.accelerator, threads=threads,
+                       options={**spec.runtime_options, **settings.options})
+
+
 def _load(spec: RunSpec):
     from .clock import load_runtime
 
     settings = spec.settings
     runtime_cls = get_runtime_class(str(settings.runtime))
-    threads = settings.threads or spec.default_threads or os.cpu_count()
-    options = LoadOptions(accelerator=settings.accelerator, threads=threads,
-                          options={**spec.runtime_options, **settings.options})
+    options = _load_options(spec)
     try:
         return load_runtime(runtime_cls, Path(spec.model_path), options)
     except ModelLoadError as exc:
@@ -229,6 +235,16 @@ def _agreement(spec: RunSpec, strategy, dataset, pre, latency_inputs) -> Optiona
     return Agreement(reference=ref.describe(), **data)
 
 
+def _drift(spec: RunSpec, runtime, dataset, pre, latency_inputs):
+    """Per-layer drift against the output agreement's reference, on its first inputs."""
+    if spec.reference is None:
+        return None
+    samples = spec.settings.drift_samples
+    images = _agreement_images(spec, dataset, runtime, min(samples, spec.reference.max_samples or samples))
+    return run_drift(spec.model_path, spec.reference, images, latency_inputs, runtime.inputs, pre,
+                     samples, _load_options(spec))
+
+
 def _open_dataset(spec: RunSpec):
     """The run's dataset, scanned once, when the run evaluates; else None."""
     if not spec.evaluating:
@@ -248,6 +264,10 @@ def run_benchmark(spec: RunSpec, progress: Optional[Progress] = None,
     report = progress or (lambda info: None)
     model_sha256 = sha256_file(Path(spec.model_path))  # the bytes this run loads
     before = read_environment()
+    profiling = spec.settings.profile
+    stages = None
+    if profiling:
+        stages = run_stages(spec.model_path, str(spec.settings.runtime), _load_options(spec))
     runtime, init_ms = _load(spec)
     try:
         strategy = strategy_for(runtime)
@@ -268,6 +288,11 @@ def run_benchmark(spec: RunSpec, progress: Optional[Progress] = None,
         if spec.reference:
             report({"phase": "agreement"})
         agreement = _agreement(spec, strategy, dataset, pre, inputs)
+        layers, drift = None, None
+        if profiling:
+            report({"phase": "profile"})
+            layers = run_layers(runtime, spec.model_path, inputs, spec.settings.layer_runs)
+            drift = _drift(spec, runtime, dataset, pre, inputs)
         return RunResult(
             runtime={"name": runtime.name, "version": runtime.version(),
                      "accelerator": spec.settings.accelerator,
@@ -282,6 +307,7 @@ def run_benchmark(spec: RunSpec, progress: Optional[Progress] = None,
                    "inputs": "dataset sample" if spec.dataset_dir else "synthetic",
                    "model_sha256": model_sha256, **extra},
             agreement=agreement, repetition=measured.repetition,
+            stages=stages, layers=layers, drift=drift,
         )
     finally:
         runtime.close()

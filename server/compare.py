@@ -6,6 +6,8 @@ from typing import Dict, Iterable, List, Optional, Sequence
 from edgefarm.shared.contract.rules import headline_metric
 from edgefarm.shared.contract.schemas import CompareCell, ResultOut
 
+from .stage_columns import STAGE_COLUMNS, stage_cells
+
 CSV_COLUMNS = (
     "id", "created_at", "job_id", "run_id", "model_id", "model_name", "family", "quantization",
     "sparsity", "variant_label", "task", "device_id", "device_name", "platform", "runtime",
@@ -15,7 +17,7 @@ CSV_COLUMNS = (
     "latency_p99_ms", "latency_max_ms", "end_to_end_p50_ms", "model_size_bytes", "peak_rss_bytes",
     "throttled", "model_sha256", "dataset_sha256", "agent_version", "permalink",
     "agreement_psnr_db", "agreement_top1",
-)
+) + STAGE_COLUMNS
 
 
 def flat_row(result: ResultOut) -> Dict[str, object]:
@@ -45,6 +47,7 @@ def flat_row(result: ResultOut) -> Dict[str, object]:
     for key in ("count", "mean", "std", "min", "p50", "p90", "p99", "max"):
         column = "latency_count" if key == "count" else f"latency_{key}_ms"
         row[column] = getattr(latency, key) if latency else None
+    row.update(stage_cells(result))
     return {column: row.get(column) for column in CSV_COLUMNS}
 
 

@@ -94,6 +94,8 @@ class ONNXRuntime(Runtime):
         self._feed: Dict[str, np.ndarray] = {}
         self._result: List[np.ndarray] = []
         self._describe: Dict[str, Any] = {}
+        self._model_path: Optional[Path] = None
+        self._load_options = LoadOptions()
 
     @classmethod
     def version(cls) -> Optional[str]:
@@ -118,6 +120,7 @@ class ONNXRuntime(Runtime):
             raise ModelLoadError(f"cannot load model: {exc}") from exc
         except Exception as exc:  # onnxruntime raises its own Fail / InvalidGraph / ...
             raise ModelLoadError(f"cannot load model {model_path.name}: {exc}") from exc
+        self._model_path, self._load_options = model_path, options
         self._inputs = [_tensor_info(node) for node in self._session.get_inputs()]
         self._outputs = [_tensor_info(node) for node in self._session.get_outputs()]
         self.layout = layout_of(self._inputs)
@@ -147,6 +150,24 @@ class ONNXRuntime(Runtime):
             raise RuntimeUnavailable(f"unknown graph_optimization {level!r}; known: {', '.join(levels)}")
         session_options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, levels[level])
         return session_options
+
+    def profiling_session(self, prefix: str, optimized_path: Optional[str] = None) -> Any:
+        """A second session of the loaded model with the same options and providers and
+        ONNX Runtime's profiler on (its JSON trace file starts with ``prefix``), for the
+        per-layer pass; ``optimized_path`` also writes the graph as optimized, that is as it
+        runs. Its ``run`` takes this runtime's current feed."""
+        ort = _ort()
+        options = self._session_options(ort, self._load_options)
+        options.enable_profiling = True
+        options.profile_file_prefix = prefix
+        if optimized_path:
+            options.optimized_model_filepath = optimized_path
+        return ort.InferenceSession(str(self._model_path), options, providers=self._session.get_providers())
+
+    @property
+    def feed(self) -> Dict[str, np.ndarray]:
+        """The inputs the last ``set_inputs`` gave, by input name."""
+        return dict(self._feed)
 
     def set_inputs(self, arrays: Sequence[Any]) -> None:
         self._check_input_count(arrays)

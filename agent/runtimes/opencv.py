@@ -223,6 +223,17 @@ class OpenCVRuntime(Runtime):
     def invoke(self) -> None:
         self._raw = self._net.forward(self._forward_names)
 
+    def layer_times(self) -> List[tuple]:
+        """OpenCV's own per-layer times of the last ``invoke()`` (``Net.getPerfProfile``):
+        ``(layer name, OpenCV layer type, ms)`` in the network's layer order."""
+        cv2 = _cv2()
+        _, timings = self._net.getPerfProfile()
+        names = list(self._net.getLayerNames())
+        ticks = [float(t) for t in np.asarray(timings).reshape(-1)]
+        scale = 1e3 / cv2.getTickFrequency()
+        return [(name, str(self._net.getLayer(name).type), tick * scale)
+                for name, tick in zip(names, ticks)]
+
     def get_outputs(self) -> List[np.ndarray]:
         """Outputs in ``outputs`` order, 4-D ones transposed from OpenCV's NCHW to the
         model's declared NHWC shape when that is what it declares."""

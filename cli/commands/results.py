@@ -1,5 +1,7 @@
-"""``edgefarm results``: the results table, its CSV export, and the family
-comparison (``--compare FAMILY``).
+"""``edgefarm results``: the results table, its CSV export, the family
+comparison (``--compare FAMILY``) and one result's layer table (``--layers ID``:
+load stages come with the result, per-layer time and drift from the server's
+``/results/{id}/layers``).
 
 The table has the shape of a study table: one row per result with platform,
 device, runtime, model and variant, the headline accuracy (mIoU for
@@ -48,6 +50,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--job", type=int, metavar="ID")
     p.add_argument("--compare", metavar="FAMILY",
                    help="variants of FAMILY x devices, with deltas against the base model")
+    p.add_argument("--layers", type=int, metavar="ID",
+                   help="the layer table of result ID: per-layer time and drift (with --json or --csv: "
+                        "the server's export)")
     formats = p.add_mutually_exclusive_group()
     add_json_option(formats)
     formats.add_argument("--csv", action="store_true", help="write the server's CSV export to stdout")
@@ -58,6 +63,8 @@ def register(subparsers: Any) -> None:
 
 def run_results(ctx: Context) -> int:
     args = ctx.args
+    if args.layers is not None:
+        return run_layers(ctx)
     if args.compare:
         return run_compare(ctx)
     filters = {name: getattr(args, name) for name in FILTERS}
@@ -179,3 +186,65 @@ def print_compare(compared: CompareOut) -> None:
     print_table(columns, rows, title=f"family {compared.family}: variants x devices", show_lines=True)
     say("* on the device's Pareto front (accuracy vs p50 latency); accuracy deltas in percentage "
         "points, latency and size as ratios to the base model")
+
+
+# ---------------------------------------------------------------- layers
+
+
+LAYER_COLUMNS = ("", "layer", "op", "time ms", "share", "PSNR dB", "max |err|")
+
+
+def run_layers(ctx: Context) -> int:
+    args = ctx.args
+    if args.compare or args.output_format:
+        raise CliError("--layers cannot be combined with --compare or --format (use --json or --csv)")
+    other = [f"--{name}" for name in FILTERS if getattr(args, name) is not None]
+    if other:
+        raise CliError(f"--layers takes a result id and no filters, not {', '.join(other)}")
+    if args.layers < 1:
+        raise CliError(f"--layers takes a result id (a positive number), not {args.layers}")
+    if args.csv:
+        emit_text(ctx.client.result_layers_csv(args.layers))
+        return 0
+    table = ctx.client.result_layers(args.layers)
+    if ctx.json:
+        emit_json(table.model_dump(mode="json"))
+        return 0
+    print_stages(ctx.client.get_result(args.layers))
+    if table.layers_not_available:
+        say(f"per-layer time: {table.layers_not_available}")
+    else:
+        say(f"per-layer time: {table.source}, mean of {table.runs} runs; layers sum to "
+            f"{format_ms(table.total_ms)} ms, the runs took {format_ms(table.run_ms)} ms")
+    say(f"drift: {table.drift_not_available}" if table.drift_not_available else
+        f"drift against {table.drift_reference.get('model_name') or 'the reference'} on "
+        f"{table.drift_sample_count} inputs; matched {table.drift_matching}")
+    if table.rows:
+        print_table(LAYER_COLUMNS, [layer_row(r) for r in table.rows],
+                    title=f"result {table.result_id}: {len(table.rows)} layers ({table.runtime})",
+                    right=("time ms", "share", "PSNR dB", "max |err|"))
+        say("S: one of the five slowest layers; D: one of the five most drifted tensors")
+    return 0
+
+
+def layer_row(row: Any) -> List[Any]:
+    marks = ("S" if row.slowest else "") + ("D" if row.most_drifted else "")
+    psnr = "identical" if row.identical else (f"{row.psnr_db:.2f}" if row.psnr_db is not None else None)
+    return [marks, row.name, row.op_type, f"{row.ms:.3f}" if row.ms is not None else None,
+            format_percent(row.share) if row.share is not None else None, psnr,
+            f"{row.max_abs_error:.3g}" if row.max_abs_error is not None else None]
+
+
+def print_stages(result: ResultOut) -> None:
+    stages = result.stages
+    if stages is None:
+        say("load stages: not measured for this result")
+        return
+    if stages.not_available:
+        say(f"load stages: {stages.not_available}")
+        return
+    rows = [[s.name.replace("_", " "), format_ms(s.ms), format_bytes(s.rss_increase_bytes),
+             format_bytes(s.rss_peak_increase_bytes)] for s in stages.stages]
+    print_table(("stage", "ms", "RSS increase", "RSS peak increase"), rows, title="load stages",
+                right=("ms", "RSS increase", "RSS peak increase"))
+    say(f"RSS sampled every {stages.sample_interval_ms:g} ms; {stages.cache_note}")

@@ -7,11 +7,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from edgefarm.shared.contract.ids import MAX_ID
-from edgefarm.shared.contract.schemas import CompareOut, ResultOut
+from edgefarm.shared.contract.schemas import CompareOut, LayerTableOut, ResultOut
 
 from ..auth import Principal
 from ..context import AppContext
-from ..services import results
+from ..services import layers, results
 from .bodies import ContractRoute
 from .deps import Moment, Offset, RowId, get_ctx, reader
 from .pages import DEFAULT_LIMIT, Limit, send_page
@@ -73,3 +73,17 @@ def get_result(
     _: Principal = Depends(reader),
 ) -> ResultOut:
     return results.get_result(ctx, result_id, ctx.base_url(request))
+
+
+@router.get("/{result_id}/layers", response_model=LayerTableOut, responses=CSV_RESPONSE)
+def get_result_layers(
+    result_id: RowId, request: Request, format: str = Query("json", pattern="^(json|csv)$"),
+    ctx: AppContext = Depends(get_ctx), _: Principal = Depends(reader),
+):
+    """The result's layer table: per-layer time and drift (``format=csv``: the rows as CSV)."""
+    table = layers.result_layers(ctx, result_id, ctx.base_url(request))
+    if format == "csv" or "text/csv" in request.headers.get("accept", ""):
+        filename = f"result-{result_id}-layers.csv"
+        return Response(layers.to_csv(table), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    return table

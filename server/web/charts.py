@@ -240,3 +240,46 @@ def progress_segments(counts: Dict[str, int], order: Sequence[str]) -> List[Segm
             segments.append(Segment(state, count, round(x, 3), round(width, 3)))
             x += width
     return segments
+
+
+# ---------------------------------------------------------------- layers
+
+
+@dataclass
+class OpBar:
+    op_type: str
+    ms: float
+    share: float
+    layers: int
+    y: float
+    width: float
+
+
+@dataclass
+class OpBars:
+    frame: Frame
+    bars: List[OpBar]
+    x_ticks: List[Tick]
+    row_height: int
+
+
+def op_type_bars(rows: Sequence[object], row_height: int = 22, most: int = 15) -> Optional[OpBars]:
+    """Horizontal bars of time summed by op type over the timed layer ``rows`` (each with
+    ``op_type`` and ``ms``), slowest first, at most ``most`` op types; None when no row is timed."""
+    totals: Dict[str, List[float]] = {}
+    for row in rows:
+        ms = getattr(row, "ms", None)
+        if is_finite(ms):
+            entry = totals.setdefault(getattr(row, "op_type", None) or "?", [0.0, 0])
+            entry[0] += ms
+            entry[1] += 1
+    if not totals:
+        return None
+    ranked = sorted(totals.items(), key=lambda item: -item[1][0])[:most]
+    grand = sum(ms for ms, _ in totals.values())
+    frame = Frame(width=720, height=16 + row_height * len(ranked) + 40, left=170, right=70, top=16, bottom=40)
+    x_axis = axis(0.0, ranked[0][1][0], frame.left, frame.x1, count=6, zero=True)
+    bars = [OpBar(op, ms, ms / grand if grand else 0.0, int(count), frame.top + i * row_height,
+                  round(max(x_axis(ms) - frame.left, 0.5), 1))
+            for i, (op, (ms, count)) in enumerate(ranked)]
+    return OpBars(frame, bars, x_axis.ticks(), row_height)

@@ -14,7 +14,7 @@ from fastapi.responses import RedirectResponse, Response
 from edgefarm.shared.contract.ids import MAX_ID
 from edgefarm.shared.contract.schemas import ResultOut
 
-from ..services import devices, jobs, overview, results
+from ..services import devices, jobs, layers, overview, results
 from ..services.pages import Page
 from . import charts, login, views
 from .errors import DashboardError, DashboardRoute
@@ -134,11 +134,13 @@ def result_page(request: Request, result_id: PageId, viewer: Viewer = Depends(cu
         histogram = charts.histogram(latency.samples, {"p50": latency.p50, "p90": latency.p90})
     metrics = result.metrics.model_dump(exclude={"per_class_iou"}) if result.metrics else {}
     per_class = (result.metrics.per_class_iou or {}) if result.metrics else {}
+    table = layers.layer_table(result)
     return page(request, "result.html", viewer=viewer, nav="results", result=result,
                 row=views.result_row(result), variant=views.variant_name(result.variant),
                 histogram=histogram, metrics={k: v for k, v in metrics.items() if v is not None},
                 per_class=per_class,
-                environment=result.environment.model_dump() if result.environment else {})
+                environment=result.environment.model_dump() if result.environment else {},
+                table=table, op_bars=charts.op_type_bars(table.rows))
 
 
 @router.get("/compare")

@@ -17,6 +17,7 @@ from edgefarm.shared.contract.schemas import (
     DatasetOut,
     DeviceOut,
     JobOut,
+    LayerTableOut,
     ModelOut,
     ResultOut,
     TokenOut,
@@ -135,6 +136,14 @@ class FarmClient(ApiClient):
 
     def get_result(self, result_id: int) -> ResultOut:
         return self._parse(self._request("GET", f"/results/{result_id}"), ResultOut)
+
+    def result_layers(self, result_id: int) -> LayerTableOut:
+        """The result's layer table: per-layer time and drift."""
+        return self._parse(self._request("GET", f"/results/{result_id}/layers"), LayerTableOut)
+
+    def result_layers_csv(self, result_id: int) -> str:
+        """The server's CSV export of the result's layer table."""
+        return self._request("GET", f"/results/{result_id}/layers", params={"format": "csv"}).text
 
     # ------------------------------------------------------------ devices
 

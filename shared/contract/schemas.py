@@ -349,6 +349,10 @@ class RunSettings(Schema):
         "interval of p50 is within +-target_ci of p50 (0.01 = 1%) or max_seconds has passed")
     rerun_throttled: bool = Field(
         False, description="re-run a measurement once, after a cool-down, when it was throttled")
+    profile: bool = Field(
+        True, description="after the timed runs: load stages, per-layer time and per-layer drift")
+    layer_runs: int = Field(5, ge=1, le=1000, description="profiled runs of the per-layer time pass")
+    drift_samples: int = Field(2, ge=1, le=64, description="inputs compared by the per-layer drift pass")
 
 
 class JobCreate(Schema):
@@ -636,6 +640,88 @@ class Agreement(Schema):
     error: Optional[str] = None
 
 
+#: The most rows a result's layer table or drift table carries (the slowest / first kept).
+MAX_LAYER_ROWS = 2000
+
+
+class StageFigures(Schema):
+    """One stage of a model's life in a fresh process: its time, how much the resident set
+    grew over it (``rss_increase_bytes``, may be negative) and the highest it rose above its
+    start while it ran (``rss_peak_increase_bytes``, sampled, plus the end)."""
+
+    name: str = Field(..., max_length=40)  # cold_load, warm_load, first_inference, steady_inference
+    ms: Optional[NonNegative] = None
+    runs: Count = 1  # steady_inference: the mean of this many runs
+    rss_before_bytes: Optional[Count] = None
+    rss_increase_bytes: Optional[int] = Field(None, ge=-MAX_DB_INT, le=MAX_DB_INT)
+    rss_peak_increase_bytes: Optional[Count] = None
+
+
+class Stages(Schema):
+    """Cold load, warm load, first and steady-state inference, measured in a fresh process
+    before the run's own load. ``cache_dropped`` says whether the model file was dropped from
+    the page cache first (``cache_note`` says how, or why not)."""
+
+    stages: List[StageFigures] = Field(default_factory=list, max_length=20)
+    sample_interval_ms: Optional[NonNegative] = None
+    cache_dropped: bool = False
+    cache_note: Optional[str] = Field(None, max_length=500)
+    not_available: Optional[str] = Field(None, max_length=1000)
+
+
+class LayerTime(Schema):
+    """One layer (node) of the profiled runs: mean time over them and its share of their sum."""
+
+    name: str = Field(..., max_length=1000)
+    op_type: str = Field(..., max_length=100)
+    kernel: Optional[str] = Field(None, max_length=100)  # the runtime's own kernel or layer type
+    ms: NonNegative
+    share: Fraction
+    unit: Optional[str] = Field(None, max_length=40)  # CPU, GPU, DSP, ... where the runtime says
+
+
+class LayerProfile(Schema):
+    """Per-layer time from the runtime's own profiler, in a pass after the timed runs.
+    ``total_ms`` is the mean over the profiled runs of the sum of layer times, ``run_ms``
+    the mean wall time of those runs; ``not_available`` says why a runtime gives none."""
+
+    source: Optional[str] = Field(None, max_length=200)
+    runs: Count = 0
+    total_ms: Optional[NonNegative] = None
+    run_ms: Optional[NonNegative] = None
+    layers: List[LayerTime] = Field(default_factory=list, max_length=MAX_LAYER_ROWS)
+    layers_left_out: Count = 0
+    not_available: Optional[str] = Field(None, max_length=1000)
+
+
+class TensorDrift(Schema):
+    """How far one intermediate tensor of the run's model is from its reference's match."""
+
+    name: str = Field(..., max_length=1000)
+    reference_name: str = Field(..., max_length=1000)
+    op_type: Optional[str] = Field(None, max_length=100)
+    layer: Optional[str] = Field(None, max_length=1000)  # the node that produces it, when named
+    position: Count  # order of the producing op in the model's graph
+    matched_by: Literal["name", "position"]
+    psnr_db: Optional[float] = None  # None: identical
+    max_abs_error: NonNegative
+    identical: bool = False
+
+
+class Drift(Schema):
+    """Per-layer numerical drift against the reference model on the same inputs: every
+    matched intermediate tensor, dequantized, in graph order. ``matching`` says how tensors
+    were paired; ``not_available`` why there is no table."""
+
+    reference: Dict[str, Any] = Field(default_factory=dict)
+    sample_count: Count = 0
+    matching: Optional[str] = Field(None, max_length=1000)
+    tensors: List[TensorDrift] = Field(default_factory=list, max_length=MAX_LAYER_ROWS)
+    unmatched: Count = 0
+    reference_unmatched: Count = 0
+    not_available: Optional[str] = Field(None, max_length=1000)
+
+
 class RunResult(Schema):
     """The figures an agent posts for a run (also ``edgefarm-agent bench --json``)."""
 
@@ -652,6 +738,44 @@ class RunResult(Schema):
     extra: Dict[str, Any] = Field(default_factory=dict)
     agreement: Optional[Agreement] = None
     repetition: Optional[Repetition] = None
+    stages: Optional[Stages] = None
+    layers: Optional[LayerProfile] = None
+    drift: Optional[Drift] = None
+
+
+class LayerRow(Schema):
+    """One row of a result's layer table: a profiled layer and, where a drift tensor is
+    produced by it (or named like it), that tensor's drift; or a drift tensor alone."""
+
+    name: str
+    op_type: Optional[str] = None
+    unit: Optional[str] = None
+    ms: Optional[float] = None
+    share: Optional[float] = None
+    psnr_db: Optional[float] = None  # None with ``identical`` true: no drift at all
+    max_abs_error: Optional[float] = None
+    identical: Optional[bool] = None
+    drift_tensor: Optional[str] = None
+    slowest: bool = False  # one of the five slowest layers
+    most_drifted: bool = False  # one of the five tensors of lowest PSNR
+
+
+class LayerTableOut(Schema):
+    """A result's layer table (``GET /api/v1/results/{id}/layers``, JSON or CSV): per-layer
+    time and per-layer drift side by side, and why either is missing."""
+
+    result_id: DbId
+    runtime: str
+    source: Optional[str] = None
+    runs: int = 0
+    total_ms: Optional[float] = None
+    run_ms: Optional[float] = None
+    layers_not_available: Optional[str] = None
+    drift_reference: Dict[str, Any] = Field(default_factory=dict)
+    drift_sample_count: int = 0
+    drift_matching: Optional[str] = None
+    drift_not_available: Optional[str] = None
+    rows: List[LayerRow] = Field(default_factory=list)
 
 
 class RunReport(Schema):

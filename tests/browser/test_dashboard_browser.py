@@ -273,3 +273,42 @@ def test_jobs_page_refreshes_itself_and_cancels(farm, browser, tmp_path):
     assert page.get_attribute(f"section[data-job-id='{doomed['id']}']", "data-state") == "cancelled"
     assert farm.user.get(f"/api/v1/jobs/{doomed['id']}").json()["state"] == "cancelled"
     only_own_host(requests, farm.url)
+
+
+def test_result_page_layers_section_sorts_and_highlights(farm, browser, tmp_path):
+    """A real agent's result for a conv chain with one corrupted layer (onnxruntime, against
+    its family base): the Layers section's table sorts by a click on a heading, marks the
+    five slowest layers and the most drifted tensors, and charts time by op type."""
+    from tests.support.layer_models import layered_result
+
+    pytest.importorskip("onnx", reason="the onnx package builds the test model")
+    result = layered_result(farm, tmp_path)
+    context, requests = browser
+    page = context.new_page()
+    sign_in_through_the_form(page, farm, f"/results/{result['id']}")
+    table = page.locator("#layer-table")
+    assert page.locator("#layer-table tbody tr.slowest").count() == 5
+    assert 1 <= page.locator("#layer-table tbody tr.most-drifted").count() <= 5
+    ops = {b.get_attribute("data-op-type") for b in page.locator("svg.op-bars rect.bar").all()}
+    assert ops == {layer["op_type"] for layer in result["layers"]["layers"]} and "Conv" in ops
+
+    def times() -> List[float]:
+        cells = table.locator("tbody tr td:nth-child(3)").evaluate_all("cs => cs.map(c => c.dataset.value)")
+        return [float(v) for v in cells if v]
+
+    def names() -> List[str]:
+        return table.locator("tbody tr").evaluate_all("rs => rs.map(r => r.dataset.layer)")
+
+    table.locator("thead th", has_text="Time").click()
+    assert table.locator("thead th", has_text="Time").get_attribute("aria-sort") == "ascending"
+    assert times() == sorted(times())
+    table.locator("thead th", has_text="Time").click()
+    assert times() == sorted(times(), reverse=True)
+    slowest = set(table.locator("tbody tr.slowest").evaluate_all("rs => rs.map(r => r.dataset.layer)"))
+    assert set(names()[:5]) == slowest
+    table.locator("thead th", has_text="PSNR").click()
+    first = table.locator("tbody tr").first
+    assert "most-drifted" in (first.get_attribute("class") or "")
+    page.locator("#layers").screenshot(path=str(SCREENSHOTS / "result-layers.png"))
+    only_own_host(requests, farm.url)
+    assert any(r.endswith("/static/layers.js") for r in requests)
