@@ -41,10 +41,11 @@ VARIANTS = ("fp16", "dynamic", "int8", "pruned-0.5")
 CALIBRATION_SAMPLES = 8
 #: Job settings per runtime: timed invokes (and at least 1 s of them). DeepLab takes 30-150 ms
 #: on tflite and 100-400 ms on opencv and onnxruntime on two cores: these keep its six (seven
-#: with ONNX) runs near half a minute.
-SETTINGS = {"tflite": {"runtime": "tflite", "measured_runs": 20, "min_seconds": 1},
-            "opencv": {"runtime": "opencv", "measured_runs": 10, "min_seconds": 1},
-            "onnxruntime": {"runtime": "onnxruntime", "measured_runs": 10, "min_seconds": 1}}
+#: with ONNX) runs near half a minute. Each run also profiles its load stages and, on
+#: onnxruntime and opencv, its per-layer time (a few seconds more per run).
+SETTINGS = {"tflite": {"runtime": "tflite", "measured_runs": 20, "min_seconds": 1, "profile": True},
+            "opencv": {"runtime": "opencv", "measured_runs": 10, "min_seconds": 1, "profile": True},
+            "onnxruntime": {"runtime": "onnxruntime", "measured_runs": 10, "min_seconds": 1, "profile": True}}
 ONNX_LABEL = "fp32-onnx"
 NOTE = (f"{FAMILY}: the study's DeepLabv3 (MobileNetV2, depth multiplier 0.5, trained on PASCAL VOC "
         "2012; examples/deeplabv3) and the variants edgefarm's sweep tools make of it (fp16, dynamic "

@@ -350,7 +350,8 @@ class RunSettings(Schema):
     rerun_throttled: bool = Field(
         False, description="re-run a measurement once, after a cool-down, when it was throttled")
     profile: bool = Field(
-        True, description="after the timed runs: load stages, per-layer time and per-layer drift")
+        False, description="also measure load stages (in a fresh process, before the timed runs) and "
+        "per-layer time and per-layer drift (after them): a few seconds more per run")
     layer_runs: int = Field(5, ge=1, le=1000, description="profiled runs of the per-layer time pass")
     drift_samples: int = Field(2, ge=1, le=64, description="inputs compared by the per-layer drift pass")
 

@@ -18,7 +18,7 @@ pytest.importorskip("onnx", reason="the onnx package reads and builds the test g
 pytest.importorskip("onnxruntime", reason="ONNX Runtime profiles the ONNX model")
 
 QUICK = {"threads": 2, "warmup_runs": 1, "warmup_seconds": 0.0, "measured_runs": 5, "min_seconds": 0.0,
-         "layer_runs": 5}
+         "layer_runs": 5, "profile": True}
 needs_deeplab = pytest.mark.skipif(not DEEPLAB.exists(), reason=f"the DeepLab fixture is not present at {DEEPLAB}")
 
 

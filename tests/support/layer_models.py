@@ -63,7 +63,7 @@ def layered_result(farm, tmp_path: Path) -> dict:
     agent = AgentProcess(farm, tmp_path / "agent", name="pc-layers").start()
     try:
         job = farm.submit(models=[variant["id"]], devices="all", settings={
-            **QUICK_ONNX, "reference": {"runtime": "onnxruntime", "model": str(base["id"])}})
+            **QUICK_ONNX, "profile": True, "reference": {"runtime": "onnxruntime", "model": str(base["id"])}})
         final = wait_job(farm, job["id"], timeout=120)
         assert final["state"] == "succeeded", (final, agent.log()[-3000:])
     finally:
