@@ -1,10 +1,15 @@
 """Pure logic for result tables: flat rows for CSV, the family comparison with
-deltas against the base model, and the Pareto front per device."""
+deltas against the base model and their significance (``statistics``), and the Pareto
+front per device: by significance for results (``significant_front``), by value for
+plain points (``pareto_flags``, the size-latency chart)."""
 
 from typing import Dict, Iterable, List, Optional, Sequence
 
 from edgefarm.shared.contract.rules import headline_metric
 from edgefarm.shared.contract.schemas import CompareCell, ResultOut
+from edgefarm.shared.stats.compare import BETTER, WORSE
+
+from . import statistics
 
 CSV_COLUMNS = (
     "id", "created_at", "job_id", "run_id", "model_id", "model_name", "family", "quantization",
@@ -83,8 +88,34 @@ def _ratio(value: Optional[float], base: Optional[float]) -> Optional[float]:
     return value / base
 
 
+def significant_front(row: Sequence[ResultOut]) -> List[bool]:
+    """Pareto flags by significance: a result is dominated when another is significantly
+    better on one axis (p50 latency, headline accuracy) and the result is not significantly
+    better on the other. Differences the data cannot test count as no difference, so two
+    single measurements never dominate each other. A result without latency is off the
+    front."""
+    flags = []
+    for i, result in enumerate(row):
+        if result.latency_ms is None:
+            flags.append(False)
+            continue
+        dominated = False
+        for j, other in enumerate(row):
+            if i == j or other.latency_ms is None:
+                continue
+            latency = statistics.latency_shift(other, result).verdict
+            accuracy = statistics.accuracy_shift(other, result).verdict
+            if (latency == WORSE and accuracy != BETTER) or (accuracy == WORSE and latency != BETTER):
+                dominated = True
+                break
+        flags.append(not dominated)
+    return flags
+
+
 def compare_cells(results: Iterable[ResultOut], base_model_id: Optional[int]) -> List[CompareCell]:
-    """The newest result per (model, device), with deltas against the base model on that device."""
+    """The newest result per (model, device), with deltas against the base model on that
+    device, their significance, the intervals of p50 and accuracy, and the Pareto front
+    by significance (``significant_front``)."""
     latest: Dict[tuple, ResultOut] = {}
     for result in sorted(results, key=lambda r: r.id):
         latest[(result.model_id, result.device_id)] = result
@@ -93,10 +124,11 @@ def compare_cells(results: Iterable[ResultOut], base_model_id: Optional[int]) ->
         row = [r for (m, d), r in sorted(latest.items()) if d == device_id]
         base = latest.get((base_model_id, device_id))
         base_acc = headline(base)[0] if base else None
-        points = [(headline(r)[0], r.latency_ms.p50 if r.latency_ms else None) for r in row]
-        for result, on_front in zip(row, pareto_flags(points)):
+        for result, on_front in zip(row, significant_front(row)):
             acc, metric = headline(result)
             p50 = result.latency_ms.p50 if result.latency_ms else None
+            intervals = statistics.result_intervals(result)
+            compared = base is not None and base.id != result.id
             cells.append(CompareCell(
                 result_id=result.id, model_id=result.model_id, device_id=device_id,
                 accuracy=acc, accuracy_metric=metric, p50_ms=p50,
@@ -106,5 +138,10 @@ def compare_cells(results: Iterable[ResultOut], base_model_id: Optional[int]) ->
                 latency_ratio=_ratio(p50, base.latency_ms.p50 if base and base.latency_ms else None),
                 size_ratio=_ratio(result.model_size_bytes, base.model_size_bytes if base else None),
                 pareto=on_front,
+                p50_interval=intervals.latency_p50,
+                accuracy_interval=getattr(intervals, metric, None) if metric else None,
+                latency_shift=statistics.latency_shift(base, result) if compared else None,
+                accuracy_shift=(statistics.accuracy_shift(base, result)
+                                if compared and acc is not None else None),
             ))
     return cells

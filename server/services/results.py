@@ -14,6 +14,7 @@ from sqlalchemy import Select, func, or_, select, true
 from edgefarm.shared.contract.ids import parse_id
 from edgefarm.shared.contract.schemas import DEFAULT_PAGE_SIZE, CompareOut, ResultOut
 
+from .. import statistics
 from ..compare import CSV_COLUMNS, compare_cells, flat_row
 from ..context import AppContext
 from ..tables import Dataset, Device, Job, Model, Result
@@ -124,7 +125,8 @@ def get_result(ctx: AppContext, result_id: int, base_url: str) -> ResultOut:
         row = session.execute(_joined().where(Result.id == result_id)).first()
         if row is None:
             raise NotFound("result", result_id)
-        return result_out(*row, base_url)
+        result = result_out(*row, base_url)
+    return result.model_copy(update={"intervals": statistics.result_intervals(result)})
 
 
 def newest_result_ids(session, family: str, platform: Optional[str] = None,
