@@ -3,6 +3,7 @@ a scatter plot with its Pareto front (compare page), a latency histogram
 (result page) and a stacked progress bar (jobs page). Pure functions with no
 I/O; ``templates/_charts.html`` turns the geometry into SVG elements."""
 
+import bisect
 import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -270,12 +271,15 @@ def _quantile(ordered: Sequence[float], q: float) -> float:
 
 
 def histogram_range(ordered: Sequence[float]) -> Tuple[float, float]:
-    """The range the bulk of the samples covers: [min, max] narrowed to
-    ``[p1 - 2w, p99 + 2w]`` (``w = p99 - p1``) so a few far outliers do not squeeze every
-    other sample into one bar; the outliers are counted, not drawn."""
+    """The range the bulk of the samples covers: from the smallest to the largest sample
+    inside the fences ``[p1 - 2w, p99 + 2w]`` (``w = p99 - p1``), so a few far outliers do not
+    squeeze every other sample into one bar; the outliers are counted, not drawn."""
     p1, p99 = _quantile(ordered, 0.01), _quantile(ordered, 0.99)
     spread = p99 - p1
-    return max(ordered[0], p1 - 2 * spread), min(ordered[-1], p99 + 2 * spread)
+    low_fence, high_fence = p1 - 2 * spread, p99 + 2 * spread
+    first = bisect.bisect_left(ordered, low_fence)
+    last = bisect.bisect_right(ordered, high_fence) - 1
+    return ordered[first], ordered[last]
 
 
 def histogram(samples: Sequence[float], markers: Optional[Dict[str, float]] = None,

@@ -85,3 +85,33 @@ def test_segmentation_intervals_and_paired_bootstrap(farm, tmp_path):
     assert "bootstrap over images" in one["miou"]["method"]
     bare_one = farm.user.get(f"/api/v1/results/{cell['seg-bare']['result_id']}").json()["intervals"]
     assert bare_one["miou"] is None and "per-image" in bare_one["missing"]["miou"]
+
+
+def test_result_page_shows_intervals_histogram_range_and_measurement_record(farm, tmp_path):
+    from tests.integration.test_dashboard import Tags, sign_in
+
+    samples = sig.latency_samples(21, 0.02, count=2000) + [1.75, 1.2]  # two far outliers
+    body = sig.classification_result(samples, sig.correct_flags(21))
+    body["latency_ms"]["count"] = 300_142  # measured more runs than it kept
+    body["environment"] = {"governor": "performance", "gating": {
+        "waited_seconds": 12.5, "ready": True, "reason": "SoC above 60 °C", "start_temp_c": 67.0,
+        "threshold_temp_c": 60.0}, "trace": [{"t": 0.0, "temp_c": 58.0}, {"t": 4.0, "temp_c": 61.5}]}
+    body["repetition"] = {"target_ci": 0.01, "achieved_ci": 0.004, "met": True, "stopped_by": "target",
+                          "attempts": [{"reason": "throttled", "count": 500, "p50": 0.031,
+                                        "throttled": True}]}
+    models = sig.post_family(farm, tmp_path, "page", "classification", {"page-fp32": body})
+    result_id = farm.user.get("/api/v1/results", params={"model": models["page-fp32"]["id"]}).json()[0]["id"]
+    html = sign_in(farm, farm.user_token).get(f"/results/{result_id}").text
+    tags = Tags(html)
+    svg = tags.having("svg", "data-shown", cls="histogram")[0]
+    assert (svg["data-shown"], svg["data-samples"]) == ("2000", "2002")
+    assert float(svg["data-hi"]) < 0.03 and float(svg["data-lo"]) == min(samples)
+    assert "Showing 2,000 of 2,002 kept samples" in html and "300,142 measured runs" in html
+    assert "2 far outliers outside that range not drawn" in html
+    intervals = {r["data-interval"]: r for r in tags.having("tr", "data-interval")}
+    assert float(intervals["latency_p50"]["data-low"]) < float(intervals["latency_p50"]["data-high"])
+    assert {"latency_p90", "latency_p99", "top1"} <= set(intervals)
+    assert 'id="gating"' in html and "SoC above 60 °C" in html and "12.5 s" in html
+    assert 'id="repetition"' in html and "stopped by" in html and 'id="attempts"' in html
+    assert "58.0 to 61.5 °C" in html
+    assert "top1_correct" not in html  # per-sample data is not dumped on the page
