@@ -6,7 +6,7 @@ plain points (``pareto_flags``, the size-latency chart)."""
 from typing import Dict, Iterable, List, Optional, Sequence
 
 from edgefarm.shared.contract.rules import headline_metric
-from edgefarm.shared.contract.schemas import CompareCell, ResultOut
+from edgefarm.shared.contract.schemas import CompareCell, ResultIntervals, ResultOut
 from edgefarm.shared.stats.compare import BETTER, WORSE
 
 from . import statistics
@@ -20,10 +20,18 @@ CSV_COLUMNS = (
     "latency_p99_ms", "latency_max_ms", "end_to_end_p50_ms", "model_size_bytes", "peak_rss_bytes",
     "throttled", "model_sha256", "dataset_sha256", "agent_version", "permalink",
     "agreement_psnr_db", "agreement_top1",
+    # 95% intervals (``statistics.result_intervals``); empty where the result has none
+    "latency_p50_low_ms", "latency_p50_high_ms", "latency_p90_low_ms", "latency_p90_high_ms",
+    "latency_p99_low_ms", "latency_p99_high_ms", "top1_low", "top1_high", "top5_low", "top5_high",
+    "miou_low", "miou_high", "pixel_accuracy_low", "pixel_accuracy_high",
 )
+INTERVAL_COLUMNS = {"latency_p50": "latency_p50_{}_ms", "latency_p90": "latency_p90_{}_ms",
+                    "latency_p99": "latency_p99_{}_ms", "top1": "top1_{}", "top5": "top5_{}",
+                    "miou": "miou_{}", "pixel_accuracy": "pixel_accuracy_{}"}
 
 
-def flat_row(result: ResultOut) -> Dict[str, object]:
+def flat_row(result: ResultOut, intervals: Optional[ResultIntervals] = None) -> Dict[str, object]:
+    """The CSV row of a result; with ``intervals``, their bounds as well."""
     metrics = result.metrics.model_dump() if result.metrics else {}
     latency = result.latency_ms
     env = result.environment
@@ -50,6 +58,10 @@ def flat_row(result: ResultOut) -> Dict[str, object]:
     for key in ("count", "mean", "std", "min", "p50", "p90", "p99", "max"):
         column = "latency_count" if key == "count" else f"latency_{key}_ms"
         row[column] = getattr(latency, key) if latency else None
+    for key, pattern in INTERVAL_COLUMNS.items():
+        interval = getattr(intervals, key) if intervals else None
+        row[pattern.format("low")] = interval.low if interval else None
+        row[pattern.format("high")] = interval.high if interval else None
     return {column: row.get(column) for column in CSV_COLUMNS}
 
 

@@ -1,5 +1,6 @@
 """``edgefarm results``: the results table, its CSV export, and the family
-comparison (``--compare FAMILY``).
+comparison (``--compare FAMILY``, with the verdict of each delta; ``--csv``,
+``--format markdown`` and ``--json`` export it with its intervals).
 
 The table has the shape of a study table: one row per result with platform,
 device, runtime, model and variant, the headline accuracy (mIoU for
@@ -17,6 +18,7 @@ from typing import Any, List, Optional
 from edgefarm.shared.contract.rules import headline_metric, metric_name
 from edgefarm.shared.contract.schemas import CompareCell, CompareOut, ModelOut, ResultOut
 
+from ..compare_tables import compare_csv, compare_markdown, verdict_words
 from ..errors import CliError
 from ..output import (
     emit_json,
@@ -53,7 +55,8 @@ def register(subparsers: Any) -> None:
     formats.add_argument("--csv", action="store_true", help="write the server's CSV export to stdout")
     formats.add_argument("--format", choices=("markdown",), dest="output_format",
                          help="markdown: the study's tables (one per task, one row per result) "
-                              "as Markdown on stdout; same filters as --csv")
+                              "as Markdown on stdout; same filters as --csv; with --compare, "
+                              "the comparison with intervals and verdicts")
 
 
 def run_results(ctx: Context) -> int:
@@ -126,13 +129,17 @@ def format_agreement(agreement: Any) -> Optional[str]:
 
 def run_compare(ctx: Context) -> int:
     args = ctx.args
-    if args.csv or args.output_format:
-        raise CliError("--csv and --format cannot be combined with --compare (use --json)")
     other = [f"--{name}" for name in ("model", "family", "variant", "device", "task", "job")
              if getattr(args, name) is not None]
     if other:
         raise CliError(f"--compare takes only --platform and --runtime as filters, not {', '.join(other)}")
     compared = ctx.client.compare(args.compare, args.platform, args.runtime)
+    if args.csv:
+        emit_text(compare_csv(compared))
+        return 0
+    if args.output_format == "markdown":
+        emit_text(compare_markdown(compared))
+        return 0
     if ctx.json:
         emit_json(compared.model_dump(mode="json"))
         return 0
@@ -157,11 +164,17 @@ def cell_text(cell: Optional[CompareCell], is_base: bool) -> str:
     latency = f"p50 {format_ms(cell.p50_ms) or '-'} ms"
     size = f"size {format_bytes(cell.model_size_bytes) or '-'}"
     if not is_base:
-        accuracy += _suffix(format_points(cell.delta_accuracy))
-        latency += _suffix(format_ratio(cell.latency_ratio))
+        accuracy += _suffix(_joined(format_points(cell.delta_accuracy),
+                                    verdict_words(cell.accuracy_shift, "accuracy")))
+        latency += _suffix(_joined(format_ratio(cell.latency_ratio),
+                                   verdict_words(cell.latency_shift, "latency")))
         size += _suffix(format_ratio(cell.size_ratio))
     mark = "* " if cell.pareto else "  "
     return f"{mark}{accuracy}\n  {latency}\n  {size}"
+
+
+def _joined(*parts: Optional[str]) -> Optional[str]:
+    return ", ".join(p for p in parts if p) or None
 
 
 def _suffix(text: Optional[str]) -> str:
@@ -177,5 +190,7 @@ def print_compare(compared: CompareOut) -> None:
         rows.append([model_label(model, compared.base_model_id)]
                     + [cell_text(cells.get((model.id, d.id)), is_base) for d in compared.devices])
     print_table(columns, rows, title=f"family {compared.family}: variants x devices", show_lines=True)
-    say("* on the device's Pareto front (accuracy vs p50 latency); accuracy deltas in percentage "
-        "points, latency and size as ratios to the base model")
+    say("* on the device's Pareto front (accuracy vs p50 latency, by significance); accuracy "
+        "deltas in percentage points, latency and size as ratios to the base model; a delta is "
+        "better/faster or worse/slower only when its 95% interval excludes zero (--csv, "
+        "--format markdown and --json give the intervals)")

@@ -166,10 +166,11 @@ def compare_family(ctx: AppContext, family: str, base_url: str, platform: Option
 
 
 def to_csv(results: Iterable[ResultOut]) -> str:
-    """One row per result with the columns of ``compare.CSV_COLUMNS``."""
+    """One row per result with the columns of ``compare.CSV_COLUMNS``, its intervals
+    included (computed once per result, then cached)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for result in results:
-        writer.writerow(flat_row(result))
+        writer.writerow(flat_row(result, statistics.result_intervals(result)))
     return buffer.getvalue()

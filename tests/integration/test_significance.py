@@ -2,6 +2,9 @@
 per-sample correctness and per-image IoU counts, posted by an agent session; the compare
 API's verdicts and Pareto front, and one result's intervals."""
 
+import csv
+import io
+
 import pytest
 
 from tests.support import significance as sig
@@ -49,6 +52,31 @@ def test_compare_verdicts_and_front_by_significance(farm, tmp_path):
     interval = cell["cls-sharper"]["accuracy_interval"]
     assert interval["method"] == "Wilson score" and interval["low"] < 0.855 < interval["high"]
     assert cell["cls-slower"]["p50_interval"]["low"] < cell["cls-slower"]["p50_ms"]
+
+    # the CLI and its exports carry the same verdicts and intervals
+    from tests.integration.test_cli import edgefarm
+
+    text = edgefarm(farm, tmp_path, "results", "--compare", "cls")
+    assert text.returncode == 0, text.stderr
+    assert "slower" in text.stdout and "+5.50 pt, better" in text.stdout
+    exported = edgefarm(farm, tmp_path, "results", "--compare", "cls", "--csv").stdout
+    rows = {r["model"]: r for r in csv.DictReader(io.StringIO(exported))}
+    assert rows["cls-slower"]["latency_verdict"] == "worse"
+    assert float(rows["cls-slower"]["latency_shift_low_ms"]) > 0
+    assert rows["cls-sharper"]["accuracy_verdict"] == "better"
+    assert float(rows["cls-sharper"]["delta_accuracy_low"]) > 0
+    assert rows["cls-again"]["latency_verdict"] == "no significant difference"
+    assert rows["cls-fp32"]["base"] == "True" and rows["cls-fp32"]["latency_verdict"] == ""
+    markdown = edgefarm(farm, tmp_path, "results", "--compare", "cls", "--format", "markdown").stdout
+    assert "| cls-noisy " in markdown and "no significant difference" in markdown
+
+    listed = farm.user.get("/api/v1/results", params={"family": "cls", "format": "csv"}).text
+    by_model = {r["model_name"]: r for r in csv.DictReader(io.StringIO(listed))}
+    fp32_csv = by_model["cls-fp32"]
+    assert float(fp32_csv["latency_p50_low_ms"]) < float(fp32_csv["latency_p50_ms"]) \
+        < float(fp32_csv["latency_p50_high_ms"])
+    assert float(fp32_csv["top1_low"]) < float(fp32_csv["top1"]) < float(fp32_csv["top1_high"])
+    assert fp32_csv["miou_low"] == ""
 
     one = farm.user.get(f"/api/v1/results/{cell['cls-fp32']['result_id']}").json()["intervals"]
     assert one["latency_samples"] == 3000
