@@ -151,26 +151,28 @@ def shift_out(shift: compare.Shift) -> ShiftOut:
     return ShiftOut(**shift.as_dict())
 
 
-def latency_shift(base: ResultOut, new: ResultOut) -> ShiftOut:
+def latency_shift(base: ResultOut, new: ResultOut, confidence: float = CONFIDENCE) -> ShiftOut:
     """Latency of ``new`` minus ``base`` from their raw samples (cached by the ids)."""
-    return _cache.get_or_compute(("latency", base.id, new.id), lambda: _latency(base, new))
+    return _cache.get_or_compute(("latency", base.id, new.id, confidence),
+                                 lambda: _latency(base, new, confidence))
 
 
-def _latency(base: ResultOut, new: ResultOut) -> ShiftOut:
+def _latency(base: ResultOut, new: ResultOut, confidence: float) -> ShiftOut:
     first = base.latency_ms.samples if base.latency_ms else []
     second = new.latency_ms.samples if new.latency_ms else []
     if not first or not second:
         return not_testable("no raw latency samples kept with " + ("both results" if not (first or second)
                                                                      else "one of the results"))
-    return shift_out(compare.latency_shift(first, second, CONFIDENCE))
+    return shift_out(compare.latency_shift(first, second, confidence))
 
 
-def accuracy_shift(base: ResultOut, new: ResultOut) -> ShiftOut:
+def accuracy_shift(base: ResultOut, new: ResultOut, confidence: float = CONFIDENCE) -> ShiftOut:
     """Headline accuracy of ``new`` minus ``base``, paired sample by sample (cached)."""
-    return _cache.get_or_compute(("accuracy", base.id, new.id), lambda: _accuracy(base, new))
+    return _cache.get_or_compute(("accuracy", base.id, new.id, confidence),
+                                 lambda: _accuracy(base, new, confidence))
 
 
-def _accuracy(base: ResultOut, new: ResultOut) -> ShiftOut:
+def _accuracy(base: ResultOut, new: ResultOut, confidence: float) -> ShiftOut:
     (_, key), (_, other) = headline_metric(base.metrics), headline_metric(new.metrics)
     if key is None or other != key:
         return not_testable("the results do not share an accuracy metric")
@@ -185,13 +187,13 @@ def _accuracy(base: ResultOut, new: ResultOut) -> ShiftOut:
         x, y = correct_flags(first, key), correct_flags(second, key)
         if x is None or y is None:
             return not_testable(f"no per-sample {key} correctness kept")
-        return shift_out(compare.accuracy_shift(x, y, CONFIDENCE))
+        return shift_out(compare.accuracy_shift(x, y, confidence))
     if key in ("miou", "pixel_accuracy"):
         (x, why), (y, why_not) = image_counts(first), image_counts(second)
         if x is None or y is None:
             return not_testable(why or why_not)
         try:
-            return shift_out(compare.iou_shift(x, y, key, CONFIDENCE))
+            return shift_out(compare.iou_shift(x, y, key, confidence))
         except ValueError as exc:
             return not_testable(str(exc))
     return not_testable(f"no test for {key}")

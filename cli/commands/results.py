@@ -50,6 +50,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--job", type=int, metavar="ID")
     p.add_argument("--compare", metavar="FAMILY",
                    help="variants of FAMILY x devices, with deltas against the base model")
+    p.add_argument("--versus", nargs=2, type=int, metavar=("BASE_ID", "ID"),
+                   help="is result ID faster/slower, more/less accurate than BASE_ID beyond noise "
+                        "(any two results: one model on two devices, two runtimes)")
     formats = p.add_mutually_exclusive_group()
     add_json_option(formats)
     formats.add_argument("--csv", action="store_true", help="write the server's CSV export to stdout")
@@ -63,6 +66,8 @@ def run_results(ctx: Context) -> int:
     args = ctx.args
     if args.compare:
         return run_compare(ctx)
+    if args.versus:
+        return run_versus(ctx)
     filters = {name: getattr(args, name) for name in FILTERS}
     if args.csv:
         emit_text(ctx.client.results_csv(filters))
@@ -148,6 +153,31 @@ def run_compare(ctx: Context) -> int:
         return 0
     print_compare(compared)
     return 0
+
+
+def run_versus(ctx: Context) -> int:
+    base_id, result_id = ctx.args.versus
+    if base_id < 1 or result_id < 1:
+        raise CliError("--versus takes two result ids (positive integers)")
+    compared = ctx.client.versus(base_id, result_id)
+    if ctx.json:
+        emit_json(compared.model_dump(mode="json"))
+        return 0
+    for kind, shift in (("latency", compared.latency), ("accuracy", compared.accuracy)):
+        say(f"{kind}: {versus_line(shift, kind)}")
+    return 0
+
+
+def versus_line(shift: Any, kind: str) -> str:
+    """'slower: +0.52 ms (95% CI +0.48 to +0.57 ms; Hodges-Lehmann ...)' or 'not testable: why'."""
+    words = verdict_words(shift, kind)
+    if shift.estimate is None:
+        return f"{words}: {shift.reason or ''}".rstrip(": ")
+    show = (lambda v: f"{v:+.4g} ms") if kind == "latency" else (lambda v: f"{v * 100:+.2f} pt")
+    span = (f"95% CI {show(shift.low)} to {show(shift.high)}" if shift.low is not None
+            and shift.high is not None else "no interval: too few samples")
+    p_value = f", p = {shift.p_value:.3g}" if shift.p_value is not None else ""
+    return f"{words}: {show(shift.estimate)} ({span}{p_value}; {shift.method})"
 
 
 def model_label(model: ModelOut, base_id: Optional[int]) -> str:

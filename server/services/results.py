@@ -12,7 +12,7 @@ from typing import Iterable, List, Optional
 from sqlalchemy import Select, func, or_, select, true
 
 from edgefarm.shared.contract.ids import parse_id
-from edgefarm.shared.contract.schemas import DEFAULT_PAGE_SIZE, CompareOut, ResultOut
+from edgefarm.shared.contract.schemas import DEFAULT_PAGE_SIZE, CompareOut, ResultOut, ResultVersus
 
 from .. import statistics
 from ..compare import CSV_COLUMNS, compare_cells, flat_row
@@ -127,6 +127,15 @@ def get_result(ctx: AppContext, result_id: int, base_url: str) -> ResultOut:
             raise NotFound("result", result_id)
         result = result_out(*row, base_url)
     return result.model_copy(update={"intervals": statistics.result_intervals(result)})
+
+
+def versus(ctx: AppContext, base_id: int, result_id: int, base_url: str,
+           confidence: float = statistics.CONFIDENCE) -> ResultVersus:
+    """Result ``result_id`` against ``base_id``: latency shift and accuracy difference."""
+    base, result = get_result(ctx, base_id, base_url), get_result(ctx, result_id, base_url)
+    return ResultVersus(base_result_id=base.id, result_id=result.id,
+                        latency=statistics.latency_shift(base, result, confidence),
+                        accuracy=statistics.accuracy_shift(base, result, confidence))
 
 
 def newest_result_ids(session, family: str, platform: Optional[str] = None,

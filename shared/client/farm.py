@@ -19,6 +19,7 @@ from edgefarm.shared.contract.schemas import (
     JobOut,
     ModelOut,
     ResultOut,
+    ResultVersus,
     TokenOut,
 )
 
@@ -135,6 +136,10 @@ class FarmClient(ApiClient):
 
     def get_result(self, result_id: int) -> ResultOut:
         return self._parse(self._request("GET", f"/results/{result_id}"), ResultOut)
+
+    def versus(self, base_id: int, result_id: int) -> ResultVersus:
+        """Result ``result_id`` against ``base_id``: latency and accuracy verdicts."""
+        return self._parse(self._request("GET", f"/results/{base_id}/versus/{result_id}"), ResultVersus)
 
     # ------------------------------------------------------------ devices
 

@@ -760,6 +760,17 @@ class CompareCell(Schema):
     accuracy_shift: Optional[ShiftOut] = None
 
 
+class ResultVersus(Schema):
+    """Result ``result_id`` against ``base_result_id`` (any two results: one model on two
+    devices, two runtimes, a variant and its base): the latency shift and the headline
+    accuracy difference, each with its interval and verdict."""
+
+    base_result_id: DbId
+    result_id: DbId
+    latency: ShiftOut
+    accuracy: ShiftOut
+
+
 class CompareOut(Schema):
     family: str
     base_model_id: Optional[DbId] = None
