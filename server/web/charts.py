@@ -95,7 +95,7 @@ def axis(lo: float, hi: float, a: float, b: float, count: int = 5, zero: bool = 
 #: width in pixels can be estimated from its length.
 FONT_PX = 13.0
 CHAR_PX = 0.62 * FONT_PX  # a generous average advance of a sans-serif character
-SCATTER_FRAME = Frame(width=560, height=380, left=64, right=20, top=18, bottom=54)
+SCATTER_FRAME = Frame(width=560, height=380, left=64, right=34, top=18, bottom=54)
 
 
 @dataclass
@@ -180,10 +180,12 @@ def _candidates(p: Point, width: float):
 
 
 def place_labels(points: List[Point], frame: Frame) -> None:
-    """Put each point's name near it, clear of every point, every error bar's end and every
+    """Put each point's name near it, clear of every point, every error bar and every
     name placed before, inside the plot; nearest free position first, a leader line when
     it had to move away. Crowded points (most neighbours) are placed first."""
     taken = [(p.x - 7, p.y - 7, p.x + 7, p.y + 7) for p in points]
+    taken += [(p.bar_x[0], p.y - 4, p.bar_x[1], p.y + 4) for p in points if p.bar_x]
+    taken += [(p.x - 4, p.bar_y[1], p.x + 4, p.bar_y[0]) for p in points if p.bar_y]
 
     def neighbours(p: Point) -> int:
         return sum(1 for q in points if abs(q.x - p.x) < 60 and abs(q.y - p.y) < 30)

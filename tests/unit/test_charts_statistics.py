@@ -61,6 +61,12 @@ def test_error_bars_come_from_the_intervals_and_fit_the_axes():
     a, b = chart.points
     assert a.bar_x[0] < a.x < a.bar_x[1] and a.bar_y[0] > a.y > a.bar_y[1]
     assert b.bar_x is None and b.bar_y is not None
+    for p in chart.points:  # no label is drawn across an error bar
+        for q in chart.points:
+            if q.bar_y:
+                assert not _overlap(p.label_box, (q.x - 1, q.bar_y[1], q.x + 1, q.bar_y[0]))
+            if q.bar_x:
+                assert not _overlap(p.label_box, (q.bar_x[0], q.y - 1, q.bar_x[1], q.y + 1))
     top = min(t.pos for t in chart.y_ticks)
     bottom = max(t.pos for t in chart.y_ticks)
     assert top <= b.bar_y[1] and a.bar_y[0] <= bottom
