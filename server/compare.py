@@ -115,8 +115,8 @@ def significant_front(row: Sequence[ResultOut]) -> List[bool]:
         for j, other in enumerate(row):
             if i == j or other.latency_ms is None:
                 continue
-            latency = statistics.latency_shift(other, result).verdict
-            accuracy = statistics.accuracy_shift(other, result).verdict
+            latency = statistics.latency_verdict(other, result)
+            accuracy = statistics.accuracy_verdict(other, result)
             if (latency == WORSE and accuracy != BETTER) or (accuracy == WORSE and latency != BETTER):
                 dominated = True
                 break

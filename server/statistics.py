@@ -166,6 +166,28 @@ def _latency(base: ResultOut, new: ResultOut, confidence: float) -> ShiftOut:
     return shift_out(compare.latency_shift(first, second, confidence))
 
 
+MIRRORED = {compare.BETTER: compare.WORSE, compare.WORSE: compare.BETTER}
+
+
+def latency_verdict(first: ResultOut, second: ResultOut) -> str:
+    """The verdict of ``second`` against ``first`` on latency, computed in one order only
+    (the lower result id as base): every test here is antisymmetric (up to the thinning of
+    samples longer than ``shift.THIN_LIMIT``), so the other order is the same test with
+    better and worse swapped, and a Pareto front costs half the tests."""
+    if first.id <= second.id:
+        return latency_shift(first, second).verdict
+    verdict = latency_shift(second, first).verdict
+    return MIRRORED.get(verdict, verdict)
+
+
+def accuracy_verdict(first: ResultOut, second: ResultOut) -> str:
+    """``latency_verdict`` for the headline accuracy."""
+    if first.id <= second.id:
+        return accuracy_shift(first, second).verdict
+    verdict = accuracy_shift(second, first).verdict
+    return MIRRORED.get(verdict, verdict)
+
+
 def accuracy_shift(base: ResultOut, new: ResultOut, confidence: float = CONFIDENCE) -> ShiftOut:
     """Headline accuracy of ``new`` minus ``base``, paired sample by sample (cached)."""
     return _cache.get_or_compute(("accuracy", base.id, new.id, confidence),
