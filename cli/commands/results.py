@@ -157,6 +157,8 @@ def run_compare(ctx: Context) -> int:
 
 def run_versus(ctx: Context) -> int:
     base_id, result_id = ctx.args.versus
+    if ctx.args.csv or ctx.args.output_format:
+        raise CliError("--versus prints its verdicts as text or --json, not --csv or --format")
     if base_id < 1 or result_id < 1:
         raise CliError("--versus takes two result ids (positive integers)")
     compared = ctx.client.versus(base_id, result_id)

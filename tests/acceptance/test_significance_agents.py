@@ -3,6 +3,8 @@ two agents at the same time shows no significant difference; the DeepLab fixture
 tiny model shows a significant latency shift in the right direction, on the compare API, the
 pairwise ``versus`` API and the CLI."""
 
+import json
+
 import pytest
 
 from edgefarm.shared.formats.tflite_builder import tiny_tflite
@@ -69,6 +71,10 @@ def test_same_model_twice_is_no_difference_and_a_faster_model_is_faster(farm, tm
     assert line.returncode == 0, line.stderr
     assert "latency: slower: +" in line.stdout + line.stderr
     bad = edgefarm(farm, tmp_path, "results", "--versus", "0", str(a["id"]))
-    assert bad.returncode == 2
+    assert bad.returncode == 2 and "two result ids" in bad.stderr
+    as_json = json.loads(edgefarm(farm, tmp_path, "results", "--versus", str(a["id"]), str(b["id"]),
+                                  "--json").stdout)
+    assert (as_json["base_result_id"], as_json["result_id"]) == (a["id"], b["id"])
+    assert as_json["latency"]["method"].startswith("Hodges-Lehmann")
     refused = farm.user.get(f"/api/v1/results/{a['id']}/versus/{b['id']}", params={"confidence": 2})
     assert refused.status_code == 422 and refused.headers["content-type"].startswith("application/problem+json")
