@@ -1,11 +1,15 @@
 """Pure logic for result tables: flat rows for CSV, the family comparison with
-deltas against the base model, and the Pareto front per device."""
+deltas against the base model and their significance (``statistics``), and the Pareto
+front per device: by significance for results (``significant_front``), by value for
+plain points (``pareto_flags``, the size-latency chart)."""
 
 from typing import Dict, Iterable, List, Optional, Sequence
 
 from edgefarm.shared.contract.rules import headline_metric
-from edgefarm.shared.contract.schemas import CompareCell, ResultOut
+from edgefarm.shared.contract.schemas import CompareCell, ResultIntervals, ResultOut
+from edgefarm.shared.stats.compare import BETTER, WORSE
 
+from . import statistics
 from .stage_columns import STAGE_COLUMNS, stage_cells
 
 CSV_COLUMNS = (
@@ -17,10 +21,18 @@ CSV_COLUMNS = (
     "latency_p99_ms", "latency_max_ms", "end_to_end_p50_ms", "model_size_bytes", "peak_rss_bytes",
     "throttled", "model_sha256", "dataset_sha256", "agent_version", "permalink",
     "agreement_psnr_db", "agreement_top1",
+    # 95% intervals (``statistics.result_intervals``); empty where the result has none
+    "latency_p50_low_ms", "latency_p50_high_ms", "latency_p90_low_ms", "latency_p90_high_ms",
+    "latency_p99_low_ms", "latency_p99_high_ms", "top1_low", "top1_high", "top5_low", "top5_high",
+    "miou_low", "miou_high", "pixel_accuracy_low", "pixel_accuracy_high",
 ) + STAGE_COLUMNS
+INTERVAL_COLUMNS = {"latency_p50": "latency_p50_{}_ms", "latency_p90": "latency_p90_{}_ms",
+                    "latency_p99": "latency_p99_{}_ms", "top1": "top1_{}", "top5": "top5_{}",
+                    "miou": "miou_{}", "pixel_accuracy": "pixel_accuracy_{}"}
 
 
-def flat_row(result: ResultOut) -> Dict[str, object]:
+def flat_row(result: ResultOut, intervals: Optional[ResultIntervals] = None) -> Dict[str, object]:
+    """The CSV row of a result; with ``intervals``, their bounds as well."""
     metrics = result.metrics.model_dump() if result.metrics else {}
     latency = result.latency_ms
     env = result.environment
@@ -48,6 +60,10 @@ def flat_row(result: ResultOut) -> Dict[str, object]:
         column = "latency_count" if key == "count" else f"latency_{key}_ms"
         row[column] = getattr(latency, key) if latency else None
     row.update(stage_cells(result))
+    for key, pattern in INTERVAL_COLUMNS.items():
+        interval = getattr(intervals, key) if intervals else None
+        row[pattern.format("low")] = interval.low if interval else None
+        row[pattern.format("high")] = interval.high if interval else None
     return {column: row.get(column) for column in CSV_COLUMNS}
 
 
@@ -86,8 +102,34 @@ def _ratio(value: Optional[float], base: Optional[float]) -> Optional[float]:
     return value / base
 
 
+def significant_front(row: Sequence[ResultOut]) -> List[bool]:
+    """Pareto flags by significance: a result is dominated when another is significantly
+    better on one axis (p50 latency, headline accuracy) and the result is not significantly
+    better on the other. Differences the data cannot test count as no difference, so two
+    single measurements never dominate each other. A result without latency is off the
+    front."""
+    flags = []
+    for i, result in enumerate(row):
+        if result.latency_ms is None:
+            flags.append(False)
+            continue
+        dominated = False
+        for j, other in enumerate(row):
+            if i == j or other.latency_ms is None:
+                continue
+            latency = statistics.latency_verdict(other, result)
+            accuracy = statistics.accuracy_verdict(other, result)
+            if (latency == WORSE and accuracy != BETTER) or (accuracy == WORSE and latency != BETTER):
+                dominated = True
+                break
+        flags.append(not dominated)
+    return flags
+
+
 def compare_cells(results: Iterable[ResultOut], base_model_id: Optional[int]) -> List[CompareCell]:
-    """The newest result per (model, device), with deltas against the base model on that device."""
+    """The newest result per (model, device), with deltas against the base model on that
+    device, their significance, the intervals of p50 and accuracy, and the Pareto front
+    by significance (``significant_front``)."""
     latest: Dict[tuple, ResultOut] = {}
     for result in sorted(results, key=lambda r: r.id):
         latest[(result.model_id, result.device_id)] = result
@@ -96,10 +138,11 @@ def compare_cells(results: Iterable[ResultOut], base_model_id: Optional[int]) ->
         row = [r for (m, d), r in sorted(latest.items()) if d == device_id]
         base = latest.get((base_model_id, device_id))
         base_acc = headline(base)[0] if base else None
-        points = [(headline(r)[0], r.latency_ms.p50 if r.latency_ms else None) for r in row]
-        for result, on_front in zip(row, pareto_flags(points)):
+        for result, on_front in zip(row, significant_front(row)):
             acc, metric = headline(result)
             p50 = result.latency_ms.p50 if result.latency_ms else None
+            intervals = statistics.result_intervals(result)
+            compared = base is not None and base.id != result.id
             cells.append(CompareCell(
                 result_id=result.id, model_id=result.model_id, device_id=device_id,
                 accuracy=acc, accuracy_metric=metric, p50_ms=p50,
@@ -109,5 +152,10 @@ def compare_cells(results: Iterable[ResultOut], base_model_id: Optional[int]) ->
                 latency_ratio=_ratio(p50, base.latency_ms.p50 if base and base.latency_ms else None),
                 size_ratio=_ratio(result.model_size_bytes, base.model_size_bytes if base else None),
                 pareto=on_front,
+                p50_interval=intervals.latency_p50,
+                accuracy_interval=getattr(intervals, metric, None) if metric else None,
+                latency_shift=statistics.latency_shift(base, result) if compared else None,
+                accuracy_shift=(statistics.accuracy_shift(base, result)
+                                if compared and acc is not None else None),
             ))
     return cells

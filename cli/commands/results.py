@@ -1,5 +1,7 @@
 """``edgefarm results``: the results table, its CSV export, the family
-comparison (``--compare FAMILY``) and one result's layer table (``--layers ID``:
+comparison (``--compare FAMILY``, with the verdict of each delta; ``--csv``,
+``--format markdown`` and ``--json`` export it with its intervals), two results
+against each other (``--versus BASE ID``) and one result's layer table (``--layers ID``:
 load stages come with the result, per-layer time and drift from the server's
 ``/results/{id}/layers``).
 
@@ -19,6 +21,7 @@ from typing import Any, List, Optional
 from edgefarm.shared.contract.rules import headline_metric, metric_name
 from edgefarm.shared.contract.schemas import CompareCell, CompareOut, ModelOut, ResultOut
 
+from ..compare_tables import compare_csv, compare_markdown, verdict_words
 from ..errors import CliError
 from ..output import (
     emit_json,
@@ -53,12 +56,16 @@ def register(subparsers: Any) -> None:
     p.add_argument("--layers", type=int, metavar="ID",
                    help="the layer table of result ID: per-layer time and drift (with --json or --csv: "
                         "the server's export)")
+    p.add_argument("--versus", nargs=2, type=int, metavar=("BASE_ID", "ID"),
+                   help="is result ID faster/slower, more/less accurate than BASE_ID beyond noise "
+                        "(any two results: one model on two devices, two runtimes)")
     formats = p.add_mutually_exclusive_group()
     add_json_option(formats)
     formats.add_argument("--csv", action="store_true", help="write the server's CSV export to stdout")
     formats.add_argument("--format", choices=("markdown",), dest="output_format",
                          help="markdown: the study's tables (one per task, one row per result) "
-                              "as Markdown on stdout; same filters as --csv")
+                              "as Markdown on stdout; same filters as --csv; with --compare, "
+                              "the comparison with intervals and verdicts")
 
 
 def run_results(ctx: Context) -> int:
@@ -67,6 +74,8 @@ def run_results(ctx: Context) -> int:
         return run_layers(ctx)
     if args.compare:
         return run_compare(ctx)
+    if args.versus:
+        return run_versus(ctx)
     filters = {name: getattr(args, name) for name in FILTERS}
     if args.csv:
         emit_text(ctx.client.results_csv(filters))
@@ -133,13 +142,17 @@ def format_agreement(agreement: Any) -> Optional[str]:
 
 def run_compare(ctx: Context) -> int:
     args = ctx.args
-    if args.csv or args.output_format:
-        raise CliError("--csv and --format cannot be combined with --compare (use --json)")
     other = [f"--{name}" for name in ("model", "family", "variant", "device", "task", "job")
              if getattr(args, name) is not None]
     if other:
         raise CliError(f"--compare takes only --platform and --runtime as filters, not {', '.join(other)}")
     compared = ctx.client.compare(args.compare, args.platform, args.runtime)
+    if args.csv:
+        emit_text(compare_csv(compared))
+        return 0
+    if args.output_format == "markdown":
+        emit_text(compare_markdown(compared))
+        return 0
     if ctx.json:
         emit_json(compared.model_dump(mode="json"))
         return 0
@@ -148,6 +161,33 @@ def run_compare(ctx: Context) -> int:
         return 0
     print_compare(compared)
     return 0
+
+
+def run_versus(ctx: Context) -> int:
+    base_id, result_id = ctx.args.versus
+    if ctx.args.csv or ctx.args.output_format:
+        raise CliError("--versus prints its verdicts as text or --json, not --csv or --format")
+    if base_id < 1 or result_id < 1:
+        raise CliError("--versus takes two result ids (positive integers)")
+    compared = ctx.client.versus(base_id, result_id)
+    if ctx.json:
+        emit_json(compared.model_dump(mode="json"))
+        return 0
+    for kind, shift in (("latency", compared.latency), ("accuracy", compared.accuracy)):
+        say(f"{kind}: {versus_line(shift, kind)}")
+    return 0
+
+
+def versus_line(shift: Any, kind: str) -> str:
+    """'slower: +0.52 ms (95% CI +0.48 to +0.57 ms; Hodges-Lehmann ...)' or 'not testable: why'."""
+    words = verdict_words(shift, kind)
+    if shift.estimate is None:
+        return f"{words}: {shift.reason or ''}".rstrip(": ")
+    show = (lambda v: f"{v:+.4g} ms") if kind == "latency" else (lambda v: f"{v * 100:+.2f} pt")
+    span = (f"95% CI {show(shift.low)} to {show(shift.high)}" if shift.low is not None
+            and shift.high is not None else "no interval: too few samples")
+    p_value = f", p = {shift.p_value:.3g}" if shift.p_value is not None else ""
+    return f"{words}: {show(shift.estimate)} ({span}{p_value}; {shift.method})"
 
 
 def model_label(model: ModelOut, base_id: Optional[int]) -> str:
@@ -164,11 +204,17 @@ def cell_text(cell: Optional[CompareCell], is_base: bool) -> str:
     latency = f"p50 {format_ms(cell.p50_ms) or '-'} ms"
     size = f"size {format_bytes(cell.model_size_bytes) or '-'}"
     if not is_base:
-        accuracy += _suffix(format_points(cell.delta_accuracy))
-        latency += _suffix(format_ratio(cell.latency_ratio))
+        accuracy += _suffix(_joined(format_points(cell.delta_accuracy),
+                                    verdict_words(cell.accuracy_shift, "accuracy")))
+        latency += _suffix(_joined(format_ratio(cell.latency_ratio),
+                                   verdict_words(cell.latency_shift, "latency")))
         size += _suffix(format_ratio(cell.size_ratio))
     mark = "* " if cell.pareto else "  "
     return f"{mark}{accuracy}\n  {latency}\n  {size}"
+
+
+def _joined(*parts: Optional[str]) -> Optional[str]:
+    return ", ".join(p for p in parts if p) or None
 
 
 def _suffix(text: Optional[str]) -> str:
@@ -184,8 +230,10 @@ def print_compare(compared: CompareOut) -> None:
         rows.append([model_label(model, compared.base_model_id)]
                     + [cell_text(cells.get((model.id, d.id)), is_base) for d in compared.devices])
     print_table(columns, rows, title=f"family {compared.family}: variants x devices", show_lines=True)
-    say("* on the device's Pareto front (accuracy vs p50 latency); accuracy deltas in percentage "
-        "points, latency and size as ratios to the base model")
+    say("* on the device's Pareto front (accuracy vs p50 latency, by significance); accuracy "
+        "deltas in percentage points, latency and size as ratios to the base model; a delta is "
+        "better/faster or worse/slower only when its 95% interval excludes zero (--csv, "
+        "--format markdown and --json give the intervals)")
 
 
 # ---------------------------------------------------------------- layers

@@ -26,6 +26,7 @@ from edgefarm.shared.contract.rules import metric_name
 from edgefarm.shared.contract.schemas import CompareCell, CompareOut, JobCreate, ModelOut
 from edgefarm.shared.contract.selectors import SelectorError, parse_selector
 
+from ..compare_tables import verdict_words
 from ..errors import EXIT_FAILURE, EXIT_TIMEOUT, CliError, validation_summary
 from ..output import emit_json, format_bytes, format_ms, print_table, say, warn
 from ..transfer import upload_stream
@@ -198,6 +199,8 @@ def _row(model: ModelOut, cell: CompareCell, base: Optional[CompareCell], is_bas
         "size_change": change(cell.model_size_bytes, base.model_size_bytes if base else None),
         "peak_rss_bytes": cell.peak_rss_bytes,
         "peak_rss_change": change(cell.peak_rss_bytes, base.peak_rss_bytes if base else None),
+        "accuracy_verdict": verdict_words(cell.accuracy_shift, "accuracy"),
+        "latency_verdict": verdict_words(cell.latency_shift, "latency"),
         "result_id": cell.result_id,
     }
 
@@ -218,18 +221,23 @@ def _show(ctx: Context, compared: CompareOut, job: Any, skipped: List[Tuple[str,
                  f"id {table['device_id']})")
         print_table(columns, [_cells(row) for row in table["rows"]], title=title,
                     right=("p50 ms", "p90 ms", "size", "peak RSS"))
-    say("* on the device's Pareto front (accuracy vs p50 latency); changes against the base (fp32): "
-        "accuracy in points, the others in percent")
+    say("* on the device's Pareto front (accuracy vs p50 latency, by significance); changes against "
+        "the base (fp32): accuracy in points, the others in percent, with the verdict of each test "
+        "(better/faster or worse/slower only when its 95% interval excludes zero)")
 
 
 def _cells(row: Dict[str, Any]) -> List[str]:
     accuracy = "-" if row["accuracy"] is None else f"{row['accuracy']:.4f}"
     return ["*" if row["pareto"] else "", row["label"] + (" [base]" if row["base"] else ""), row["model"],
-            accuracy + _delta(row["accuracy_delta_points"], "pt"),
-            _ms(row["p50_ms"]) + _delta(_percent(row["p50_change"]), "%"),
+            accuracy + _delta(row["accuracy_delta_points"], "pt") + _verdict(row["accuracy_verdict"]),
+            _ms(row["p50_ms"]) + _delta(_percent(row["p50_change"]), "%") + _verdict(row["latency_verdict"]),
             _ms(row["p90_ms"]) + _delta(_percent(row["p90_change"]), "%"),
             (format_bytes(row["size_bytes"]) or "-") + _delta(_percent(row["size_change"]), "%"),
             (format_bytes(row["peak_rss_bytes"]) or "-") + _delta(_percent(row["peak_rss_change"]), "%")]
+
+
+def _verdict(words: Optional[str]) -> str:
+    return f" {words}" if words else ""
 
 
 def _ms(value: Optional[float]) -> str:

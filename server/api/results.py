@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from edgefarm.shared.contract.ids import MAX_ID
-from edgefarm.shared.contract.schemas import CompareOut, LayerTableOut, ResultOut
+from edgefarm.shared.contract.schemas import CompareOut, LayerTableOut, ResultOut, ResultVersus
 
 from ..auth import Principal
 from ..context import AppContext
@@ -87,3 +87,13 @@ def get_result_layers(
         return Response(layers.to_csv(table), media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{filename}"'})
     return table
+@router.get("/{base_id}/versus/{result_id}", response_model=ResultVersus)
+def versus(
+    base_id: RowId, result_id: RowId, request: Request,
+    confidence: float = Query(0.95, ge=0.5, le=0.999, description="confidence level of the intervals"),
+    ctx: AppContext = Depends(get_ctx), _: Principal = Depends(reader),
+) -> ResultVersus:
+    """Whether result ``result_id`` differs from ``base_id`` beyond noise: the Hodges-Lehmann
+    latency shift and the paired accuracy difference with their 95% intervals and verdicts
+    ("better", "worse", "no significant difference" or "not testable")."""
+    return results.versus(ctx, base_id, result_id, ctx.base_url(request), confidence)

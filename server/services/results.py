@@ -12,8 +12,9 @@ from typing import Iterable, List, Optional
 from sqlalchemy import Select, func, or_, select, true
 
 from edgefarm.shared.contract.ids import parse_id
-from edgefarm.shared.contract.schemas import DEFAULT_PAGE_SIZE, CompareOut, ResultOut
+from edgefarm.shared.contract.schemas import DEFAULT_PAGE_SIZE, CompareOut, ResultOut, ResultVersus
 
+from .. import statistics
 from ..compare import CSV_COLUMNS, compare_cells, flat_row
 from ..context import AppContext
 from ..tables import Dataset, Device, Job, Model, Result
@@ -124,7 +125,17 @@ def get_result(ctx: AppContext, result_id: int, base_url: str) -> ResultOut:
         row = session.execute(_joined().where(Result.id == result_id)).first()
         if row is None:
             raise NotFound("result", result_id)
-        return result_out(*row, base_url)
+        result = result_out(*row, base_url)
+    return result.model_copy(update={"intervals": statistics.result_intervals(result)})
+
+
+def versus(ctx: AppContext, base_id: int, result_id: int, base_url: str,
+           confidence: float = statistics.CONFIDENCE) -> ResultVersus:
+    """Result ``result_id`` against ``base_id``: latency shift and accuracy difference."""
+    base, result = get_result(ctx, base_id, base_url), get_result(ctx, result_id, base_url)
+    return ResultVersus(base_result_id=base.id, result_id=result.id,
+                        latency=statistics.latency_shift(base, result, confidence),
+                        accuracy=statistics.accuracy_shift(base, result, confidence))
 
 
 def newest_result_ids(session, family: str, platform: Optional[str] = None,
@@ -164,10 +175,11 @@ def compare_family(ctx: AppContext, family: str, base_url: str, platform: Option
 
 
 def to_csv(results: Iterable[ResultOut]) -> str:
-    """One row per result with the columns of ``compare.CSV_COLUMNS``."""
+    """One row per result with the columns of ``compare.CSV_COLUMNS``, its intervals
+    included (computed once per result, then cached)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for result in results:
-        writer.writerow(flat_row(result))
+        writer.writerow(flat_row(result, statistics.result_intervals(result)))
     return buffer.getvalue()

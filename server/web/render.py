@@ -45,6 +45,13 @@ def fmt_ms(value: Optional[float]) -> str:
     return f"{value * 1000:.3g} µs"  # sub-millisecond models (a tiny MLP runs in about 1 µs)
 
 
+def fmt_signed_ms(value: Optional[float]) -> str:
+    """A latency difference: '+0.52 ms', '−3.1 µs'."""
+    if _missing(value):
+        return "—"
+    return ("+" if value >= 0 else MINUS) + fmt_ms(abs(value))
+
+
 def fmt_bytes(value: Optional[int]) -> str:
     if _missing(value):
         return "—"
@@ -66,13 +73,6 @@ def fmt_points(delta: Optional[float]) -> str:
     if abs(delta) < 0.0005:
         return "±0.0 pp"
     return f"{delta * 100:+.1f} pp".replace("-", MINUS)
-
-
-def delta_class(delta: Optional[float]) -> str:
-    """'pos', 'neg' or 'same' (a change under 0.05 points is no change)."""
-    if _missing(delta) or abs(delta) < 0.0005:
-        return "same"
-    return "pos" if delta > 0 else "neg"
 
 
 def fmt_freqs(values: Optional[list]) -> str:
@@ -117,7 +117,7 @@ templates = Jinja2Templates(directory=str(TEMPLATES))
 templates.env.filters.update(
     ms=fmt_ms, bytes=fmt_bytes, score=fmt_score, points=fmt_points, ratio=fmt_ratio,
     percent=fmt_percent, when=fmt_when, ago=fmt_ago, number=fmt_number,
-    delta_class=delta_class, freqs=fmt_freqs,
+    freqs=fmt_freqs, signed_ms=fmt_signed_ms,
 )
 templates.env.globals.update(version=__version__, metric_name=metric_name)
 

@@ -132,7 +132,7 @@ def result_page(request: Request, result_id: PageId, viewer: Viewer = Depends(cu
     histogram = None
     if latency and latency.samples:
         histogram = charts.histogram(latency.samples, {"p50": latency.p50, "p90": latency.p90})
-    metrics = result.metrics.model_dump(exclude={"per_class_iou"}) if result.metrics else {}
+    metrics = result.metrics.model_dump(exclude={"per_class_iou", "per_sample"}) if result.metrics else {}
     per_class = (result.metrics.per_class_iou or {}) if result.metrics else {}
     table = layers.layer_table(result)
     return page(request, "result.html", viewer=viewer, nav="results", result=result,
@@ -158,6 +158,6 @@ def compare_page(request: Request, family: str, platform: Optional[str] = None,
     matrix = views.compare_matrix(compare)
     base_name = next((row.model.name for row in matrix if row.is_base), "")
     return page(request, "compare.html", viewer=viewer, nav="compare", compare=compare,
-                matrix=matrix, base_name=base_name,
+                matrix=matrix, base_name=base_name, badge=views.shift_badge,
                 device_charts=[views.device_chart(compare, d) for d in compare.devices],
                 platform=platform or "", runtime=runtime or "")

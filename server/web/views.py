@@ -14,14 +14,17 @@ from edgefarm.shared.contract.schemas import (
     CompareCell,
     CompareOut,
     DeviceOut,
+    IntervalOut,
     JobOut,
     ModelOut,
     ResultOut,
+    ShiftOut,
     Variant,
 )
 
 from ..compare import headline, pareto_flags
 from . import charts
+from .render import fmt_points, fmt_signed_ms
 
 FILTER_LABELS = {"model": "Model", "family": "Family", "variant": "Variant", "device": "Device",
                  "platform": "Platform", "runtime": "Runtime", "task": "Task"}
@@ -221,6 +224,46 @@ def compare_matrix(compare: CompareOut) -> List[MatrixRow]:
                       [cells.get((m.id, d.id)) for d in compare.devices]) for m in models]
 
 
+@dataclass
+class Badge:
+    """A delta's verdict as shown: its words, CSS class and the interval behind it."""
+
+    verdict: str
+    text: str
+    css: str
+    title: str
+
+
+VERDICT_CSS = {"better": "better", "worse": "worse", "no significant difference": "same",
+               "not testable": "untestable"}
+
+
+def shift_badge(shift: Optional[ShiftOut], kind: str) -> Optional[Badge]:
+    """How a ``ShiftOut`` reads on the page: "faster"/"slower" for latency,
+    "better"/"worse" for accuracy, "no significant difference" or "not testable"; the title
+    gives the estimate, its interval and the method."""
+    if shift is None:
+        return None
+    if shift.verdict == "not testable":
+        return Badge(shift.verdict, "not testable", "untestable", shift.reason or "")
+    words = {"better": "faster", "worse": "slower"} if kind == "latency" else {}
+    text = words.get(shift.verdict, shift.verdict)
+    show = fmt_signed_ms if kind == "latency" else fmt_points
+    if shift.low is not None and shift.high is not None:
+        span = f"{show(shift.low)} to {show(shift.high)}"
+    else:
+        span = "no interval: too few samples"
+    title = (f"{show(shift.estimate)} ({shift.confidence:.0%} CI {span}); {shift.method or ''}"
+             + (f"; p = {shift.p_value:.3g}" if shift.p_value is not None else ""))
+    return Badge(shift.verdict, text, VERDICT_CSS.get(shift.verdict, "same"), title)
+
+
+def interval_bounds(interval: Optional[IntervalOut]) -> Tuple[Optional[float], Optional[float]]:
+    if interval is None:
+        return None, None
+    return interval.low, interval.high
+
+
 def device_chart(compare: CompareOut, device: DeviceOut) -> DeviceChart:
     """Accuracy (or, when no variant has one, model size) against p50 latency; a cell
     whose figures are missing, NaN or infinite is listed as not placed."""
@@ -231,14 +274,16 @@ def device_chart(compare: CompareOut, device: DeviceOut) -> DeviceChart:
         metric = next(c.accuracy_metric for c in timed if finite(c.accuracy) is not None)
         y_label = metric_name(metric)
         placed = [c for c in timed if finite(c.accuracy) is not None]
-        points = [charts.Point(names[c.model_id], c.result_id, c.p50_ms, c.accuracy, c.pareto)
+        points = [charts.Point(names[c.model_id], c.result_id, c.p50_ms, c.accuracy, c.pareto,
+                               *interval_bounds(c.p50_interval), *interval_bounds(c.accuracy_interval))
                   for c in placed]
     else:
         y_label = "model size (MiB), lower is better"
         placed = [c for c in timed if c.model_size_bytes is not None]
         sizes = [c.model_size_bytes / 1024**2 for c in placed]
         fronts = pareto_flags([(-s, c.p50_ms) for s, c in zip(sizes, placed)])
-        points = [charts.Point(names[c.model_id], c.result_id, c.p50_ms, s, f)
+        points = [charts.Point(names[c.model_id], c.result_id, c.p50_ms, s, f,
+                               *interval_bounds(c.p50_interval))
                   for c, s, f in zip(placed, sizes, fronts)]
     shown = {c.result_id for c in placed}
     missing = [names[c.model_id] for c in cells if c.result_id not in shown]

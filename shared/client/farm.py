@@ -20,6 +20,7 @@ from edgefarm.shared.contract.schemas import (
     LayerTableOut,
     ModelOut,
     ResultOut,
+    ResultVersus,
     TokenOut,
 )
 
@@ -144,6 +145,9 @@ class FarmClient(ApiClient):
     def result_layers_csv(self, result_id: int) -> str:
         """The server's CSV export of the result's layer table."""
         return self._request("GET", f"/results/{result_id}/layers", params={"format": "csv"}).text
+    def versus(self, base_id: int, result_id: int) -> ResultVersus:
+        """Result ``result_id`` against ``base_id``: latency and accuracy verdicts."""
+        return self._parse(self._request("GET", f"/results/{base_id}/versus/{result_id}"), ResultVersus)
 
     # ------------------------------------------------------------ devices
 

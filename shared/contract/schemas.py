@@ -795,6 +795,54 @@ class RunReportResponse(Schema):
     duplicate: bool = False
 
 
+# ---------------------------------------------------------------- statistics
+
+#: A comparison the data cannot support (no raw samples, no per-sample data, different samples).
+NOT_TESTABLE = "not testable"
+
+
+class IntervalOut(Schema):
+    """A figure with its confidence interval (``edgefarm.shared.stats``); a bound is None
+    when the data cannot give it (too few samples)."""
+
+    estimate: float
+    low: Optional[float] = None
+    high: Optional[float] = None
+    confidence: float = 0.95
+    method: str = Field(..., max_length=200)
+
+
+class ResultIntervals(Schema):
+    """95% intervals of a result's headline figures, computed by the server from the data
+    kept with the result; ``missing`` says why a figure has none ("no interval")."""
+
+    latency_p50: Optional[IntervalOut] = None
+    latency_p90: Optional[IntervalOut] = None
+    latency_p99: Optional[IntervalOut] = None
+    top1: Optional[IntervalOut] = None
+    top5: Optional[IntervalOut] = None
+    miou: Optional[IntervalOut] = None
+    pixel_accuracy: Optional[IntervalOut] = None
+    latency_samples: Count = 0  # how many raw samples the latency intervals come from
+    missing: Dict[str, str] = Field(default_factory=dict)
+
+
+class ShiftOut(Schema):
+    """``new - base`` of one figure with its interval and verdict: "better" or "worse" only
+    when the interval excludes zero, else "no significant difference"; "not testable" (with
+    ``reason``) when the data cannot support a test. ``relative`` is ``estimate / base``."""
+
+    verdict: str
+    estimate: Optional[float] = None
+    low: Optional[float] = None
+    high: Optional[float] = None
+    relative: Optional[float] = None
+    confidence: float = 0.95
+    method: Optional[str] = None
+    p_value: Optional[float] = None
+    reason: Optional[str] = None
+
+
 class ResultOut(RunResult):
     id: DbId
     run_id: DbId
@@ -814,6 +862,7 @@ class ResultOut(RunResult):
     platform: str
     device_snapshot: Dict[str, Any] = Field(default_factory=dict)
     permalink: str
+    intervals: Optional[ResultIntervals] = None  # on one result (GET /results/{id}), not in lists
 
 
 class CompareCell(Schema):
@@ -830,6 +879,21 @@ class CompareCell(Schema):
     latency_ratio: Optional[float] = None
     size_ratio: Optional[float] = None
     pareto: bool = False
+    p50_interval: Optional[IntervalOut] = None
+    accuracy_interval: Optional[IntervalOut] = None
+    latency_shift: Optional[ShiftOut] = None  # against the base model on this device
+    accuracy_shift: Optional[ShiftOut] = None
+
+
+class ResultVersus(Schema):
+    """Result ``result_id`` against ``base_result_id`` (any two results: one model on two
+    devices, two runtimes, a variant and its base): the latency shift and the headline
+    accuracy difference, each with its interval and verdict."""
+
+    base_result_id: DbId
+    result_id: DbId
+    latency: ShiftOut
+    accuracy: ShiftOut
 
 
 class CompareOut(Schema):

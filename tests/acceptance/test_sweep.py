@@ -89,3 +89,6 @@ def test_sweep_of_deeplab_keeps_miou_for_dynamic_and_int8(tmp_path):
     assert rows["dynamic"]["size_change"] <= -0.65 and -0.55 <= rows["fp16"]["size_change"] <= -0.40
     assert all(row["p50_ms"] > 0 and row["peak_rss_bytes"] > 0 for row in rows.values())
     assert any(row["pareto"] for row in rows.values())
+    assert rows["fp32"]["latency_verdict"] is None  # the base is not tested against itself
+    assert {rows[k]["latency_verdict"] for k in ("fp16", "dynamic", "int8")} <= {
+        "faster", "slower", "no significant difference"}

@@ -158,7 +158,7 @@ def test_results_compare_and_result_pages(browser, farm, measured):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "results.png"), full_page=True)
     filter_sort_and_download(page)
-    compare_digits(page, results)
+    compare_digits(page, results, farm)
     follow_a_point_to_its_result(page, measured)
     page.get_by_role("link", name="Sign out").click()
     page.wait_for_url("**/login?signed_out=1")
@@ -195,18 +195,15 @@ def filter_sort_and_download(page) -> None:
     assert [(r["model"], r["device"]) for r in rows] == [("digits-mlp-fp32", "pc-b")]
 
 
-def pareto_front(points: Dict[str, tuple]) -> set:
-    """Names of the (accuracy, latency) points no other point beats on one and matches on the other."""
-    return {name for name, (acc, lat) in points.items()
-            if not any(a >= acc and t <= lat and (a > acc or t < lat)
-                       for other, (a, t) in points.items() if other != name)}
-
-
-def compare_digits(page, results: Dict[str, dict]) -> None:
-    """One chart per device, exactly one point per variant, the Pareto front marked and joined."""
+def compare_digits(page, results: Dict[str, dict], farm) -> None:
+    """One chart per device, exactly one point per variant, the Pareto front (by significance,
+    as the compare API computes it) marked and joined, error bars from the intervals, labels
+    beside their own points without overlaps, chart text at the page's size."""
     page.get_by_role("link", name="Compare", exact=True).click()
     page.get_by_role("link", name=FAMILY, exact=True).click()
     page.wait_for_url(f"**/compare/{FAMILY}")
+    compared = farm.user.get("/api/v1/results/compare", params={"family": FAMILY}).json()
+    by_result = {str(c["result_id"]): c for c in compared["cells"]}
     charts = page.locator("svg.scatter")
     assert sorted(charts.nth(i).get_attribute("data-device") for i in range(charts.count())) == list(DEVICES)
     for device in DEVICES:
@@ -215,19 +212,74 @@ def compare_digits(page, results: Dict[str, dict]) -> None:
         assert points.count() == len(VARIANTS)
         shown = {points.nth(j).get_attribute("data-model"): points.nth(j) for j in range(len(VARIANTS))}
         assert set(shown) == set(VARIANTS)
-        measured = {r["model_name"]: (r["metrics"]["top1"], r["latency_ms"]["p50"])
-                    for r in results.values() if r["device_name"] == device}
-        front = pareto_front(measured)
+        mine = {r["model_name"]: by_result[rid] for rid, r in results.items() if r["device_name"] == device}
+        front = {name for name, cell in mine.items() if cell["pareto"]}
         assert {name for name, point in shown.items() if point.get_attribute("data-pareto") == "true"} == front
+        for name, cell in mine.items():  # every point's latency interval drawn as an error bar
+            bar = chart.locator(f"line.error-bar[data-model='{name}'][data-axis='x']")
+            assert bar.count() == 1 and cell["p50_interval"]["low"] <= cell["p50_ms"] <= cell["p50_interval"]["high"]
+            x1, x2 = float(bar.get_attribute("x1")), float(bar.get_attribute("x2"))
+            assert x1 <= float(shown[name].get_attribute("cx")) <= x2
         # The front is joined by a polyline through its points in latency order, once it has two.
         polyline = chart.locator("polyline.pareto")
         assert polyline.count() == (1 if len(front) > 1 else 0)
         if len(front) > 1:
+            measured = {name: (mine[name]["accuracy"], mine[name]["p50_ms"]) for name in front}
             ordered = sorted(front, key=lambda name: (measured[name][1], -measured[name][0]))
             through = [f"{shown[name].get_attribute('cx')},{shown[name].get_attribute('cy')}"
                        for name in ordered]
             assert polyline.get_attribute("points").split() == through
+        chart_geometry_is_honest(page, device)
+    verdicts = page.locator("[data-verdict-latency]")
+    assert verdicts.count() == len(DEVICES) * (len(VARIANTS) - 1)
+    assert {verdicts.nth(i).inner_text() for i in range(verdicts.count())} <= {
+        "faster", "slower", "no significant difference", "not testable"}
     page.screenshot(path=str(SCREENSHOTS / "compare.png"), full_page=True)
+    page.set_viewport_size({"width": 1900, "height": 900})  # wider: the text must not grow
+    chart_geometry_is_honest(page, DEVICES[0])
+    page.set_viewport_size({"width": 1360, "height": 900})
+
+
+GEOMETRY = """svg => {
+  const box = e => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+  const labels = [...svg.querySelectorAll('text.point-label')].map(t => ({
+    model: t.dataset.model, box: box(t), size: parseFloat(getComputedStyle(t).fontSize)}));
+  const points = [...svg.querySelectorAll('circle.point')].map(c => {
+    const r = c.getBoundingClientRect();
+    return {model: c.dataset.model, x: (r.left + r.right) / 2, y: (r.top + r.bottom) / 2}; });
+  const scale = svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
+  const tick = svg.querySelector('text.tick');
+  return {labels, points, scale, tick: parseFloat(getComputedStyle(tick).fontSize),
+          body: parseFloat(getComputedStyle(document.body).fontSize)};
+}"""
+
+
+def chart_geometry_is_honest(page, device: str) -> None:
+    """Measured in the browser: each label within reach of its own point (nearer to it than to
+    any other point's centre, or joined by a leader line), no two labels overlapping, and the
+    chart text rendered within 15% of the body text size."""
+    chart = page.locator(f"svg.scatter[data-device='{device}']")
+    g = chart.evaluate(GEOMETRY)
+    points = {p["model"]: p for p in g["points"]}
+    leaders = chart.locator("line.leader").count()
+    boxes = [label["box"] for label in g["labels"]]
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not (a[0] < b[2] - 1 and b[0] < a[2] - 1 and a[1] < b[3] - 1 and b[1] < a[3] - 1), (a, b)
+
+    def gap(point, rect):
+        dx = max(rect[0] - point["x"], 0, point["x"] - rect[2])
+        dy = max(rect[1] - point["y"], 0, point["y"] - rect[3])
+        return (dx * dx + dy * dy) ** 0.5
+
+    for label in g["labels"]:
+        own = gap(points[label["model"]], label["box"])
+        assert own <= 130 * g["scale"]
+        if leaders == 0:
+            assert own <= 16, (label, own)  # right beside its point
+    for size in [g["tick"]] + [label["size"] for label in g["labels"]]:
+        rendered = size * g["scale"]
+        assert abs(rendered - g["body"]) <= 0.15 * g["body"], (rendered, g["body"])
 
 
 def follow_a_point_to_its_result(page, measured: dict) -> None:
@@ -238,7 +290,20 @@ def follow_a_point_to_its_result(page, measured: dict) -> None:
     assert (result["model_name"], result["device_name"]) == ("digits-mlp-pruned-0.5", "pc-b")
     bins = int(page.get_attribute("svg.histogram", "data-bins"))
     assert page.locator("svg.histogram rect.bar").count() == bins > 1
-    assert int(page.get_attribute("svg.histogram", "data-samples")) == len(result["latency_ms"]["samples"])
+    samples = result["latency_ms"]["samples"]
+    assert int(page.get_attribute("svg.histogram", "data-samples")) == len(samples)
+    # over the range the samples cover, saying how many it shows and of how many
+    shown = int(page.get_attribute("svg.histogram", "data-shown"))
+    lo, hi = (float(page.get_attribute("svg.histogram", k)) for k in ("data-lo", "data-hi"))
+    assert min(samples) <= lo < hi <= max(samples)
+    assert shown == sum(1 for v in samples if lo <= v <= hi) and shown >= 0.95 * len(samples)
+    bar_counts = page.eval_on_selector_all("svg.histogram rect.bar", "bars => bars.map(b => +b.dataset.count)")
+    assert sum(bar_counts) == shown and max(bar_counts) < shown  # not every sample in one bar
+    caption = page.locator("#histogram-caption").inner_text()
+    assert f"Showing {shown:,} of {len(samples):,} kept samples" in caption
+    assert f"{result['latency_ms']['count']:,} measured runs" in caption
+    assert page.locator("#intervals tr[data-interval='latency_p50']").count() == 1
+    assert page.locator("#intervals tr[data-interval='top1']").count() == 1
     model = next(m for m in measured["models"] if m["name"] == "digits-mlp-pruned-0.5")
     assert page.locator("[data-sha=model]").inner_text().strip() == model["sha256"]
     assert page.locator("[data-sha=dataset]").inner_text().strip() == measured["dataset"]["sha256"]

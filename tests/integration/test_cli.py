@@ -227,7 +227,8 @@ def test_submit_wait_and_results(cli_farm, tmp_path):
 
     compared = edgefarm(cli_farm, tmp_path, "results", "--compare", "cmp")
     assert compared.returncode == 0, compared.stderr
-    assert "-1.00 pt" in compared.stdout and "0.40x" in compared.stdout
+    assert "-1.00 pt, not testable" in compared.stdout
+    assert "0.40x, no significant difference" in compared.stdout
     assert "* 89.00% top-1" in compared.stdout  # int8: faster, nearly as accurate: on the front
     assert as_json(edgefarm(cli_farm, tmp_path, "results", "--compare", "cmp", "--json"))["family"] == "cmp"
 
@@ -245,8 +246,11 @@ def test_submit_wait_and_results(cli_farm, tmp_path):
     only = parse_tables(edgefarm(cli_farm, tmp_path, "results", "--model", "cmp-int8", "--format",
                                  "markdown").stdout)
     assert [row[2] for row in only[0]["rows"]] == ["cmp-int8"]
-    refused = edgefarm(cli_farm, tmp_path, "results", "--compare", "cmp", "--format", "markdown")
-    assert refused.returncode == 2 and "cannot be combined with --compare" in refused.stderr
+    # the comparison as Markdown: three samples a result and no per-sample data decide nothing
+    compared_md = parse_tables(edgefarm(cli_farm, tmp_path, "results", "--compare", "cmp", "--format",
+                                        "markdown").stdout)
+    int8_row = next(row for row in compared_md[0]["rows"] if row[1] == "cmp-int8")
+    assert int8_row[4] == "not testable" and int8_row[7] == "no significant difference"
     bad = edgefarm(cli_farm, tmp_path, "results", "--format", "html")
     assert bad.returncode == 2 and "invalid choice: 'html'" in bad.stderr
 

@@ -205,8 +205,14 @@ def test_compare_page_matrix_and_charts(farm, family):
         chart = next(c for c in charts if c["data-device"] == device)
         assert chart["data-points"] == "3"
     assert len(tags.having("polyline", "points", cls="pareto")) == 2
+    # three latency samples per result and no per-sample correctness: no difference is
+    # significant, so no variant is dominated (the rule: tests/integration/test_significance.py)
     pc_front = {p["data-model"]: p["data-pareto"] for p in points[:3]}
-    assert pc_front == {"net-fp32": "true", "net-int8": "true", "net-pruned": "false"}
+    assert pc_front == {"net-fp32": "true", "net-int8": "true", "net-pruned": "true"}
+    verdicts = tags.having("span", "data-verdict-latency", cls="verdict")
+    assert {v["data-verdict-latency"] for v in verdicts} == {"no significant difference"}
+    assert {v["data-verdict-accuracy"] for v in tags.having("span", "data-verdict-accuracy")} == {
+        "not testable"}
     cells = {(row, a["data-device"]): a for row, a in _matrix_cells(tags)}
     int8_pc = cells[("net-int8", "pc-1")]
     assert float(int8_pc["data-latency-ratio"]) == pytest.approx(0.5)

@@ -49,8 +49,17 @@ def test_compare_family(farm, family):
     int8_pc = cells[(ids[1], pc)]
     assert int8_pc["latency_ratio"] == pytest.approx(0.5)
     assert int8_pc["delta_accuracy"] == pytest.approx(-0.02)
-    # pc: fp32 (10 ms, .90) and int8 (5 ms, .88) are on the front; pruned (12 ms, .85) is dominated
-    assert [cells[(i, pc)]["pareto"] for i in ids] == [True, True, False]
+    # pc: pruned (12 ms, .85) looks dominated by fp32 (10 ms, .90), but three latency samples
+    # each cannot tell 12 from 10 ms and no per-sample correctness was kept: no significant
+    # difference, so nothing is dominated (tests/integration/test_significance.py has the data)
+    assert [cells[(i, pc)]["pareto"] for i in ids] == [True, True, True]
+    pruned = cells[(ids[2], pc)]
+    assert pruned["latency_shift"]["verdict"] == "no significant difference"
+    assert pruned["latency_shift"]["low"] is None and pruned["latency_shift"]["estimate"] == 2.0
+    assert pruned["accuracy_shift"] == {**pruned["accuracy_shift"], "verdict": "not testable"}
+    assert "per-sample" in pruned["accuracy_shift"]["reason"]
+    assert pruned["p50_interval"]["estimate"] == 12.0 and pruned["p50_interval"]["low"] is None
+    assert cells[(ids[0], pc)]["latency_shift"] is None  # the base is not compared with itself
     # rpi3: every variant trades accuracy for latency, all three on the front
     assert [cells[(i, pi)]["pareto"] for i in ids] == [True, True, True]
     assert cells[(ids[0], pc)]["delta_accuracy"] == 0
@@ -59,7 +68,11 @@ def test_compare_family(farm, family):
 def test_result_permalink_and_provenance(farm, family):
     first = farm.user.get("/api/v1/results").json()[0]
     one = farm.user.get(f"/api/v1/results/{first['id']}").json()
+    intervals = one.pop("intervals")
+    assert first.pop("intervals") is None  # lists leave them out
     assert one == first
+    assert intervals["latency_samples"] == 3 and intervals["latency_p50"]["estimate"] == 10.0
+    assert intervals["top1"]["method"] == "Wilson score" and intervals["top1"]["estimate"] == 0.9
     assert one["runtime"]["name"] == "tflite" and one["runtime"]["version"] == "2.3.0"
     assert one["agent_version"] == "0.1.0" and one["device_snapshot"]["arch"] == "x86_64"
     assert one["latency_ms"]["samples"] == [9.0, 10.0, 11.0] or one["latency_ms"]["samples"]
