@@ -1,36 +1,45 @@
 """Whether a result regressed against its baseline: the one decision of the
 regression watch (``judge``), pure arithmetic on two results' figures.
 
-Latency (the p50) regresses when it rose by more than ``latency_pct`` percent.
-With raw samples on both sides the rise must also be significant: the 95%
-interval of the change excludes zero (rule ``significance``; the interval is
-``edgefarm.shared.stats``'s). Without samples the change alone decides (rule
-``threshold``). Accuracy (top-1 or mIoU, on the same dataset) regresses when it
-fell by more than ``accuracy_pp`` percentage points, output agreement when its
-PSNR fell by more than ``psnr_db`` dB; both by the threshold rule.
+A metric regresses when it moved the wrong way by more than its threshold
+(``Thresholds``: latency p50 up ``latency_pct`` percent, accuracy down
+``accuracy_pp`` percentage points, output agreement PSNR down ``psnr_db`` dB).
+When both results carry what a significance test needs, the move must also be
+significant (rule ``significance``): its 95% interval, from
+``edgefarm.shared.stats.compare``, excludes zero. That is the raw latency times
+(Hodges-Lehmann shift with its Mann-Whitney interval), per-sample top-1
+correctness on the same samples in the same order (McNemar), or per-image IoU
+counts on the same images (paired bootstrap, up to ``MAX_BOOTSTRAP_IMAGES``).
+Otherwise the threshold alone decides (rule ``threshold``), and says so.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, List, Mapping, Optional, Sequence
 
 from edgefarm.shared.contract.watch import Rule, Thresholds
-from edgefarm.shared.stats.quantiles import quantile_ci
+from edgefarm.shared.stats.bootstrap import ImageCounts
+from edgefarm.shared.stats.compare import WORSE, Shift, accuracy_shift, iou_shift, latency_shift
+from edgefarm.shared.stats.encoding import unpack_counts, unpack_flags
 
 CONFIDENCE = 0.95
-#: Fewer raw samples than this on either side: the threshold rule decides latency.
+#: Fewer raw times than this on either side: the threshold rule decides latency.
 MIN_SAMPLES = 6
+#: A paired bootstrap runs inside the report's transaction: above this many images the
+#: threshold rule decides mIoU.
+MAX_BOOTSTRAP_IMAGES = 500
 
 
 @dataclass(frozen=True)
 class Figures:
-    """What a result is judged on."""
+    """What a result is judged on (``per_sample``: its ``Metrics.per_sample`` as JSON)."""
 
     p50_ms: Optional[float] = None
-    samples: Sequence[float] = field(default_factory=tuple)
+    samples: Sequence[float] = ()
     accuracy: Optional[float] = None
     accuracy_metric: Optional[str] = None
     dataset_sha256: Optional[str] = None
     psnr_db: Optional[float] = None
+    per_sample: Optional[Mapping[str, Any]] = None
 
 
 @dataclass(frozen=True)
@@ -56,38 +65,59 @@ def figures_of(body: Mapping[str, Any], accuracy: Optional[float], metric: Optio
     agreement = body.get("agreement") or {}
     return Figures(p50_ms=latency.get("p50"), samples=tuple(latency.get("samples") or ()),
                    accuracy=accuracy, accuracy_metric=metric, dataset_sha256=dataset_sha256,
-                   psnr_db=agreement.get("psnr_db"))
+                   psnr_db=agreement.get("psnr_db"),
+                   per_sample=(body.get("metrics") or {}).get("per_sample"))
 
 
-def latency_change(base: Figures, new: Figures):
-    """``(percent, low, high, rule)``: the p50's change and, with enough raw samples, the
-    conservative 95% interval of the ratio of the two medians (from each median's
-    order-statistic interval), else ``low = high = None`` under the threshold rule."""
-    change = (new.p50_ms / base.p50_ms - 1.0) * 100.0
-    if len(base.samples) < MIN_SAMPLES or len(new.samples) < MIN_SAMPLES:
-        return change, None, None, Rule.threshold
-    before = quantile_ci(base.samples, 0.5, CONFIDENCE)
-    after = quantile_ci(new.samples, 0.5, CONFIDENCE)
-    if None in (before.low, before.high, after.low, after.high) or not before.low or not before.high:
-        return change, None, None, Rule.threshold
-    low = (after.low / before.high - 1.0) * 100.0
-    high = (after.high / before.low - 1.0) * 100.0
-    return change, low, high, Rule.significance
+def _scaled(value: Optional[float], scale: float) -> Optional[float]:
+    return None if value is None else value * scale
 
 
 def _latency(base: Figures, new: Figures, limit: float) -> Optional[Finding]:
     if not base.p50_ms or new.p50_ms is None:
         return None
-    change, low, high, rule = latency_change(base, new)
-    if change <= limit:
-        return None
-    if rule == Rule.significance and not (low is not None and low > 0):
-        return None  # within the noise: the interval of the change holds zero
-    how = (f"95% interval {low:+.1f}% .. {high:+.1f}%" if rule == Rule.significance
-           else "plain threshold, no raw samples to test")
+    change = (new.p50_ms / base.p50_ms - 1.0) * 100.0
+    if len(base.samples) >= MIN_SAMPLES and len(new.samples) >= MIN_SAMPLES:
+        shift = latency_shift(base.samples, new.samples, CONFIDENCE)
+        scale = 100.0 / base.p50_ms
+        low, high = _scaled(shift.low, scale), _scaled(shift.high, scale)
+        if change <= limit or shift.verdict != WORSE:
+            return None
+        how = f"shift {shift.estimate * scale:+.1f}%, 95% interval {low:+.1f}% .. {high:+.1f}%"
+        rule = Rule.significance
+    else:
+        if change <= limit:
+            return None
+        low = high = None
+        how = "plain threshold: too few raw times for a test"
+        rule = Rule.threshold
     return Finding("latency_p50_ms", rule, base.p50_ms, new.p50_ms, change, limit,
-                   f"p50 {base.p50_ms:.3g} -> {new.p50_ms:.3g} ms ({change:+.1f}%, limit +{limit:g}%; {how})",
+                   f"p50 {base.p50_ms:.4g} -> {new.p50_ms:.4g} ms ({change:+.1f}%, limit +{limit:g}%; {how})",
                    low, high)
+
+
+def _paired_shift(base: Figures, new: Figures) -> Optional[Shift]:
+    """The significance test of the accuracy change, when both results carry per-sample
+    data for the same samples in the same order; else None."""
+    first, second = base.per_sample or {}, new.per_sample or {}
+    if not first or first.get("order_sha256") != second.get("order_sha256"):
+        return None
+    count = int(first.get("count") or 0)
+    if count == 0 or count != int(second.get("count") or 0):
+        return None
+    if base.accuracy_metric == "top1" and first.get("top1_correct") and second.get("top1_correct"):
+        return accuracy_shift(unpack_flags(first["top1_correct"], count),
+                              unpack_flags(second["top1_correct"], count), CONFIDENCE)
+    if base.accuracy_metric in ("miou", "pixel_accuracy") and first.get("iou") and second.get("iou"):
+        tables = []
+        for iou in (first["iou"], second["iou"]):
+            images, classes = int(iou["images"]), int(iou["classes"])
+            if images > MAX_BOOTSTRAP_IMAGES:
+                return None
+            tables.append(ImageCounts.from_tables(unpack_counts(iou["intersection"], images, classes),
+                                                  unpack_counts(iou["union"], images, classes)))
+        return iou_shift(tables[0], tables[1], base.accuracy_metric, CONFIDENCE)
+    return None
 
 
 def _accuracy(base: Figures, new: Figures, limit: float) -> Optional[Finding]:
@@ -98,9 +128,19 @@ def _accuracy(base: Figures, new: Figures, limit: float) -> Optional[Finding]:
     change = (new.accuracy - base.accuracy) * 100.0
     if change >= -limit:
         return None
-    return Finding("accuracy", Rule.threshold, base.accuracy, new.accuracy, change, limit,
+    try:
+        shift = _paired_shift(base, new)
+    except ValueError:  # per-sample data that does not decode: test nothing
+        shift = None
+    if shift is not None and shift.verdict != WORSE:
+        return None
+    rule = Rule.significance if shift is not None else Rule.threshold
+    low, high = (_scaled(shift.low, 100.0), _scaled(shift.high, 100.0)) if shift else (None, None)
+    how = (f"95% interval {low:+.2f} .. {high:+.2f} pp, {shift.method}" if shift is not None
+           else "plain threshold: no paired per-sample data")
+    return Finding("accuracy", rule, base.accuracy, new.accuracy, change, limit,
                    f"{new.accuracy_metric} {base.accuracy:.4f} -> {new.accuracy:.4f} "
-                   f"({change:+.2f} pp, limit -{limit:g} pp; plain threshold)")
+                   f"({change:+.2f} pp, limit -{limit:g} pp; {how})", low, high)
 
 
 def _psnr(base: Figures, new: Figures, limit: float) -> Optional[Finding]:
