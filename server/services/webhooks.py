@@ -213,11 +213,13 @@ def watch_report(ctx: AppContext, session: Session, outcome: Any) -> None:
     """In a report's transaction: check the new result against its baseline and announce
     what the report changed (a regression, a failed run, a job that ended)."""
     base_url = public_base(ctx)
+    run = outcome.run
+    job = session.get(Job, run.job_id)
+    # before any query: a flush would forget that this report changed the job's state
+    ended = JobState(job.state).is_final and bool(inspect(job).attrs.state.history.added)
     if outcome.result is not None:
         announce_regressions(session, check_result(session, outcome.result), base_url)
-    run = outcome.run
     if run.state == str(RunState.failed):
         announce_failed_run(session, run, base_url)
-    job = session.get(Job, run.job_id)
-    if JobState(job.state).is_final and inspect(job).attrs.state.history.added:
+    if ended:
         announce_job(session, job, base_url)
