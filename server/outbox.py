@@ -15,10 +15,11 @@ The same loop announces devices that went offline.
 import asyncio
 import logging
 import time
+import urllib.error
+import urllib.request
 from datetime import datetime, timedelta
 from typing import List, Optional, Tuple
 
-import httpx
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import or_, select, update
 
@@ -68,21 +69,32 @@ def claim_due(ctx: AppContext, now: Optional[datetime] = None,
     return claimed
 
 
-def send(client: httpx.Client, delivery_id: int, event: str, body: str, url: str,
-         secret: str) -> Tuple[bool, Optional[int], Optional[str]]:
-    """POST one signed delivery: (accepted, status code, error)."""
+def send(delivery_id: int, event: str, body: str, url: str, secret: str,
+         timeout: float) -> Tuple[bool, Optional[int], Optional[str]]:
+    """POST one signed delivery: (accepted, status code, error). The standard library's
+    HTTP client: the server keeps no HTTP client library; redirects are not followed."""
     raw = body.encode()
     headers = {"Content-Type": "application/json",
                SIGNATURE_HEADER: signature_header(secret, int(time.time()), raw),
                EVENT_HEADER: event, DELIVERY_HEADER: str(delivery_id),
                "User-Agent": f"edgefarm-webhooks/{__version__}"}
+    request = urllib.request.Request(url, data=raw, headers=headers, method="POST")
     try:
-        response = client.post(url, content=raw, headers=headers)
-    except httpx.HTTPError as exc:
+        with _OPENER.open(request, timeout=timeout) as response:
+            return True, response.status, None
+    except urllib.error.HTTPError as exc:
+        text = exc.read(ERROR_CHARS).decode("utf-8", "replace")
+        return False, exc.code, f"HTTP {exc.code}: {text}"[:ERROR_CHARS]
+    except (OSError, ValueError) as exc:  # refused, unreachable, timed out, bad URL
         return False, None, f"{type(exc).__name__}: {exc}"[:ERROR_CHARS]
-    if 200 <= response.status_code < 300:
-        return True, response.status_code, None
-    return False, response.status_code, f"HTTP {response.status_code}: {response.text}"[:ERROR_CHARS]
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None  # a 3xx is an answer like any other non-2xx: the delivery is retried
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
 
 
 def record(ctx: AppContext, delivery_id: int, hold: datetime, accepted: bool, code: Optional[int],
@@ -104,28 +116,28 @@ def record(ctx: AppContext, delivery_id: int, hold: datetime, accepted: bool, co
             row.next_attempt_at = now + timedelta(seconds=wait)
 
 
-def deliver_due(ctx: AppContext, client: httpx.Client) -> int:
+def deliver_due(ctx: AppContext) -> int:
     """Claim, send and record the due deliveries; how many were attempted."""
     claimed = claim_due(ctx)
+    timeout = ctx.settings.webhook_timeout_seconds
     for delivery_id, event, body, url, secret, hold in claimed:
-        accepted, code, error = send(client, delivery_id, event, body, url, secret)
+        accepted, code, error = send(delivery_id, event, body, url, secret, timeout)
         if not accepted:
             log.warning("webhook delivery %s to %s failed: %s", delivery_id, url, error)
         record(ctx, delivery_id, hold, accepted, code, error)
     return len(claimed)
 
 
-def outbox_pass(ctx: AppContext, client: httpx.Client) -> int:
+def outbox_pass(ctx: AppContext) -> int:
+    """Announce devices that went offline, then send what is due."""
     announce_offline_devices(ctx, (ctx.settings.public_url or "").rstrip("/"))
-    return deliver_due(ctx, client)
+    return deliver_due(ctx)
 
 
 async def deliver_forever(ctx: AppContext) -> None:
-    timeout = httpx.Timeout(ctx.settings.webhook_timeout_seconds)
-    with httpx.Client(timeout=timeout, follow_redirects=False) as client:
-        while True:
-            try:
-                await run_in_threadpool(outbox_pass, ctx, client)
-            except Exception:  # keep delivering; a transient database error must not stop it
-                log.exception("webhook outbox pass failed")
-            await asyncio.sleep(ctx.settings.webhook_interval_seconds)
+    while True:
+        try:
+            await run_in_threadpool(outbox_pass, ctx)
+        except Exception:  # keep delivering; a transient database error must not stop it
+            log.exception("webhook outbox pass failed")
+        await asyncio.sleep(ctx.settings.webhook_interval_seconds)

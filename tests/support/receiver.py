@@ -5,14 +5,15 @@ raw body, the status it answered)."""
 import threading
 import time
 from dataclasses import dataclass
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, List, Sequence
 
 
 @dataclass
 class Received:
     path: str
-    headers: Dict[str, str]
+    headers: Message  # case-insensitive, as HTTP header names are
     body: bytes
     status: int
 
@@ -29,7 +30,7 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with receiver._lock:
                     status = receiver.statuses.pop(0) if receiver.statuses else 200
-                    receiver.received.append(Received(self.path, dict(self.headers.items()), body, status))
+                    receiver.received.append(Received(self.path, self.headers, body, status))
                 self.send_response(status)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
