@@ -72,6 +72,14 @@ def test_signed_deliveries_retried_until_accepted_once(start_farm, tmp_path):
         time.sleep(0.5)
         assert len(receiver.accepted()) == 3  # nothing delivered twice
 
+        # a job cancelled before any run started ends at the cancel
+        queued = farm.submit(models=["net-a"], devices=f"id={first['agent'].device_id}")
+        assert farm.user.post(f"/api/v1/jobs/{queued['id']}/cancel", json={}).status_code == 200
+        receiver.wait_for(lambda r: len(r.accepted()) == 4)
+        cancelled = json.loads(receiver.accepted()[3].body)
+        assert (cancelled["event"], cancelled["data"]["job_id"], cancelled["data"]["state"]) == (
+            "job.finished", queued["id"], "cancelled")
+
 
 def test_a_delivery_survives_a_server_restart(start_farm, tmp_path):
     farm = start_farm(webhook_interval_seconds=0.1, webhook_retry_seconds=3)
