@@ -6,6 +6,8 @@ offline is announced once per silence."""
 import json
 import time
 
+import pytest
+
 from edgefarm.shared.contract.signatures import verify
 from edgefarm.shared.formats.tflite_builder import tiny_tflite
 from tests.support.receiver import Receiver
@@ -114,3 +116,25 @@ def test_device_offline_is_announced_once_per_silence(start_farm):
         assert payloads[0]["data"]["last_seen_at"] != payloads[1]["data"]["last_seen_at"]
     assert farm.admin.delete(f"/api/v1/webhooks/{hook['id']}").status_code == 200
     assert farm.admin.get("/api/v1/webhooks").json() == []
+
+
+@pytest.mark.parametrize("database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)],
+                         indirect=True)
+def test_two_replicas_send_each_delivery_once(start_farm, tmp_path):
+    """Two servers on one PostgreSQL database both read the outbox: every delivery is
+    claimed by one of them and accepted once."""
+    first, second = start_farm(**FAST), start_farm(**FAST)
+    path = tmp_path / "net.tflite"
+    path.write_bytes(tiny_tflite(seed=1))
+    first.push_model(path, name="net-a", family="net", task="classification")
+    agent = first.enroll("pc-1")
+    with Receiver() as receiver:
+        register(first, receiver.url, "job.finished")
+        jobs = [first.submit(models=["net-a"], devices=f"id={agent.device_id}") for _ in range(12)]
+        for job in jobs:
+            assert second.user.post(f"/api/v1/jobs/{job['id']}/cancel", json={}).status_code == 200
+        receiver.wait_for(lambda r: len(r.accepted()) == len(jobs))
+        time.sleep(1.0)
+        ids = [r.headers["X-EdgeFarm-Delivery"] for r in receiver.received]
+        assert len(ids) == len(set(ids)) == len(jobs)
+        assert sorted(json.loads(r.body)["data"]["job_id"] for r in receiver.received) == [j["id"] for j in jobs]
