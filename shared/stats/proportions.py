@@ -29,7 +29,7 @@ def normal_quantile(confidence: float) -> float:
     return NormalDist().inv_cdf(0.5 + confidence / 2.0)
 
 
-def wilson(successes: int, n: int, confidence: float = 0.95) -> Interval:
+def wilson(successes: float, n: int, confidence: float = 0.95) -> Interval:
     """The proportion ``successes / n`` with its Wilson score interval."""
     if n < 1:
         raise ValueError("a proportion needs at least one trial")

@@ -79,31 +79,34 @@ def count_at_most(a: Sequence[float], b: Sequence[float], value: float) -> int:
 
 
 def kth_difference(a: Sequence[float], b: Sequence[float], k: int) -> float:
-    """The k-th smallest (1-based) of the differences ``b_j - a_i`` of sorted a and b."""
+    """The k-th smallest (1-based) of the differences ``b_j - a_i`` of sorted a and b.
+
+    "``b_j - a_i <= v``" is evaluated everywhere as ``a_i >= b_j - v`` (as ``count_at_most``
+    does), so the counts and the final bracket agree exactly; when many differences tie at the
+    k-th value the bracket shrinks to that value and it is returned without listing them."""
     lo, hi = b[0] - a[-1], b[-1] - a[0]
     if count_at_most(a, b, lo) >= k:
         return lo
     # invariant: count(<= lo) < k <= count(<= hi)
-    for _ in range(200):
-        below = count_at_most(a, b, lo)
-        if count_at_most(a, b, hi) - below <= 4 * (len(a) + len(b)):
-            break
+    below, above = count_at_most(a, b, lo), count_at_most(a, b, hi)
+    limit = 4 * (len(a) + len(b))
+    while above - below > limit:
         mid = (lo + hi) / 2.0
-        if mid <= lo or mid >= hi:
-            break
-        if count_at_most(a, b, mid) >= k:
-            hi = mid
+        if mid <= lo or mid >= hi:  # (lo, hi] holds one value, tied many times: return it
+            return next(y - a[i] for y in b for i in [bisect.bisect_left(a, y - hi)]
+                        if i < bisect.bisect_left(a, y - lo))
+        count = count_at_most(a, b, mid)
+        if count >= k:
+            hi, above = mid, count
         else:
-            lo = mid
-    else:
-        below = count_at_most(a, b, lo)
+            lo, below = mid, count
     inside: List[float] = []
     for y in b:  # the differences in (lo, hi]: a_i in [y - hi, y - lo)
         start = bisect.bisect_left(a, y - hi)
         stop = bisect.bisect_left(a, y - lo)
-        inside.extend(y - x for x in a[start:stop] if lo < y - x <= hi)
+        inside.extend(y - x for x in a[start:stop])
     inside.sort()
-    return inside[k - below - 1]
+    return inside[min(len(inside) - 1, k - below - 1)]
 
 
 def _has_ties(a: Sequence[float], b: Sequence[float]) -> bool:

@@ -224,3 +224,21 @@ def test_paired_bootstrap_separates_a_real_difference_from_none():
 def test_image_counts_reject_an_intersection_above_its_union():
     with pytest.raises(ValueError):
         ImageCounts.from_tables([[5, 0]], [[4, 0]])
+
+
+def test_kth_difference_matches_brute_force_on_rounded_timer_values():
+    """Timer-resolution samples (many ties, float rounding) select exactly the k-th."""
+    rng = random.Random(11)
+    for _ in range(60):
+        a = sorted(round(rng.gauss(0.0012, 0.0001), 6) for _ in range(rng.randrange(1, 200)))
+        b = sorted(round(rng.gauss(0.00125, 0.0001), 6) for _ in range(rng.randrange(1, 200)))
+        diffs = sorted(y - x for x in a for y in b)
+        for k in (1, len(diffs) // 3 + 1, len(diffs) // 2 + 1, len(diffs)):
+            assert kth_difference(a, b, k) == pytest.approx(diffs[k - 1], abs=1e-15)
+
+
+def test_heavily_tied_samples_give_an_exact_zero_shift():
+    base = [0.001] * 50_000 + [0.002] * 50_000
+    new = [0.001] * 60_000 + [0.003] * 40_000
+    shift = compare.latency_shift(base, new)
+    assert shift.estimate == 0.0 and shift.verdict == compare.NO_DIFFERENCE
