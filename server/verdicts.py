@@ -24,9 +24,10 @@ from edgefarm.shared.stats.encoding import unpack_counts, unpack_flags
 CONFIDENCE = 0.95
 #: Fewer raw times than this on either side: the threshold rule decides latency.
 MIN_SAMPLES = 6
-#: A paired bootstrap runs inside the report's transaction: above this many images the
+#: A paired bootstrap runs inside the report's write transaction (about 0.25 s at 100 images
+#: of 4 classes each, 1,000 resamples): above this many images the
 #: threshold rule decides mIoU.
-MAX_BOOTSTRAP_IMAGES = 500
+MAX_BOOTSTRAP_IMAGES = 100
 
 
 @dataclass(frozen=True)

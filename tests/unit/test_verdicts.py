@@ -80,3 +80,23 @@ def test_signature_round_trip_tamper_and_replay():
             verify(secret, header, sent, now=now)
     with pytest.raises(SignatureError):
         verify("whsec_x", "t=abc", body)
+
+
+def segmentation(inter_share: float, images: int = 30, order="c" * 64) -> Figures:
+    """Per-image counts of 2 classes (union 1000 px each) with ``inter_share`` of it intersected."""
+    from edgefarm.shared.stats.encoding import pack_counts
+
+    rng = random.Random(int(inter_share * 100))
+    inter = [[int(1000 * min(1.0, inter_share + rng.uniform(-0.05, 0.05)))] * 2 for _ in range(images)]
+    union = [[1000, 1000] for _ in range(images)]
+    iou = {"classes": 2, "images": images, "intersection": pack_counts(inter), "union": pack_counts(union)}
+    miou = sum(sum(r) for r in inter) / sum(sum(r) for r in union)
+    return Figures(accuracy=miou, accuracy_metric="miou",
+                   per_sample={"count": images, "order_sha256": order, "iou": iou})
+
+
+def test_miou_drop_by_paired_bootstrap_over_images():
+    found = judge(segmentation(0.80), segmentation(0.70), DEFAULTS)
+    assert [(f.metric, f.rule) for f in found] == [("accuracy", "significance")]
+    assert found[0].high < 0 and "bootstrap" in found[0].detail
+    assert judge(segmentation(0.80), segmentation(0.799), DEFAULTS) == []
