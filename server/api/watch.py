@@ -1,9 +1,9 @@
 """The regression watch: a series' history, baselines (admins and users set
 them), per-family thresholds (admins), and the regressions found."""
 
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from edgefarm.shared.contract.ids import MAX_ID
 from edgefarm.shared.contract.watch import (
@@ -24,6 +24,9 @@ from .deps import Offset, RowId, admin, get_ctx, reader, submitter
 from .pages import DEFAULT_LIMIT, Limit, send_page
 
 router = APIRouter(tags=["regression watch"], route_class=ContractRoute)
+
+#: A model family in a path (as long as the column that stores it).
+Family = Annotated[str, Path(min_length=1, max_length=200, description="model family")]
 
 
 @router.get("/history", response_model=HistoryOut)
@@ -68,14 +71,14 @@ def delete_baseline(
 
 @router.get("/thresholds/{family}", response_model=FamilyThresholds)
 def get_thresholds(
-    family: str, ctx: AppContext = Depends(get_ctx), _: Principal = Depends(reader),
+    family: Family, ctx: AppContext = Depends(get_ctx), _: Principal = Depends(reader),
 ) -> FamilyThresholds:
     return watch.get_thresholds(ctx, family)
 
 
 @router.put("/thresholds/{family}", response_model=FamilyThresholds)
 def set_thresholds(
-    family: str, body: Thresholds, ctx: AppContext = Depends(get_ctx), _: Principal = Depends(admin),
+    family: Family, body: Thresholds, ctx: AppContext = Depends(get_ctx), _: Principal = Depends(admin),
 ) -> FamilyThresholds:
     """The family's own thresholds, for results reported from now on."""
     return watch.set_thresholds(ctx, family, body)

@@ -109,6 +109,13 @@ def test_family_thresholds_and_accuracy(watched):
     assert [(r["metric"], r["rule"]) for r in found] == [("accuracy", "threshold")]
     assert found[0]["change"] == pytest.approx(-5.0)
 
+    listed = farm.user.get("/api/v1/baselines", params={"family": "net"})
+    assert listed.headers["X-Total-Count"] == "1" and listed.json()[0]["result_id"] == first["result"]
+    assert farm.user.delete(f"/api/v1/baselines/{listed.json()[0]['id']}").status_code == 200
+    unwatched = run_job(farm, agent, model["id"], dict(timed(30.0, seed=4),
+                                                       metrics={"top1": 0.5, "sample_count": 100}))
+    assert regressions(farm, job=unwatched["job"]).json() == []
+
 
 def test_bad_baseline_requests_are_problems(watched):
     farm, agent, model = watched
@@ -124,3 +131,6 @@ def test_bad_baseline_requests_are_problems(watched):
                                                    "runtime": "tflite"})
     assert bad.status_code == 422
     assert farm.admin.put("/api/v1/thresholds/net", json={"latency_pct": -1}).status_code == 422
+    assert farm.admin.put("/api/v1/thresholds/" + "n" * 201, json={"latency_pct": 9}).status_code == 422
+    assert farm.user.get("/api/v1/thresholds/net").json() == {
+        "family": "net", "default": True, "thresholds": {"latency_pct": 5.0, "accuracy_pp": 0.5, "psnr_db": 3.0}}
