@@ -89,8 +89,9 @@ def test_a_slower_result_regresses_and_a_rerun_does_not(watched):
     assert [p["changes"] for p in points] == [[], [], [], ["runtime 2.3.0 -> 2.4.0"]]
 
 
-def test_family_thresholds_and_accuracy(watched):
+def test_family_thresholds_accuracy_and_bad_requests(watched):
     farm, agent, model = watched
+    check_bad_requests(farm, agent)
     base = dict(timed(10.0, seed=1), metrics={"top1": 0.90, "sample_count": 100})
     first = run_job(farm, agent, model["id"], base)
     assert farm.user.post("/api/v1/baselines", json={"series": {
@@ -117,8 +118,8 @@ def test_family_thresholds_and_accuracy(watched):
     assert regressions(farm, job=unwatched["job"]).json() == []
 
 
-def test_bad_baseline_requests_are_problems(watched):
-    farm, agent, model = watched
+def check_bad_requests(farm, agent):
+    """Bad input is a 4xx problem, never a server error."""
     both = farm.user.post("/api/v1/baselines", json={"result_id": 1, "series": {
         "family": "net", "variant": "none", "device_id": agent.device_id, "runtime": "tflite"}})
     assert both.status_code == 422 and both.headers["content-type"].startswith("application/problem+json")
