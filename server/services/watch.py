@@ -1,17 +1,21 @@
 """The regression watch: series and their history, baselines, per-family
 thresholds, and the check of every new result against its series' baseline.
 
-``check_result`` runs inside the report's transaction (``leases.report``): the
-regressions it finds are stored with the result and announced through the
+``prejudge`` judges a reported result before the report's write transaction
+(reads only), ``check_result`` runs inside it (``leases.report``): the
+regressions found are stored with the result and announced through the
 webhook outbox in the same commit. The decision itself is ``server.verdicts``'.
 """
 
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from edgefarm.shared.contract.schemas import DEFAULT_PAGE_SIZE
+from edgefarm.shared.contract.enums import RunState
+from edgefarm.shared.contract.rules import headline_metric
+from edgefarm.shared.contract.schemas import DEFAULT_PAGE_SIZE, RunReport
 from edgefarm.shared.contract.watch import (
     DEFAULT_THRESHOLDS,
     BaselineOut,
@@ -27,8 +31,19 @@ from edgefarm.shared.contract.watch import (
 from edgefarm.shared.stats.quantiles import quantile_ci
 
 from ..context import AppContext
-from ..tables import Baseline, Device, Model, Regression, RegressionThresholds, Result, utcnow
-from ..verdicts import CONFIDENCE, MIN_SAMPLES, figures_of, judge
+from ..tables import (
+    Baseline,
+    Dataset,
+    Device,
+    Job,
+    Model,
+    Regression,
+    RegressionThresholds,
+    Result,
+    Run,
+    utcnow,
+)
+from ..verdicts import CONFIDENCE, MIN_SAMPLES, Finding, figures_of, judge
 from .errors import Invalid, NotFound
 from .lookups import get_row
 from .pages import Page, read_page
@@ -72,19 +87,59 @@ def _figures(result: Result):
 # ---------------------------------------------------------------- the check
 
 
-def check_result(session: Session, result: Result) -> List[Regression]:
+@dataclass(frozen=True)
+class Prejudged:
+    """A report's result judged before the report's write transaction: against which
+    baseline result (None: its series has none) and what regressed."""
+
+    baseline_result_id: Optional[int]
+    findings: List[Finding]
+
+
+def prejudge(ctx: AppContext, run_id: int, device_id: int, report: RunReport) -> Optional[Prejudged]:
+    """Judge a reported result against its series' baseline in a read transaction of its
+    own, so that the significance test (tens of ms for thousands of raw times) never holds
+    the write lock. None when the report stores no result or names no run of the device."""
+    body = report.result
+    if body is None or report.state != RunState.succeeded:
+        return None
+    with ctx.db.read() as session:
+        run = session.get(Run, run_id)
+        if run is None or run.device_id != device_id:
+            return None
+        model = session.get(Model, run.model_id)
+        series = Series(family=model.family, variant=variant_of(model), device_id=device_id,
+                        runtime=body.runtime.name)
+        baseline = _baseline_row(session, series)
+        if baseline is None:
+            return Prejudged(None, [])
+        base = session.get(Result, baseline.result_id)
+        job = session.get(Job, run.job_id)
+        dataset = session.get(Dataset, job.dataset_id) if job.dataset_id else None
+        accuracy, metric = headline_metric(body.metrics)
+        new = figures_of(body.model_dump(mode="json", include={"latency_ms", "agreement", "metrics"}),
+                         accuracy, metric, dataset.sha256 if dataset else None)
+        return Prejudged(base.id, judge(_figures(base), new, thresholds_for(session, series.family)))
+
+
+def check_result(session: Session, result: Result, prejudged: Optional[Prejudged] = None) -> List[Regression]:
     """Compare a new result with its series' baseline and store what regressed (never
-    the baseline with itself). The caller owns the transaction."""
+    the baseline with itself). ``prejudged`` is used when it was judged against the
+    baseline the series still has; otherwise the result is judged here. The caller owns
+    the transaction."""
     model = session.get(Model, result.model_id)
     series = series_of(result, model)
     baseline = _baseline_row(session, series)
     if baseline is None or baseline.result_id == result.id:
         return []
-    base = session.get(Result, baseline.result_id)
-    found = judge(_figures(base), _figures(result), thresholds_for(session, series.family))
+    if prejudged is not None and prejudged.baseline_result_id == baseline.result_id:
+        found = prejudged.findings
+    else:  # no judgement beforehand, or the baseline changed since
+        base = session.get(Result, baseline.result_id)
+        found = judge(_figures(base), _figures(result), thresholds_for(session, series.family))
     rows = [Regression(
-        result_id=result.id, baseline_result_id=base.id, job_id=result.job_id, family=series.family,
-        variant=series.variant, device_id=series.device_id, runtime=series.runtime,
+        result_id=result.id, baseline_result_id=baseline.result_id, job_id=result.job_id,
+        family=series.family, variant=series.variant, device_id=series.device_id, runtime=series.runtime,
         metric=f.metric, rule=str(f.rule), baseline_value=f.baseline_value, value=f.value,
         change=f.change, threshold=f.threshold, low=f.low, high=f.high, detail=f.detail,
         created_at=utcnow(),

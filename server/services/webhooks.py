@@ -38,7 +38,7 @@ from ..tables import (
 )
 from .lookups import get_row
 from .pages import Page, read_page
-from .watch import check_result
+from .watch import Prejudged, check_result
 
 
 def webhook_out(row: Webhook, secret: Optional[str] = None) -> WebhookOut:
@@ -209,16 +209,18 @@ def public_base(ctx: AppContext) -> str:
     return (ctx.settings.public_url or "").rstrip("/")
 
 
-def watch_report(ctx: AppContext, session: Session, outcome: Any) -> None:
-    """In a report's transaction: check the new result against its baseline and announce
-    what the report changed (a regression, a failed run, a job that ended)."""
+def watch_report(ctx: AppContext, session: Session, outcome: Any,
+                 prejudged: Optional[Prejudged] = None) -> None:
+    """In a report's transaction: check the new result against its baseline (judged
+    beforehand: ``watch.prejudge``) and announce what the report changed (a regression,
+    a failed run, a job that ended)."""
     base_url = public_base(ctx)
     run = outcome.run
     job = session.get(Job, run.job_id)
     # before any query: a flush would forget that this report changed the job's state
     ended = JobState(job.state).is_final and bool(inspect(job).attrs.state.history.added)
     if outcome.result is not None:
-        announce_regressions(session, check_result(session, outcome.result), base_url)
+        announce_regressions(session, check_result(session, outcome.result, prejudged), base_url)
     if run.state == str(RunState.failed):
         announce_failed_run(session, run, base_url)
     if ended:
