@@ -3,15 +3,16 @@ running the DeepLab fixture, and the ``edgefarm`` CLI as the CI gate.
 
 A baseline is set from one DeepLab result; a rerun with the same settings is
 not flagged (``submit --wait --fail-on-regression`` exits 0); a deliberately
-slower run of the same model in the same series (XNNPACK turned off, about 5x
+slower run of the same model in the same series (XNNPACK turned off, about 7x
 slower unloaded) is flagged as a latency regression and the gate exits 4
 (``EXIT_REGRESSION``). Two threads are no faster than one on a shared 2-core
 runner (measured: p50 about 50 ms either way, and two threads suffer most
 when other processes take a core), so every run uses one thread and the slower
-run is made by the runtime option, not by the thread count. On a busy runner
-the same settings were seen to move by up to 2.3x between runs, so the
-family's latency threshold is set to +150%: the rerun stays inside it, the
-slower run (about 7x) outside."""
+run is made by the runtime option, not by the thread count. The family's
+latency threshold is +50%: on a runner at load 6 to 7 the reruns measured 0.8x to
+1.1x of their baseline (the baseline is the agent's first, cold run) and the
+slower run 2.5x to 4.8x, so both stay clear of it; the default +5% is for
+quiet benchmark boards, not for a shared CI machine."""
 
 import json
 import subprocess
@@ -56,7 +57,7 @@ def gate(farm: Farm, *extra: str) -> subprocess.CompletedProcess:
 def test_baseline_rerun_and_slower_run_through_the_cli_gate(sqlite_farm, tmp_path):
     farm = sqlite_farm
     farm.push_model(DEEPLAB, name="deeplab-fp32", family="deeplab", task="segmentation")
-    assert farm.admin.put("/api/v1/thresholds/deeplab", json={"latency_pct": 150}).status_code == 200
+    assert farm.admin.put("/api/v1/thresholds/deeplab", json={"latency_pct": 50}).status_code == 200
     agent = AgentProcess(farm, tmp_path / "agent", name="pc-agent").start()
     try:
         first = gate(farm)
@@ -78,7 +79,7 @@ def test_baseline_rerun_and_slower_run_through_the_cli_gate(sqlite_farm, tmp_pat
     slow_job = json.loads(slower.stdout)["id"]
     [found] = farm.user.get("/api/v1/regressions", params={"job": slow_job}).json()
     assert found["metric"] == "latency_p50_ms" and found["baseline_result_id"] == result_id
-    assert found["change"] > 150 and found["low"] > 0
+    assert found["change"] > 50 and found["low"] > 0
     listed = edgefarm(farm, "history", "--result", str(result_id), "--json")
     points = json.loads(listed.stdout)["points"]
     assert [p["baseline"] for p in points] == [True, False, False]
