@@ -135,3 +135,8 @@ def check_bad_requests(farm, agent):
     assert farm.admin.put("/api/v1/thresholds/" + "n" * 201, json={"latency_pct": 9}).status_code == 422
     assert farm.user.get("/api/v1/thresholds/net").json() == {
         "family": "net", "default": True, "thresholds": {"latency_pct": 5.0, "accuracy_pp": 0.5, "psnr_db": 3.0}}
+    page = {"family": "net", "variant": "none", "runtime": "tflite"}
+    assert farm.user.get("/history").status_code == 200
+    assert farm.user.get("/history/series", params=dict(page, device=999)).status_code == 404
+    assert farm.user.get("/history/series", params=dict(page, device=0)).status_code == 422
+    assert farm.user.get("/history/series", params=dict(page, device=agent.device_id)).status_code == 200
