@@ -145,11 +145,13 @@ def announce_regressions(session: Session, rows: List[Regression], base_url: str
 
 
 def announce_swept(session: Session, now: datetime, base_url: str) -> None:
-    """After a lease sweep at ``now``: the runs it lost or timed out, and the jobs it ended."""
-    runs = list(session.scalars(select(Run).where(
-        Run.finished_at == now, Run.state.in_([str(RunState.lost), str(RunState.failed)]))))
+    """After a lease sweep at ``now``: the runs it lost or timed out, and the jobs it ended
+    (also by ending a cancelled run whose agent went silent)."""
+    runs = list(session.scalars(select(Run).where(Run.finished_at == now, Run.state.in_(
+        [str(RunState.lost), str(RunState.failed), str(RunState.cancelled)]))))
     for run in runs:
-        announce_failed_run(session, run, base_url)
+        if run.state != str(RunState.cancelled):
+            announce_failed_run(session, run, base_url)
     for job_id in sorted({r.job_id for r in runs}):
         job = session.get(Job, job_id)
         if JobState(job.state).is_final and job.finished_at is not None and job.finished_at >= now:

@@ -100,20 +100,38 @@ def test_a_delivery_survives_a_server_restart(start_farm, tmp_path):
             "X-EdgeFarm-Delivery"]
 
 
-def test_device_offline_is_announced_once_per_silence(start_farm):
-    farm = start_farm(offline_after_seconds=1, last_seen_write_seconds=0, **FAST)
+def test_lost_run_and_device_offline(start_farm, tmp_path):
+    """The lease sweep's events (a run lost, its job ended) and a device going offline,
+    announced once per silence."""
+    farm = start_farm(offline_after_seconds=1, last_seen_write_seconds=0, lease_seconds=1, **FAST)
     with Receiver() as receiver:
-        hook = register(farm, receiver.url, "device.offline")
+        hook = register(farm, receiver.url, "device.offline", "run.failed", "job.finished")
+        path = tmp_path / "net.tflite"
+        path.write_bytes(tiny_tflite(seed=1))
+        farm.push_model(path, name="net-a", family="net", task="classification")
         agent = farm.enroll("quiet-1")
-        receiver.wait_for(lambda r: len(r.accepted()) == 1, timeout=15)
+        job = farm.submit(models=["net-a"], devices=f"id={agent.device_id}", max_attempts=1)
+        assert agent.lease() is not None  # then silence: the lease expires, the run is lost
+
+        def count(event):
+            return events_of(receiver).count(event)
+
+        receiver.wait_for(lambda r: (count("run.failed"), count("job.finished"), count("device.offline"))
+                          == (1, 1, 1), timeout=20)
+        payloads = {json.loads(r.body)["event"]: json.loads(r.body) for r in receiver.accepted()}
+        assert payloads["run.failed"]["data"]["state"] == "lost"
+        assert "agent_lost" in payloads["run.failed"]["data"]["error"]
+        assert payloads["job.finished"]["data"] == dict(payloads["job.finished"]["data"], job_id=job["id"],
+                                                        state="failed")
         time.sleep(1.5)
-        assert len(receiver.accepted()) == 1
+        assert count("device.offline") == 1
         response = agent.http.post("/api/v1/agents/heartbeat", json={})
         assert response.status_code == 200, response.text
-        receiver.wait_for(lambda r: len(r.accepted()) == 2, timeout=15)
-        payloads = [json.loads(r.body) for r in receiver.accepted()]
-        assert {p["data"]["device"] for p in payloads} == {"quiet-1"}
-        assert payloads[0]["data"]["last_seen_at"] != payloads[1]["data"]["last_seen_at"]
+        receiver.wait_for(lambda r: count("device.offline") == 2, timeout=15)
+        offline = [json.loads(r.body) for r in receiver.accepted()
+                   if json.loads(r.body)["event"] == "device.offline"]
+        assert {p["data"]["device"] for p in offline} == {"quiet-1"}
+        assert offline[0]["data"]["last_seen_at"] != offline[1]["data"]["last_seen_at"]
     assert farm.admin.delete(f"/api/v1/webhooks/{hook['id']}").status_code == 200
     assert farm.admin.get("/api/v1/webhooks").json() == []
 
