@@ -43,7 +43,7 @@ def register(subparsers: Any) -> None:
     hooks = subparsers.add_parser("webhooks", help="webhooks (admin)", description="Webhooks (admin).")
     sub = hooks.add_subparsers(dest="webhooks_command", metavar="COMMAND", required=True)
     add = add_command(sub, "add", run_webhook_add, "register a URL for events (its secret is shown once)")
-    add.add_argument("url", metavar="URL")
+    add.add_argument("hook_url", metavar="URL", help="where deliveries are POSTed")
     add.add_argument("--event", dest="events", action="append", required=True,
                      choices=[e.value for e in Event], help="repeat for several events")
     add.add_argument("--description", metavar="TEXT")
@@ -158,7 +158,7 @@ def run_regressions(ctx: Context) -> int:
 
 
 def run_webhook_add(ctx: Context) -> int:
-    hook = ctx.client.create_webhook(ctx.args.url, ctx.args.events, ctx.args.description)
+    hook = ctx.client.create_webhook(ctx.args.hook_url, ctx.args.events, ctx.args.description)
     if ctx.json:
         emit_json(hook.model_dump(mode="json"))
     else:
