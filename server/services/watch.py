@@ -278,11 +278,6 @@ def regressed_metrics(session: Session, result_ids: List[int]) -> Dict[int, List
     return found
 
 
-def regressed_result_ids(ctx: AppContext, result_ids: List[int]) -> Dict[int, List[str]]:
-    with ctx.db.read() as session:
-        return regressed_metrics(session, result_ids)
-
-
 def recent_regressions(ctx: AppContext, limit: int = 10) -> List[RegressionOut]:
     return list_regressions(ctx, limit=limit).items
 
