@@ -16,6 +16,7 @@ class Received:
     headers: Message  # case-insensitive, as HTTP header names are
     body: bytes
     status: int
+    at: float  # time.monotonic() when it arrived
 
 
 class Receiver:
@@ -30,7 +31,7 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with receiver._lock:
                     status = receiver.statuses.pop(0) if receiver.statuses else 200
-                    receiver.received.append(Received(self.path, self.headers, body, status))
+                    receiver.received.append(Received(self.path, self.headers, body, status, time.monotonic()))
                 self.send_response(status)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
