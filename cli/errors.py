@@ -7,7 +7,9 @@ Every handler and helper signals failure with ``CliError(message, code)``;
 * ``EXIT_USAGE`` (2): bad input, missing configuration, any HTTP 4xx answer;
 * ``EXIT_FAILURE`` (1): the server failed (5xx) or could not be reached, or a
   waited-for job ended failed or cancelled;
-* ``EXIT_TIMEOUT`` (3): ``jobs wait`` gave up before the job ended.
+* ``EXIT_TIMEOUT`` (3): ``jobs wait`` gave up before the job ended;
+* ``EXIT_REGRESSION`` (4): ``submit --wait --fail-on-regression``: a result of the
+  job regressed against its series' baseline (the CI gate).
 
 ``from_farm_error`` is the one place where a failed request (the SDK's sorted
 ``FarmError``) becomes such a message and code. ``validation_summary`` turns a
@@ -23,6 +25,7 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_TIMEOUT = 3
+EXIT_REGRESSION = 4
 
 
 class CliError(Exception):

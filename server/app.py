@@ -1,6 +1,6 @@
 """``create_app(settings)``: the FastAPI application with its API, problem
 handlers (and their OpenAPI description), the request limits, background
-sweeper and (on PostgreSQL) the LISTEN thread."""
+sweeper, webhook outbox and (on PostgreSQL) the LISTEN thread."""
 
 import asyncio
 import contextlib
@@ -17,6 +17,7 @@ from .context import AppContext
 from .db import Database, Throttle
 from .migrate import upgrade
 from .notify import PgListener, Waker
+from .outbox import deliver_forever
 from .problems import document_problems, install_problem_handlers
 from .storage import LocalArtifactStore
 from .sweeper import sweep_forever
@@ -48,12 +49,14 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
         if listener:
             listener.start()
         sweeper = asyncio.create_task(sweep_forever(ctx), name="lease-sweeper")
+        outbox = asyncio.create_task(deliver_forever(ctx), name="webhook-outbox")
         try:
             yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in (sweeper, outbox):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if listener:
                 listener.stop()
             ctx.db.dispose()

@@ -27,6 +27,13 @@ class Settings(BaseSettings):
     offline_after_seconds: float = 90.0
     last_seen_write_seconds: float = 15.0  # a device's last_seen_at is written at most this often
 
+    # webhooks (``edgefarm.server.outbox``): how often the outbox is read, the first retry's
+    # wait (doubled at each failure), attempts before a delivery is given up, each POST's timeout
+    webhook_interval_seconds: float = 1.0
+    webhook_retry_seconds: float = 10.0
+    webhook_max_attempts: int = 8
+    webhook_timeout_seconds: float = 10.0
+
     public_url: Optional[str] = None  # base URL put into download links; default: request URL
     migrate_on_start: Optional[bool] = None  # default: True for SQLite, False otherwise
 

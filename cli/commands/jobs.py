@@ -9,6 +9,9 @@ the command line are sent; the server's defaults apply to the rest.
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from contextlib import redirect_stdout
 from typing import Any, Dict, List, Tuple
 
 from pydantic import ValidationError
@@ -17,10 +20,11 @@ from edgefarm.shared.contract.enums import JobState, Runtime, Task
 from edgefarm.shared.contract.schemas import JobCreate, JobOut
 from edgefarm.shared.contract.selectors import SelectorError, parse_selector
 
-from ..errors import EXIT_FAILURE, EXIT_TIMEOUT, CliError, validation_summary
+from ..errors import EXIT_FAILURE, EXIT_REGRESSION, EXIT_TIMEOUT, CliError, validation_summary
 from ..output import emit_json, print_fields, print_table, say, warn
 from ..waiting import counts_text, describe_progress, run_counts, wait_for_job
 from . import Context, add_command
+from .watch import print_regressions
 
 #: option dest -> RunSettings field
 SETTINGS_OPTIONS = (
@@ -65,6 +69,9 @@ def _register_submit(subparsers: Any) -> None:
     p.add_argument("--min-seconds", type=float, metavar="S", help="measure at least this long")
     p.add_argument("--max-seconds", type=float, metavar="S", help="measure at most this long")
     p.add_argument("--sample-limit", type=int, metavar="N", help="evaluate at most N samples")
+    p.add_argument("--option", dest="options", action="append", metavar="KEY=VALUE",
+                   help="a runtime option (VALUE read as JSON when it parses, e.g. xnnpack=false); "
+                        "repeat for several")
     p.add_argument("--task", choices=[t.value for t in Task])
     p.add_argument("--priority", type=int, metavar="P", help="-100..100, higher first")
     p.add_argument("--timeout", type=int, metavar="S", help="seconds a run may take")
@@ -74,6 +81,9 @@ def _register_submit(subparsers: Any) -> None:
     p.add_argument("--name", help="a name for the job")
     p.add_argument("--wait", action="store_true", help="then wait for the job like 'jobs wait'")
     p.add_argument("--wait-timeout", type=float, metavar="S", help="with --wait: give up after S s")
+    p.add_argument("--fail-on-regression", action="store_true",
+                   help=f"with --wait: exit {EXIT_REGRESSION} and print them when any result of the job "
+                        "regressed against its series' baseline")
 
 
 def build_job(args: argparse.Namespace) -> Dict[str, Any]:
@@ -84,6 +94,8 @@ def build_job(args: argparse.Namespace) -> Dict[str, Any]:
         raise CliError(f"bad device selector {args.devices!r}: {exc}")
     settings = {field: getattr(args, dest) for dest, field in SETTINGS_OPTIONS
                 if getattr(args, dest) is not None}
+    if getattr(args, "options", None):
+        settings["options"] = runtime_options(args.options)
     body: Dict[str, Any] = {"models": args.models, "devices": args.devices.strip(), "settings": settings}
     optional = {"dataset": args.dataset, "task": args.task, "priority": args.priority,
                 "timeout_seconds": args.timeout, "max_attempts": args.max_attempts, "name": args.name}
@@ -97,8 +109,24 @@ def build_job(args: argparse.Namespace) -> Dict[str, Any]:
     return body
 
 
+def runtime_options(pairs: List[str]) -> Dict[str, Any]:
+    """``KEY=VALUE`` pairs as a dict; a VALUE that parses as JSON is taken as such."""
+    options: Dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise CliError(f"bad --option {pair!r}: expected KEY=VALUE")
+        try:
+            options[key.strip()] = json.loads(text)
+        except ValueError:
+            options[key.strip()] = text
+    return options
+
+
 def run_submit(ctx: Context) -> int:
     args = ctx.args
+    if args.fail_on_regression and not args.wait:
+        raise CliError("--fail-on-regression needs --wait")
     body = build_job(args)
     job = ctx.client.submit_job(body)
     for warning in job.warnings:
@@ -106,12 +134,28 @@ def run_submit(ctx: Context) -> int:
     if args.wait:
         if not ctx.json:
             say(f"submitted job {job.id} ({job.state}); waiting for it to end")
-        return _wait(ctx, job.id, args.wait_timeout)
+        code = _wait(ctx, job.id, args.wait_timeout)
+        if args.fail_on_regression and code != EXIT_TIMEOUT:
+            return _regression_gate(ctx, job.id, code)
+        return code
     if ctx.json:
         emit_json(job.model_dump(mode="json"))
     else:
         print_fields(job_fields(job))
     return 0
+
+
+def _regression_gate(ctx: Context, job_id: int, code: int) -> int:
+    """The CI gate after the job ended: ``EXIT_REGRESSION`` when any of its results
+    regressed (printed on stderr), else the job's own exit code."""
+    found = ctx.client.list_regressions(job=job_id)
+    if not found:
+        say(f"edgefarm: no result of job {job_id} regressed")
+        return code
+    with redirect_stdout(sys.stderr):
+        print_regressions(found)
+    say(f"edgefarm: {len(found)} regression(s) in job {job_id}")
+    return EXIT_REGRESSION
 
 
 def job_fields(job: JobOut) -> List[Tuple[str, Any]]:

@@ -9,6 +9,10 @@ and the dashboard (``web/``) both call them and neither holds a rule of its own.
 * ``results``: filters, one result, the family comparison, CSV.
 * ``devices``: list, describe, an admin's changes. ``tokens``: create, list, revoke.
 * ``overview``: server identity and the dashboard's counts and menus.
+* ``watch``: the regression watch: series history, baselines, per-family
+  thresholds, the check of each new result, regressions.
+* ``webhooks``: registrations, the outbox rows that announce events (sent by
+  ``edgefarm.server.outbox``), deliveries, devices going offline.
 * ``lookups`` (rows by id, sha256 or name), ``references`` (output-agreement
   references), ``convert`` (rows -> contract schemas), ``errors`` (what they raise).
 

@@ -21,6 +21,7 @@ from .errors import Conflict, Invalid
 from .lookups import find_dataset, find_model, get_row
 from .pages import Page, read_page
 from .references import resolve_reference
+from .webhooks import announce_job, public_base
 
 
 def job_view(session: Session, job: Job, warnings: Optional[List[str]] = None) -> JobOut:
@@ -186,6 +187,8 @@ def cancel(ctx: AppContext, job_id: int, reason: Optional[str] = None) -> JobOut
         if JobState(job.state).is_final:
             raise Conflict("Job finished", f"job {job_id} already ended as {job.state}")
         cancel_job(session, job, reason or "cancelled by a user")
+        if JobState(job.state).is_final:  # nothing was running: it ended here
+            announce_job(session, job, public_base(ctx))
         return job_view(session, job)
 
 

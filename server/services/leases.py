@@ -62,6 +62,8 @@ from .errors import (
     Unauthorized,
 )
 from .references import reference_model
+from .watch import prejudge
+from .webhooks import announce_swept, public_base, watch_report
 
 ACTIVE_STATES = tuple(str(state) for state in ACTIVE_RUN_STATES)
 SQLITE_FULL = 13  # sqlite3's "database or disk is full"
@@ -264,12 +266,15 @@ def report(ctx: AppContext, run_id: int, device_id: int, body: RunReport) -> Run
     problem = report_problem(body)
     if problem is not None:
         raise Invalid("Invalid report", problem)
+    prejudged = prejudge(ctx, run_id, device_id, body)  # reads only: no test under the write lock
     with _database_space(), ctx.db.write() as session:
         device = session.get(Device, device_id)
         saw_device(ctx, session, device_id)
         snapshot = {"name": device.name, "platform": device.platform, **(device.capabilities or {})}
         with _agents_run(run_id):
             outcome = record_report(session, run_id, device_id, body, snapshot)
+        if not outcome.duplicate:
+            watch_report(ctx, session, outcome, prejudged)
         return RunReportResponse(
             run_id=run_id, state=RunState(outcome.run.state),
             result_id=outcome.result.id if outcome.result else None, duplicate=outcome.duplicate,
@@ -286,6 +291,7 @@ def sweep_expired(ctx: AppContext) -> Dict[str, int]:
     with ctx.db.write() as session:
         counts = requeue_expired_leases(session, now)
         counts["timed_out"] = fail_timed_out_runs(session, now)
+        announce_swept(session, now, public_base(ctx))
         woken = set(new_work_devices(session))
         if woken:
             notify_new_work(session)

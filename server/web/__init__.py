@@ -6,7 +6,8 @@ Modules: ``routes`` (the pages), ``login`` (sign-in and sign-out),
 ``session`` (secret key, session cookie, CSRF), ``errors`` (error pages, and
 the route class that shows the services' domain errors as pages), ``views``
 (what the pages show, from ``edgefarm.shared.contract.schemas`` models),
-``charts`` (SVG geometry), ``render`` (templates, formats, headers). The data
+``history`` (series, baselines, regressions), ``charts`` and ``timeline`` (SVG
+geometry), ``render`` (templates, formats, headers). The data
 comes from the services (``edgefarm.server.services``), as it does for the API.
 """
 
@@ -14,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 
 from .errors import DashboardError
+from .history import router as history_router
 from .render import STATIC, page
 from .routes import router
 from .session import load_secret_key
@@ -28,4 +30,5 @@ def mount_dashboard(app: FastAPI) -> None:
     app.state.dashboard_key = load_secret_key(app.state.ctx.settings.data_dir)
     app.add_exception_handler(DashboardError, _error_page)
     app.include_router(router)
+    app.include_router(history_router)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")

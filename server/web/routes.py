@@ -14,7 +14,7 @@ from fastapi.responses import RedirectResponse, Response
 from edgefarm.shared.contract.ids import MAX_ID
 from edgefarm.shared.contract.schemas import ResultOut
 
-from ..services import devices, jobs, layers, overview, results
+from ..services import devices, jobs, layers, overview, results, watch
 from ..services.pages import Page
 from . import charts, login, views
 from .errors import DashboardError, DashboardRoute
@@ -38,7 +38,7 @@ def overview_page(request: Request, viewer: Viewer = Depends(current_viewer)) ->
         statuses[str(device.status)] = statuses.get(str(device.status), 0) + 1
     return page(request, "overview.html", viewer=viewer, nav="overview", devices=listed,
                 statuses=statuses, families=summary.families, result_count=summary.result_count,
-                job_counts=summary.job_counts)
+                job_counts=summary.job_counts, regressions=watch.recent_regressions(ctx, 5))
 
 
 @router.get("/devices")
@@ -138,7 +138,7 @@ def result_page(request: Request, result_id: PageId, viewer: Viewer = Depends(cu
     return page(request, "result.html", viewer=viewer, nav="results", result=result,
                 row=views.result_row(result), variant=views.variant_name(result.variant),
                 histogram=histogram, metrics={k: v for k, v in metrics.items() if v is not None},
-                per_class=per_class,
+                per_class=per_class, regressions=watch.list_regressions(ctx, result=result_id).items,
                 environment=result.environment.model_dump() if result.environment else {},
                 table=table, op_bars=charts.op_type_bars(table.rows))
 
@@ -159,5 +159,6 @@ def compare_page(request: Request, family: str, platform: Optional[str] = None,
     base_name = next((row.model.name for row in matrix if row.is_base), "")
     return page(request, "compare.html", viewer=viewer, nav="compare", compare=compare,
                 matrix=matrix, base_name=base_name, badge=views.shift_badge,
+                regressions=watch.list_regressions(ctx, family=family, limit=10).items,
                 device_charts=[views.device_chart(compare, d) for d in compare.devices],
                 platform=platform or "", runtime=runtime or "")

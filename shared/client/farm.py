@@ -23,6 +23,14 @@ from edgefarm.shared.contract.schemas import (
     ResultVersus,
     TokenOut,
 )
+from edgefarm.shared.contract.watch import (
+    BaselineOut,
+    DeliveryOut,
+    FamilyThresholds,
+    HistoryOut,
+    RegressionOut,
+    WebhookOut,
+)
 
 from .http import PAGE_SIZE, ApiClient, Timeout
 from .waiting import wait_for_job
@@ -157,6 +165,46 @@ class FarmClient(ApiClient):
     def patch_device(self, device_id: int, body: Dict[str, Any]) -> DeviceOut:
         """Change a device (admin): ``enabled``, ``draining``, ``labels``."""
         return self._parse(self._request("PATCH", f"/devices/{device_id}", json=body), DeviceOut)
+
+    # ------------------------------------------------------------ regression watch
+
+    def set_baseline(self, result_id: Optional[int] = None,
+                     series: Optional[Dict[str, Any]] = None) -> BaselineOut:
+        """Hold a series to a result, or (``series``) to the series' newest result."""
+        body = {"result_id": result_id} if result_id is not None else {"series": series}
+        return self._parse(self._request("POST", "/baselines", json=body), BaselineOut)
+
+    def list_baselines(self, family: Optional[str] = None) -> List[BaselineOut]:
+        return self._parse_all("/baselines", BaselineOut, _clean({"family": family}))
+
+    def history(self, family: str, variant: str, device: int, runtime: str,
+                limit: Optional[int] = None) -> HistoryOut:
+        """A series' results over time, oldest first."""
+        params = _clean({"family": family, "variant": variant, "device": device, "runtime": runtime,
+                         "limit": limit})
+        return self._parse(self._request("GET", "/history", params=params), HistoryOut)
+
+    def list_regressions(self, job: Optional[int] = None, result: Optional[int] = None,
+                         family: Optional[str] = None) -> List[RegressionOut]:
+        """Regressions found, newest first, narrowed by job, result or family."""
+        params = _clean({"job": job, "result": result, "family": family})
+        return self._parse_all("/regressions", RegressionOut, params)
+
+    def set_thresholds(self, family: str, thresholds: Dict[str, Any]) -> FamilyThresholds:
+        """A family's own regression thresholds (admin)."""
+        return self._parse(self._request("PUT", f"/thresholds/{_segment(family)}", json=thresholds),
+                           FamilyThresholds)
+
+    def create_webhook(self, url: str, events: List[str], description: Optional[str] = None) -> WebhookOut:
+        """Register a webhook (admin); the answer's ``secret`` is shown this once."""
+        body = _clean({"url": url, "events": events, "description": description})
+        return self._parse(self._request("POST", "/webhooks", json=body), WebhookOut)
+
+    def list_webhooks(self) -> List[WebhookOut]:
+        return self._parse_all("/webhooks", WebhookOut)
+
+    def list_deliveries(self, webhook_id: int, state: Optional[str] = None) -> List[DeliveryOut]:
+        return self._parse_all(f"/webhooks/{webhook_id}/deliveries", DeliveryOut, _clean({"state": state}))
 
 
 def _clean(params: Dict[str, Any]) -> Dict[str, Any]:

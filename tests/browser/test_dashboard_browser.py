@@ -377,3 +377,53 @@ def test_result_page_layers_section_sorts_and_highlights(farm, browser, tmp_path
     page.locator("#layers").screenshot(path=str(SCREENSHOTS / "result-layers.png"))
     only_own_host(requests, farm.url)
     assert any(r.endswith("/static/layers.js") for r in requests)
+
+
+def test_history_page_marks_baseline_regression_and_version_change(farm, browser, tmp_path):
+    """A series of four results reported over HTTP (the figures are the test's own, not
+    measured): the baseline, a rerun, one after a runtime upgrade, and one twice as slow.
+    The history page draws one point per result with the baseline, the regressed point and
+    the version change marked, and each point leads to its result page."""
+    from tests.support.servers import sample_result
+
+    path = tmp_path / "tiny.tflite"
+    path.write_bytes(tiny_tflite())
+    model = farm.push_model(path, name="tiny-fp32", family="tiny", task="classification")
+    agent = farm.enroll("pc-1")
+    results = []
+    for p50, version in ((10.0, "2.3.0"), (10.1, "2.3.0"), (10.2, "2.4.0"), (20.0, "2.4.0")):
+        farm.submit(models=[str(model["id"])], devices="all")
+        body = sample_result(p50=p50)
+        body["runtime"]["version"] = version
+        lease = agent.lease()
+        response = agent.report(lease, result=body)
+        assert response.status_code == 200, response.text
+        results.append(response.json()["result_id"])
+        if len(results) == 1:
+            assert farm.user.post("/api/v1/baselines", json={"result_id": results[0]}).status_code == 201
+    context, requests = browser
+    page = context.new_page()
+    sign_in_through_the_form(page, farm, "/history")
+    assert page.locator("table.regressions tbody tr").count() == 1
+    page.locator("table.series a.history-link").first.click()
+    page.wait_for_url("**/history/series?*")
+    chart = page.locator("svg.timeline[data-metric='p50_ms']")
+    assert chart.get_attribute("data-points") == "4" and chart.get_attribute("data-changes") == "1"
+    marks = page.eval_on_selector_all("svg.timeline[data-metric='p50_ms'] circle.point",
+                                      "cs => cs.map(c => [c.dataset.result, c.dataset.baseline, c.dataset.regressed])")
+    assert marks == [[str(results[0]), "true", "false"], [str(results[1]), "false", "false"],
+                     [str(results[2]), "false", "false"], [str(results[3]), "false", "true"]]
+    assert "runtime 2.3.0 -> 2.4.0" in page.locator("line.change").get_attribute("data-change")
+    assert page.locator("svg.timeline line.limit-line").count() == 1
+    page.screenshot(path=str(SCREENSHOTS / "history.png"), full_page=True)
+
+    page.locator(f"svg.timeline a[href='/results/{results[3]}']").click()
+    page.wait_for_url(f"**/results/{results[3]}")
+    assert page.get_by_role("heading", name="Regressed against its baseline").is_visible()
+    assert "latency_p50_ms" in page.locator("section.regressed").inner_text()
+    page.locator("a.history-link").click()
+    page.wait_for_url("**/history/series?*")
+    assert page.locator(f"tr.selected[data-result='{results[3]}']").count() == 1
+    page.goto(farm.url + "/")
+    assert page.get_by_role("heading", name="Newest regressions").is_visible()
+    only_own_host(requests, farm.url)
