@@ -5,7 +5,10 @@ Helpers never commit: the caller owns the transaction (``Database.write``).
 Claiming is one atomic ``UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP
 LOCKED) AND state = 'queued' RETURNING id``. PostgreSQL honours the row lock and
 skips rows other transactions hold; SQLite drops the locking clause, and there
-the process-wide write lock of ``Database`` serialises claims instead.
+the process-wide write lock of ``Database`` serialises claims instead. A device
+claims its own runs and, while it holds no lease, the unassigned runs of the jobs
+placed ``any`` whose pool it is in (``JobPoolDevice``); the claim sets the run's
+device, a requeue clears it again.
 
 Run states: queued -> leased -> running -> succeeded | failed | cancelled | lost.
 """
@@ -15,9 +18,10 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Dict, Iterable, List, Optional, Sequence, Set
 
-from sqlalchemy import Select, func, or_, select, text, union_all, update
+from sqlalchemy import Integer, Select, bindparam, func, or_, select, text, union_all, update
 from sqlalchemy.orm import Session, aliased
 
 from edgefarm.shared.contract.enums import ACTIVE_RUN_STATES, FINAL_RUN_STATES, JobState, Placement, RunState
@@ -167,27 +171,71 @@ class ClaimedRun:
     max_attempts: int
 
 
-def _waiting_for(device_id: int):
-    """Which queued runs this device may take: its own, and (only while it holds no
-    lease) the unassigned runs of the jobs whose pool it is in. Two branches joined by
-    ``UNION ALL`` so each seeks ``ix_runs_claim`` (on the device id, then on
+#: the claiming device, a parameter of the claim statements (built once, see ``_claim_statement``)
+DEVICE = bindparam("device_id", type_=Integer)
+
+
+def _waiting_for():
+    """Which queued runs the device ``DEVICE`` may take: its own, and (only while it
+    holds no lease) the unassigned runs of the jobs whose pool it is in. Two branches
+    joined by ``UNION ALL`` so each seeks ``ix_runs_claim`` (on the device id, then on
     ``device_id IS NULL``) on both databases, statistics or not; the device's pools
     come from ``ix_job_pool_devices_device``."""
     queued = str(RunState.queued)
-    held = aliased(Run)
-    free = ~select(held.id).where(held.device_id == device_id, held.state.in_(ACTIVE)).exists()
-    pools = select(JobPoolDevice.job_id).where(JobPoolDevice.device_id == device_id)
-    own = select(Run.id).where(Run.device_id == device_id, Run.state == queued)
+    held = aliased(Run, name="held")
+    free = ~select(held.id).where(held.device_id == DEVICE, held.state.in_(ACTIVE)).exists()
+    pools = select(JobPoolDevice.job_id).where(JobPoolDevice.device_id == DEVICE)
+    own = select(Run.id).where(Run.device_id == DEVICE, Run.state == queued)
     pooled = select(Run.id).where(Run.device_id.is_(None), Run.state == queued, Run.job_id.in_(pools), free)
     return Run.id.in_(union_all(own, pooled))
+
+
+@lru_cache(maxsize=None)
+def _claimable_query() -> Select:
+    return select(Run.id).where(_waiting_for()).limit(1)
 
 
 def has_claimable_run(session: Session, device_id: int) -> bool:
     """A plain read (no lock, no write transaction): whether a queued run waits for
     this device, its own or one of its pools'. A poll that finds none skips the
     claim's write transaction and parks (``ix_runs_claim``)."""
-    found = session.scalar(select(Run.id).where(_waiting_for(device_id)).limit(1))
+    found = session.scalar(_claimable_query(), {"device_id": device_id})
     return found is not None
+
+
+@lru_cache(maxsize=None)
+def _claim_statement():
+    """The claim, built once with bound parameters: constructing it and its cache key
+    costs more Python time than the database spends running it."""
+    device_open = (
+        select(Device.id)
+        .where(Device.id == DEVICE, Device.enabled.is_(True), Device.draining.is_(False))
+        .exists()
+    )
+    candidate = (
+        select(Run.id)
+        .where(_waiting_for(), device_open)
+        .order_by(Run.priority.desc(), Run.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    job_timeout = select(Job.timeout_seconds).where(Job.id == Run.job_id).scalar_subquery()
+    columns = Run.__table__.c
+    return (
+        update(Run)
+        .where(Run.id == candidate, Run.state == str(RunState.queued),
+               or_(Run.device_id == DEVICE, Run.device_id.is_(None)))
+        .values(
+            state=str(RunState.leased), device_id=DEVICE,
+            lease_id=bindparam("lease_id", type_=columns.lease_id.type), attempt=Run.attempt + 1,
+            lease_expires_at=bindparam("expires", type_=columns.lease_expires_at.type),
+            leased_at=bindparam("now", type_=columns.leased_at.type),
+            started_at=None, finished_at=None, error=None, progress=None,
+        )
+        .returning(Run.id, Run.job_id, Run.model_id, Run.attempt, Run.max_attempts, job_timeout)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def claim_next_run(
@@ -199,34 +247,9 @@ def claim_next_run(
     device here. Row locks (PostgreSQL) or the write lock (SQLite) and the repeated
     ``device_id IS NULL`` test let exactly one device take a pool run."""
     now = now or utcnow()
-    device_open = (
-        select(Device.id)
-        .where(Device.id == device_id, Device.enabled.is_(True), Device.draining.is_(False))
-        .exists()
-    )
-    candidate = (
-        select(Run.id)
-        .where(_waiting_for(device_id), device_open)
-        .order_by(Run.priority.desc(), Run.id)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
-    job_timeout = select(Job.timeout_seconds).where(Job.id == Run.job_id).scalar_subquery()
     lease_id, expires = str(uuid.uuid4()), now + timedelta(seconds=lease_seconds)
-    statement = (
-        update(Run)
-        .where(Run.id == candidate, Run.state == str(RunState.queued),
-               or_(Run.device_id == device_id, Run.device_id.is_(None)))
-        .values(
-            state=str(RunState.leased), device_id=device_id, lease_id=lease_id, attempt=Run.attempt + 1,
-            lease_expires_at=expires, leased_at=now,
-            started_at=None, finished_at=None, error=None, progress=None,
-        )
-        .returning(Run.id, Run.job_id, Run.model_id, Run.attempt, Run.max_attempts, job_timeout)
-        .execution_options(synchronize_session=False)
-    )
-    row = session.execute(statement).first()
+    params = {"device_id": device_id, "lease_id": lease_id, "expires": expires, "now": now}
+    row = session.execute(_claim_statement(), params).first()
     if row is None:
         return None
     run_id, job_id, model_id, attempt, max_attempts, timeout = row
