@@ -208,13 +208,15 @@ def test_too_many_runs_in_one_job_is_refused(farm, tiny):
 
 
 def test_compare_shows_the_board_to_board_spread(farm, tiny):
+    """Three runs of one pool job land on three boards (each holds one lease at a time)."""
     boards = [farm.enroll(f"pi-{i}", platform="rpi3") for i in range(3)]
     pc = farm.enroll("pc-1")
-    farm.submit(models=[tiny["id"]], devices="all")
+    farm.submit(models=[tiny["id"]], devices="platform=rpi3", placement="any", repeat=3)
+    farm.submit(models=[tiny["id"]], devices=f"id={pc.device_id}")
     figures = {boards[0].device_id: 40.0, boards[1].device_id: 50.0, boards[2].device_id: 70.0,
                pc.device_id: 5.0}
-    for agent in boards + [pc]:
-        lease = agent.lease()
+    leases = [(agent, agent.lease()) for agent in boards + [pc]]
+    for agent, lease in leases:
         assert agent.report(lease, result=sample_result(p50=figures[agent.device_id])).status_code == 200
     compare = farm.user.get("/api/v1/results/compare", params={"family": "tiny"}).json()
     assert len(compare["cells"]) == 4  # the per-device cells are still there
