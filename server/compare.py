@@ -1,12 +1,14 @@
 """Pure logic for result tables: flat rows for CSV, the family comparison with
 deltas against the base model and their significance (``statistics``), and the Pareto
 front per device: by significance for results (``significant_front``), by value for
-plain points (``pareto_flags``, the size-latency chart)."""
+plain points (``pareto_flags``, the size-latency chart), and the board-to-board spread of a
+model across devices of one platform (``platform_spread``)."""
 
+from statistics import median as median_of
 from typing import Dict, Iterable, List, Optional, Sequence
 
 from edgefarm.shared.contract.rules import headline_metric
-from edgefarm.shared.contract.schemas import CompareCell, ResultIntervals, ResultOut
+from edgefarm.shared.contract.schemas import CompareCell, PlatformSpread, ResultIntervals, ResultOut
 from edgefarm.shared.stats.compare import BETTER, WORSE
 
 from . import statistics
@@ -159,3 +161,28 @@ def compare_cells(results: Iterable[ResultOut], base_model_id: Optional[int]) ->
                                 if compared and acc is not None else None),
             ))
     return cells
+
+
+def platform_spread(results: Iterable[ResultOut]) -> List[PlatformSpread]:
+    """Per (model, platform) run on two or more boards: the spread of the boards' p50
+    (the newest result of each board), the per-device cells left as they are."""
+    latest: Dict[tuple, ResultOut] = {}
+    for result in sorted(results, key=lambda r: r.id):
+        latest[(result.model_id, result.device_id)] = result
+    boards: Dict[tuple, List[ResultOut]] = {}
+    for (model_id, _), result in sorted(latest.items()):
+        boards.setdefault((model_id, result.platform), []).append(result)
+    spread = []
+    for (model_id, platform), group in sorted(boards.items()):
+        if len(group) < 2:
+            continue
+        p50s = sorted(r.latency_ms.p50 for r in group if r.latency_ms is not None)
+        median = median_of(p50s) if p50s else None
+        spread.append(PlatformSpread(
+            model_id=model_id, platform=platform, boards=len(group),
+            device_ids=[r.device_id for r in group],
+            p50_min_ms=p50s[0] if p50s else None, p50_median_ms=median,
+            p50_max_ms=p50s[-1] if p50s else None,
+            p50_relative_spread=(p50s[-1] - p50s[0]) / median if len(p50s) >= 2 and median else None,
+        ))
+    return spread

@@ -5,7 +5,10 @@ Helpers never commit: the caller owns the transaction (``Database.write``).
 Claiming is one atomic ``UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP
 LOCKED) AND state = 'queued' RETURNING id``. PostgreSQL honours the row lock and
 skips rows other transactions hold; SQLite drops the locking clause, and there
-the process-wide write lock of ``Database`` serialises claims instead.
+the process-wide write lock of ``Database`` serialises claims instead. A device
+claims its own runs and, while it holds no lease, the unassigned runs of the jobs
+placed ``any`` whose pool it is in (``JobPoolDevice``); the claim sets the run's
+device, a requeue clears it again.
 
 Run states: queued -> leased -> running -> succeeded | failed | cancelled | lost.
 """
@@ -15,17 +18,18 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Dict, Iterable, List, Optional, Sequence, Set
 
-from sqlalchemy import Select, func, select, text, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Integer, Select, bindparam, func, or_, select, text, union_all, update
+from sqlalchemy.orm import Session, aliased
 
-from edgefarm.shared.contract.enums import ACTIVE_RUN_STATES, FINAL_RUN_STATES, JobState, RunState
+from edgefarm.shared.contract.enums import ACTIVE_RUN_STATES, FINAL_RUN_STATES, JobState, Placement, RunState
 from edgefarm.shared.contract.rules import headline_metric, report_problem
 from edgefarm.shared.contract.schemas import RunReport, RunSettings
 from edgefarm.shared.contract.selectors import DeviceSelector, parse_selector
 
-from .tables import Dataset, Device, Job, JobModel, Model, Result, Run, utcnow
+from .tables import Dataset, Device, Job, JobModel, JobPoolDevice, Model, Result, Run, utcnow
 
 ACTIVE = tuple(str(s) for s in ACTIVE_RUN_STATES)
 FINAL = tuple(str(s) for s in FINAL_RUN_STATES)
@@ -75,19 +79,45 @@ def matching_devices(
 
 
 def fan_out(session: Session, job: Job, model_ids: Sequence[int], devices: Iterable[Device]) -> int:
-    """Create one queued run per (model, device); returns how many were made."""
-    count = 0
+    """Create the job's queued runs; returns how many were made. Placed ``each``:
+    ``repeat`` runs per (model, device). Placed ``any``: the devices join the job's
+    pool and ``repeat`` pool runs per model wait for whichever of them is free."""
     devices = list(devices)
+    if not devices:
+        return 0  # the job waits for a matching device (``expand_waiting_jobs``)
     new_work_devices(session).update(d.id for d in devices)
+    if job.placement == str(Placement.any):
+        join_pool(session, job, devices)
+        targets: List[Optional[int]] = [None]
+    else:
+        targets = [d.id for d in devices]
+    count = 0
     for model_id in model_ids:
-        for device in devices:
-            session.add(Run(
-                job_id=job.id, model_id=model_id, device_id=device.id, state=str(RunState.queued),
-                priority=job.priority, max_attempts=job.max_attempts,
-            ))
-            count += 1
+        for device_id in targets:
+            for _ in range(job.repeat):
+                session.add(Run(
+                    job_id=job.id, model_id=model_id, device_id=device_id, pooled=device_id is None,
+                    state=str(RunState.queued), priority=job.priority, max_attempts=job.max_attempts,
+                ))
+                count += 1
     session.flush()
     return count
+
+
+def join_pool(session: Session, job: Job, devices: Iterable[Device]) -> None:
+    """Add the devices to the pool of a job placed ``any`` (those not in it yet)."""
+    known = set(pool_device_ids(session, job.id))
+    for device in devices:
+        if device.id not in known:
+            session.add(JobPoolDevice(job_id=job.id, device_id=device.id))
+            known.add(device.id)
+    session.flush()
+
+
+def pool_device_ids(session: Session, job_id: int) -> List[int]:
+    """The devices that may take the pool runs of the job, in id order."""
+    pool = JobPoolDevice
+    return list(session.scalars(select(pool.device_id).where(pool.job_id == job_id).order_by(pool.device_id)))
 
 
 def new_work_devices(session: Session) -> Set[int]:
@@ -101,15 +131,27 @@ def job_model_ids(job: Job) -> List[int]:
 
 
 def expand_waiting_jobs(session: Session, device: Device) -> int:
-    """Give a newly enrolled (or changed) device the runs of jobs that were waiting for one."""
+    """Give a newly enrolled (or changed) device the runs of jobs that were waiting for
+    one, and a place in the pools of unfinished jobs placed ``any`` that it matches;
+    returns how many runs were made (or are now open to it in a pool)."""
     made = 0
-    for job in session.scalars(select(Job).where(Job.state == str(JobState.waiting))):
+    pending = (str(JobState.waiting), str(JobState.queued), str(JobState.running))
+    query = select(Job).where(Job.state.in_(pending)).where(
+        or_(Job.state == str(JobState.waiting), Job.placement == str(Placement.any)))
+    for job in session.scalars(query):
         settings = RunSettings.model_validate(job.settings)
         if not device_matches(device, parse_selector(job.selector), str(settings.runtime),
                               settings.accelerator):
             continue
-        made += fan_out(session, job, job_model_ids(job), [device])
-        job.state = str(JobState.queued)
+        if job.state == str(JobState.waiting):
+            made += fan_out(session, job, job_model_ids(job), [device])
+            job.state = str(JobState.queued)
+        elif device.id not in pool_device_ids(session, job.id):
+            join_pool(session, job, [device])
+            made += session.scalar(select(func.count()).select_from(Run).where(
+                Run.job_id == job.id, Run.device_id.is_(None), Run.state == str(RunState.queued))) or 0
+            if made:
+                new_work_devices(session).add(device.id)
     return made
 
 
@@ -129,49 +171,85 @@ class ClaimedRun:
     max_attempts: int
 
 
+#: the claiming device, a parameter of the claim statements (built once, see ``_claim_statement``)
+DEVICE = bindparam("device_id", type_=Integer)
+
+
+def _waiting_for():
+    """Which queued runs the device ``DEVICE`` may take: its own, and (only while it
+    holds no lease) the unassigned runs of the jobs whose pool it is in. Two branches
+    joined by ``UNION ALL`` so each seeks ``ix_runs_claim`` (on the device id, then on
+    ``device_id IS NULL``) on both databases, statistics or not; the device's pools
+    come from ``ix_job_pool_devices_device``."""
+    queued = str(RunState.queued)
+    held = aliased(Run, name="held")
+    free = ~select(held.id).where(held.device_id == DEVICE, held.state.in_(ACTIVE)).exists()
+    pools = select(JobPoolDevice.job_id).where(JobPoolDevice.device_id == DEVICE)
+    own = select(Run.id).where(Run.device_id == DEVICE, Run.state == queued)
+    pooled = select(Run.id).where(Run.device_id.is_(None), Run.state == queued, Run.job_id.in_(pools), free)
+    return Run.id.in_(union_all(own, pooled))
+
+
+@lru_cache(maxsize=None)
+def _claimable_query() -> Select:
+    return select(Run.id).where(_waiting_for()).limit(1)
+
+
 def has_claimable_run(session: Session, device_id: int) -> bool:
     """A plain read (no lock, no write transaction): whether a queued run waits for
-    this device. Only the device's own agent claims its runs, so a poll that finds
-    none skips the claim's write transaction and parks (``ix_runs_claim``)."""
-    found = session.scalar(
-        select(Run.id).where(Run.device_id == device_id, Run.state == str(RunState.queued)).limit(1)
-    )
+    this device, its own or one of its pools'. A poll that finds none skips the
+    claim's write transaction and parks (``ix_runs_claim``)."""
+    found = session.scalar(_claimable_query(), {"device_id": device_id})
     return found is not None
 
 
-def claim_next_run(
-    session: Session, device_id: int, lease_seconds: float, now: Optional[datetime] = None
-) -> Optional[ClaimedRun]:
-    """Atomically lease the best queued run for this device (when it is enabled and
-    not draining), or return None: one ``UPDATE ... RETURNING`` on ``ix_runs_claim``."""
-    now = now or utcnow()
+@lru_cache(maxsize=None)
+def _claim_statement():
+    """The claim, built once with bound parameters: constructing it and its cache key
+    costs more Python time than the database spends running it."""
     device_open = (
         select(Device.id)
-        .where(Device.id == device_id, Device.enabled.is_(True), Device.draining.is_(False))
+        .where(Device.id == DEVICE, Device.enabled.is_(True), Device.draining.is_(False))
         .exists()
     )
     candidate = (
         select(Run.id)
-        .where(Run.device_id == device_id, Run.state == str(RunState.queued), device_open)
+        .where(_waiting_for(), device_open)
         .order_by(Run.priority.desc(), Run.id)
         .limit(1)
         .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
     job_timeout = select(Job.timeout_seconds).where(Job.id == Run.job_id).scalar_subquery()
-    lease_id, expires = str(uuid.uuid4()), now + timedelta(seconds=lease_seconds)
-    statement = (
+    columns = Run.__table__.c
+    return (
         update(Run)
-        .where(Run.id == candidate, Run.state == str(RunState.queued))
+        .where(Run.id == candidate, Run.state == str(RunState.queued),
+               or_(Run.device_id == DEVICE, Run.device_id.is_(None)))
         .values(
-            state=str(RunState.leased), lease_id=lease_id, attempt=Run.attempt + 1,
-            lease_expires_at=expires, leased_at=now,
+            state=str(RunState.leased), device_id=DEVICE,
+            lease_id=bindparam("lease_id", type_=columns.lease_id.type), attempt=Run.attempt + 1,
+            lease_expires_at=bindparam("expires", type_=columns.lease_expires_at.type),
+            leased_at=bindparam("now", type_=columns.leased_at.type),
             started_at=None, finished_at=None, error=None, progress=None,
         )
         .returning(Run.id, Run.job_id, Run.model_id, Run.attempt, Run.max_attempts, job_timeout)
         .execution_options(synchronize_session=False)
     )
-    row = session.execute(statement).first()
+
+
+def claim_next_run(
+    session: Session, device_id: int, lease_seconds: float, now: Optional[datetime] = None
+) -> Optional[ClaimedRun]:
+    """Atomically lease the best queued run for this device (when it is enabled and
+    not draining), or return None: one ``UPDATE ... RETURNING`` whose candidate is its
+    own run or a run of one of its pools (``_waiting_for``); a pool run gets the
+    device here. Row locks (PostgreSQL) or the write lock (SQLite) and the repeated
+    ``device_id IS NULL`` test let exactly one device take a pool run."""
+    now = now or utcnow()
+    lease_id, expires = str(uuid.uuid4()), now + timedelta(seconds=lease_seconds)
+    params = {"device_id": device_id, "lease_id": lease_id, "expires": expires, "now": now}
+    row = session.execute(_claim_statement(), params).first()
     if row is None:
         return None
     run_id, job_id, model_id, attempt, max_attempts, timeout = row
@@ -225,9 +303,8 @@ def release_lease(
     if run.cancel_requested:
         _finish(run, RunState.cancelled, run.error or reason, now)
     else:
-        run.state, run.lease_id, run.lease_expires_at = str(RunState.queued), None, None
+        requeue(session, run, f"released: {reason}")
         run.attempt = max(0, run.attempt - 1)
-        run.error = f"released: {reason}"
     refresh_job_state(session, run.job_id)
     return run
 
@@ -360,11 +437,22 @@ def requeue_expired_leases(session: Session, now: Optional[datetime] = None) -> 
             _finish(run, RunState.lost, note, now)
             counts["lost"] += 1
         else:
-            run.state, run.lease_id, run.lease_expires_at, run.error = str(RunState.queued), None, None, note
-            new_work_devices(session).add(run.device_id)
+            requeue(session, run, note)
             counts["requeued"] += 1
         refresh_job_state(session, run.job_id)
     return counts
+
+
+def requeue(session: Session, run: Run, note: str) -> None:
+    """Queue the run again, noting why. A pool run goes back to its pool (no device),
+    so any device of it may take the next attempt; the devices to wake are recorded
+    (``new_work_devices``): its own, or all of the pool's."""
+    run.state, run.lease_id, run.lease_expires_at, run.error = str(RunState.queued), None, None, note
+    if run.pooled:
+        run.device_id = None
+        new_work_devices(session).update(pool_device_ids(session, run.job_id))
+    else:
+        new_work_devices(session).add(run.device_id)
 
 
 def fail_timed_out_runs(session: Session, now: Optional[datetime] = None) -> int:

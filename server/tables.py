@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -147,6 +148,8 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[Optional[datetime]]
     cancel_reason: Mapped[Optional[str]] = mapped_column(Text)
+    placement: Mapped[str] = mapped_column(String(8), default="each", server_default="each")
+    repeat: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
     model_links: Mapped[list["JobModel"]] = relationship(
         order_by="JobModel.position", cascade="all, delete-orphan"
@@ -163,6 +166,18 @@ class JobModel(Base):
     position: Mapped[int] = mapped_column(Integer)
 
 
+class JobPoolDevice(Base):
+    """A device that may take the pool runs of a job placed ``any``: the job's
+    selector resolved to devices (at submission, and as matching devices enroll).
+    The claim joins it on ``ix_job_pool_devices_device`` (device first)."""
+
+    __tablename__ = "job_pool_devices"
+    __table_args__ = (Index("ix_job_pool_devices_device", "device_id", "job_id"),)
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True)
+
+
 class Run(Base):
     __tablename__ = "runs"
     __table_args__ = (
@@ -176,7 +191,10 @@ class Run(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
-    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"))
+    #: the device that runs it; a pool run's is set by the claim and cleared by a requeue
+    device_id: Mapped[Optional[int]] = mapped_column(ForeignKey("devices.id"))
+    #: whether any device of the job's pool (``JobPoolDevice``) may take it
+    pooled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     state: Mapped[str] = mapped_column(String(16))
     priority: Mapped[int] = mapped_column(Integer, default=0)
     attempt: Mapped[int] = mapped_column(Integer, default=0)

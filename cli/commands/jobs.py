@@ -1,6 +1,8 @@
 """``edgefarm submit`` and ``edgefarm jobs list|show|cancel|wait``.
 
-A job is models x matching devices; the server fans it out into runs. The
+A job is models x matching devices; the server fans it out into runs, ``--repeat``
+of them per model and device, or (``--on any``) per model for whichever
+matching device is free. The
 device selector is checked here first with the same parser the server uses,
 so a typo is reported before anything is sent. Only the run settings given on
 the command line are sent; the server's defaults apply to the rest.
@@ -16,7 +18,7 @@ from typing import Any, Dict, List, Tuple
 
 from pydantic import ValidationError
 
-from edgefarm.shared.contract.enums import JobState, Runtime, Task
+from edgefarm.shared.contract.enums import JobState, Placement, Runtime, Task
 from edgefarm.shared.contract.schemas import JobCreate, JobOut
 from edgefarm.shared.contract.selectors import SelectorError, parse_selector
 
@@ -61,6 +63,11 @@ def _register_submit(subparsers: Any) -> None:
     p.add_argument("--dataset", metavar="D", help="dataset id or name (default: latency only)")
     p.add_argument("--devices", required=True, metavar="SELECTOR",
                    help="all, platform=X, label=X or id=N, joined by commas")
+    p.add_argument("--on", dest="placement", choices=[p.value for p in Placement],
+                   help="each: run on every matching device (default); any: on one free matching device")
+    p.add_argument("--repeat", type=int, metavar="N",
+                   help="N runs per model (with --on each: per model and device; with --on any: "
+                        "spread over the matching devices)")
     p.add_argument("--runtime", choices=[r.value for r in Runtime], help="default: tflite")
     p.add_argument("--accelerator", help="cpu, gpu, dsp, npu, ... (default: cpu)")
     p.add_argument("--threads", type=int, metavar="N")
@@ -98,7 +105,8 @@ def build_job(args: argparse.Namespace) -> Dict[str, Any]:
         settings["options"] = runtime_options(args.options)
     body: Dict[str, Any] = {"models": args.models, "devices": args.devices.strip(), "settings": settings}
     optional = {"dataset": args.dataset, "task": args.task, "priority": args.priority,
-                "timeout_seconds": args.timeout, "max_attempts": args.max_attempts, "name": args.name}
+                "timeout_seconds": args.timeout, "max_attempts": args.max_attempts, "name": args.name,
+                "placement": args.placement, "repeat": args.repeat}
     body.update({key: value for key, value in optional.items() if value is not None})
     if args.require_device:
         body["require_device"] = True
@@ -164,6 +172,8 @@ def job_fields(job: JobOut) -> List[Tuple[str, Any]]:
     return [
         ("job", job.id), ("name", job.name), ("state", job.state), ("task", job.task),
         ("models", job.models), ("dataset", job.dataset_id), ("devices", job.devices),
+        ("placement", f"{job.placement}" + (f", repeat {job.repeat}" if job.repeat > 1 else "")
+                      + (f", pool {job.pool}" if job.pool else "")),
         ("runtime", f"{settings.runtime} on {settings.accelerator}"
                     + (f", {settings.threads} threads" if settings.threads else "")),
         ("runs", f"{done}/{total} done" + (f" ({counts_text(job.counts)})" if job.counts else "")),
@@ -195,8 +205,9 @@ def print_job(job: JobOut) -> None:
         return
     print()
     columns = ("run", "model", "device", "state", "attempt", "started", "finished", "result", "error")
-    rows = [(r.id, r.model_id, r.device_id, r.state, f"{r.attempt}/{r.max_attempts}", r.started_at,
-             r.finished_at, r.result_id, r.error) for r in job.runs]
+    rows = [(r.id, r.model_id, "unassigned" if r.device_id is None else r.device_id, r.state,
+             f"{r.attempt}/{r.max_attempts}", r.started_at, r.finished_at, r.result_id, r.error)
+            for r in job.runs]
     print_table(columns, rows, right=("run", "model", "device", "result"))
 
 

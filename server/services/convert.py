@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Optional
 
 from pydantic import ValidationError
 
-from edgefarm.shared.contract.enums import DeviceStatus, JobState, RunState, Task
+from edgefarm.shared.contract.enums import DeviceStatus, JobState, Placement, RunState, Task
 from edgefarm.shared.contract.schemas import (
     DatasetOut,
     DatasetRef,
@@ -111,7 +111,8 @@ def run_out(run: Run, result_id: Optional[int] = None) -> RunOut:
 
 
 def job_out(
-    job: Job, runs: List[Run], results: Dict[int, int], warnings: Optional[List[str]] = None
+    job: Job, runs: List[Run], results: Dict[int, int], warnings: Optional[List[str]] = None,
+    pool: Optional[List[int]] = None,
 ) -> JobOut:
     counts: Dict[str, int] = {}
     for run in runs:
@@ -121,6 +122,7 @@ def job_out(
         models=[link.model_id for link in job.model_links], dataset_id=job.dataset_id,
         settings=RunSettings.model_validate(job.settings), devices=job.selector, priority=job.priority,
         timeout_seconds=job.timeout_seconds, max_attempts=job.max_attempts,
+        placement=Placement(job.placement), repeat=job.repeat, pool=pool or [],
         created_at=job.created_at, finished_at=job.finished_at, cancel_reason=job.cancel_reason,
         counts=counts, runs=[run_out(r, results.get(r.id)) for r in runs], warnings=warnings or [],
     )

@@ -1,5 +1,6 @@
 """Jobs: submission (the task, the dataset that must fit it, the output
-reference, the devices, and the fan-out into one run per model and device),
+reference, the devices, and the fan-out into ``repeat`` runs per model and
+device, or per model into the pool of a job placed ``any``),
 listing, one job or run, and cancellation. A job whose devices have not
 enrolled yet waits and fans out when one does (``queue.expand_waiting_jobs``).
 Lists are pages of job summaries (run counts per state); one job has its runs."""
@@ -9,12 +10,12 @@ from typing import Dict, List, Optional, Tuple
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from edgefarm.shared.contract.enums import JobState, RunState, Task
+from edgefarm.shared.contract.enums import JobState, Placement, RunState, Task
 from edgefarm.shared.contract.schemas import DEFAULT_PAGE_SIZE, JobCreate, JobOut, RunOut
 from edgefarm.shared.contract.selectors import DeviceSelector, SelectorError, format_selector, parse_selector
 
 from ..context import AppContext
-from ..queue import cancel_job, fan_out, matching_devices, notify_new_work
+from ..queue import cancel_job, fan_out, matching_devices, notify_new_work, pool_device_ids
 from ..tables import Dataset, Device, Job, JobModel, Model, Result, Run
 from .convert import job_out, run_out
 from .errors import Conflict, Invalid
@@ -23,6 +24,9 @@ from .pages import Page, read_page
 from .references import resolve_reference
 from .webhooks import announce_job, public_base
 
+#: The most runs one submission may create (models x devices x repeat).
+MAX_JOB_RUNS = 10_000
+
 
 def job_view(session: Session, job: Job, warnings: Optional[List[str]] = None) -> JobOut:
     """The job with its runs and the result id of each run that has one."""
@@ -30,7 +34,7 @@ def job_view(session: Session, job: Job, warnings: Optional[List[str]] = None) -
     results: Dict[int, int] = dict(
         session.execute(select(Result.run_id, Result.id).where(Result.job_id == job.id)).all()
     )
-    return job_out(job, runs, results, warnings)
+    return job_out(job, runs, results, warnings, pool=pool_device_ids(session, job.id))
 
 
 def _resolve_task(body: JobCreate, models: List[Model], has_dataset: bool) -> Task:
@@ -82,6 +86,17 @@ def _devices(session: Session, body: JobCreate, selector: DeviceSelector,
     return devices
 
 
+def _check_run_count(body: JobCreate, models: int, devices: int) -> None:
+    """Refuse a job that would make more than ``MAX_JOB_RUNS`` runs at once."""
+    per_model = body.repeat * (devices if body.placement == Placement.each else 1)
+    if models * per_model > MAX_JOB_RUNS:
+        raise Invalid(
+            "Too many runs",
+            f"{models} model(s) x {per_model} run(s) each is more than {MAX_JOB_RUNS} runs in one job; "
+            "lower repeat or split the job",
+        )
+
+
 def submit(ctx: AppContext, body: JobCreate, created_by: int) -> JobOut:
     """Create the job and its runs; the answer carries warnings (no reference, waiting)."""
     try:
@@ -92,13 +107,14 @@ def submit(ctx: AppContext, body: JobCreate, created_by: int) -> JobOut:
         models, dataset, task = _inputs(session, body)
         reference, warnings = resolve_reference(session, body.settings.reference, models)
         devices = _devices(session, body, selector, warnings)
+        _check_run_count(body, len(models), len(devices))
         job = Job(
             name=body.name, state=str(JobState.queued if devices else JobState.waiting),
             task=str(task), dataset_id=dataset.id if dataset else None,
             settings={**body.settings.model_dump(mode="json"), "reference": reference},
             selector=format_selector(selector), priority=body.priority,
             timeout_seconds=body.timeout_seconds, max_attempts=body.max_attempts,
-            created_by=created_by,
+            placement=str(body.placement), repeat=body.repeat, created_by=created_by,
         )
         job.model_links = [JobModel(model_id=m.id, position=i) for i, m in enumerate(models)]
         session.add(job)

@@ -229,15 +229,16 @@ def renew(ctx: AppContext, run_id: int, device_id: int, body: RunHeartbeat) -> R
 
 
 def release(ctx: AppContext, run_id: int, device_id: int, body: RunRelease) -> RunOut:
-    """The agent gives the run back (it is shutting down): the run is queued again."""
+    """The agent gives the run back (it is shutting down): the run is queued again, a
+    pool run in its pool, and the devices that may take it are woken."""
     with ctx.db.write() as session:
         with _agents_run(run_id):
             run = release_lease(session, run_id, device_id, body.lease_id, body.reason)
         out = run_out(run)
-        if run.state == str(RunState.queued):
-            new_work_devices(session).add(device_id)
+        woken = set(new_work_devices(session))
+        if woken:
             notify_new_work(session)
-    ctx.waker.notify([device_id])
+    ctx.waker.notify(woken)
     return out
 
 

@@ -15,7 +15,7 @@ from edgefarm.shared.contract.ids import parse_id
 from edgefarm.shared.contract.schemas import DEFAULT_PAGE_SIZE, CompareOut, ResultOut, ResultVersus
 
 from .. import statistics
-from ..compare import CSV_COLUMNS, compare_cells, flat_row
+from ..compare import CSV_COLUMNS, compare_cells, flat_row, platform_spread
 from ..context import AppContext
 from ..tables import Dataset, Device, Job, Model, Result
 from .convert import model_out, result_out
@@ -170,7 +170,7 @@ def compare_family(ctx: AppContext, family: str, base_url: str, platform: Option
         devices = [describe(session, session.get(Device, i), ctx) for i in device_ids]
         return CompareOut(
             family=family, base_model_id=base.id, models=[model_out(m, base_url) for m in models],
-            devices=devices, cells=compare_cells(results, base.id),
+            devices=devices, cells=compare_cells(results, base.id), spread=platform_spread(results),
         )
 
 

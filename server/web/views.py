@@ -322,12 +322,19 @@ def progress_text(progress: Optional[dict]) -> str:
     return ", ".join(f"{k} {v}" for k, v in list(progress.items())[:4])
 
 
+def run_device_name(device_id: Optional[int], device_names: Mapping[int, str]) -> str:
+    """The device that took the run; a pool run no device has taken yet is unassigned."""
+    if device_id is None:
+        return "unassigned"
+    return device_names.get(device_id, f"device {device_id}")
+
+
 def job_card(job: JobOut, model_names: Mapping[int, str], device_names: Mapping[int, str]) -> JobCard:
     finished = sum(job.counts.get(str(s), 0) for s in RunState if s.is_final)
     summary = {"queued": job.counts.get("queued", 0), "leased": job.counts.get("leased", 0),
                "running": job.counts.get("running", 0), "done": finished}
     runs = [RunLine(r.id, model_names.get(r.model_id, f"model {r.model_id}"),
-                    device_names.get(r.device_id, f"device {r.device_id}"), str(r.state),
+                    run_device_name(r.device_id, device_names), str(r.state),
                     f"{r.attempt}/{r.max_attempts}", progress_text(r.progress), r.error, r.result_id)
             for r in job.runs]
     return JobCard(job, [model_names.get(m, f"model {m}") for m in job.models], summary,

@@ -101,7 +101,9 @@ class FarmClient(ApiClient):
     # ------------------------------------------------------------ jobs
 
     def submit_job(self, body: Dict[str, Any]) -> JobOut:
-        """Submit a ``JobCreate`` body; the job fans out into one run per model and device."""
+        """Submit a ``JobCreate`` body; the job fans out into ``repeat`` runs per model and
+        device, or with ``placement: "any"`` into ``repeat`` runs per model that any free
+        matching device takes (their ``device_id`` is None until one does)."""
         return self._parse(self._request("POST", "/jobs", json=body), JobOut)
 
     def list_jobs(self, state: Optional[str] = None, limit: Optional[int] = None) -> List[JobOut]:

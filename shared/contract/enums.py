@@ -63,6 +63,14 @@ class JobState(StrEnum):
 FINAL_JOB_STATES = frozenset({JobState.succeeded, JobState.failed, JobState.cancelled})
 
 
+class Placement(StrEnum):
+    """Where a job's runs go: one set per matching device, or to any one free device
+    of the matching pool (the device is chosen when an agent claims the run)."""
+
+    each = "each"
+    any = "any"
+
+
 class Runtime(StrEnum):
     tflite = "tflite"
     opencv = "opencv"

@@ -24,6 +24,7 @@ from .enums import (
     JobState,
     Layout,
     ModelFormat,
+    Placement,
     Quantization,
     Role,
     RunState,
@@ -356,6 +357,10 @@ class RunSettings(Schema):
     drift_samples: int = Field(2, ge=1, le=64, description="inputs compared by the per-layer drift pass")
 
 
+#: The most runs one ``repeat`` may ask for per model (and device, with ``each``).
+MAX_REPEAT = 1000
+
+
 class JobCreate(Schema):
     models: List[str] = Field(..., min_length=1, description="model ids, names or sha256")
     dataset: Optional[str] = Field(None, description="dataset id or name; none = latency only")
@@ -368,6 +373,12 @@ class JobCreate(Schema):
     max_attempts: int = Field(3, ge=1, le=10)
     require_device: bool = False
     name: Optional[str] = Field(None, max_length=200)
+    placement: Placement = Field(
+        Placement.each,
+        description="each: the runs on every matching device; any: on one free matching device",
+    )
+    repeat: int = Field(1, ge=1, le=MAX_REPEAT,
+                        description="runs per model (each: per model and device; any: spread over the pool)")
 
     @field_validator("models", mode="before")
     @classmethod
@@ -393,7 +404,8 @@ class RunOut(Schema):
     id: DbId
     job_id: DbId
     model_id: DbId
-    device_id: DbId
+    #: None while a pool run (placement ``any``) is queued: no device has taken it yet
+    device_id: Optional[DbId] = None
     state: RunState
     attempt: Count
     max_attempts: Count
@@ -418,6 +430,10 @@ class JobOut(Schema):
     priority: int
     timeout_seconds: int
     max_attempts: int
+    placement: Placement = Placement.each
+    repeat: Count = 1
+    #: with placement ``any``: the devices that may take its runs
+    pool: List[DbId] = Field(default_factory=list)
     created_at: datetime
     finished_at: Optional[datetime] = None
     cancel_reason: Optional[str] = None
@@ -896,12 +912,28 @@ class ResultVersus(Schema):
     accuracy: ShiftOut
 
 
+class PlatformSpread(Schema):
+    """Board-to-board spread: one model on several devices of one platform, the
+    newest result of each board (its p50) summarised across the boards."""
+
+    model_id: DbId
+    platform: str
+    boards: Count
+    device_ids: List[DbId]
+    p50_min_ms: Optional[float] = None
+    p50_median_ms: Optional[float] = None
+    p50_max_ms: Optional[float] = None
+    #: (max - min) / median of the boards' p50, None without two latencies
+    p50_relative_spread: Optional[float] = None
+
+
 class CompareOut(Schema):
     family: str
     base_model_id: Optional[DbId] = None
     models: List[ModelOut]
     devices: List[DeviceOut]
     cells: List[CompareCell]
+    spread: List[PlatformSpread] = Field(default_factory=list)
 
 
 class Page(Schema):

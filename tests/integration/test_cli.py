@@ -191,6 +191,27 @@ def test_submit_without_device_waits_with_warning(cli_farm, tmp_path):
     assert waited.returncode == 1 and "cancelled" in waited.stderr
 
 
+def test_submit_on_any_with_repeat_makes_pool_runs(cli_farm, tmp_path):
+    model = _push_tiny(cli_farm, tmp_path, 9)
+    pool = [cli_farm.enroll(f"pool-{i}", platform="clipool") for i in range(2)]
+    job = as_json(edgefarm(cli_farm, tmp_path, "submit", "--model", str(model["id"]), "--devices",
+                           "platform=clipool", "--on", "any", "--repeat", "3", "--json"))
+    assert job["placement"] == "any" and job["repeat"] == 3
+    assert job["pool"] == sorted(agent.device_id for agent in pool)
+    assert len(job["runs"]) == 3 and {run["device_id"] for run in job["runs"]} == {None}
+    shown = edgefarm(cli_farm, tmp_path, "jobs", "show", str(job["id"]))
+    assert shown.returncode == 0, shown.stderr
+    assert "any, repeat 3" in shown.stdout and shown.stdout.count("unassigned") == 3
+    edgefarm(cli_farm, tmp_path, "jobs", "cancel", str(job["id"]))
+
+
+@pytest.mark.parametrize("bad, message", [(("--repeat", "0"), "repeat"), (("--repeat", "1001"), "repeat"),
+                                          (("--on", "some"), "--on")])
+def test_submit_bad_placement_or_repeat_exits_2(cli_farm, tmp_path, bad, message):
+    result = edgefarm(cli_farm, tmp_path, "submit", "--model", "1", "--devices", "all", *bad)
+    assert result.returncode == 2 and message in result.stderr
+
+
 def test_submit_wait_and_results(cli_farm, tmp_path):
     """A job on an enrolled device: `jobs wait` follows it live while an agent
     reports, then the results table and the family comparison show it."""
