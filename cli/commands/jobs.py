@@ -32,8 +32,10 @@ from .watch import print_regressions
 SETTINGS_OPTIONS = (
     ("runtime", "runtime"), ("accelerator", "accelerator"), ("threads", "threads"),
     ("warmup_runs", "warmup_runs"), ("runs", "measured_runs"), ("min_seconds", "min_seconds"),
-    ("max_seconds", "max_seconds"), ("sample_limit", "sample_limit"),
+    ("max_seconds", "max_seconds"), ("sample_limit", "sample_limit"), ("target_ci", "target_ci"),
 )
+#: flag dest -> RunSettings field, set to true when the flag is given
+SETTINGS_FLAGS = (("rerun_throttled", "rerun_throttled"), ("profile", "profile"))
 
 
 def register(subparsers: Any) -> None:
@@ -76,6 +78,13 @@ def _register_submit(subparsers: Any) -> None:
     p.add_argument("--min-seconds", type=float, metavar="S", help="measure at least this long")
     p.add_argument("--max-seconds", type=float, metavar="S", help="measure at most this long")
     p.add_argument("--sample-limit", type=int, metavar="N", help="evaluate at most N samples")
+    p.add_argument("--target-ci", type=float, metavar="F",
+                   help="measure until the 95%% interval of p50 is within +-F of it (0.01 = 1%%) or "
+                        "--max-seconds has passed; the result says whether it was met")
+    p.add_argument("--rerun-throttled", action="store_true",
+                   help="re-run a throttled measurement once after a cool-down (both are kept)")
+    p.add_argument("--profile", action="store_true",
+                   help="also measure load stages, per-layer time and per-layer drift")
     p.add_argument("--option", dest="options", action="append", metavar="KEY=VALUE",
                    help="a runtime option (VALUE read as JSON when it parses, e.g. xnnpack=false); "
                         "repeat for several")
@@ -101,6 +110,7 @@ def build_job(args: argparse.Namespace) -> Dict[str, Any]:
         raise CliError(f"bad device selector {args.devices!r}: {exc}")
     settings = {field: getattr(args, dest) for dest, field in SETTINGS_OPTIONS
                 if getattr(args, dest) is not None}
+    settings.update({field: True for dest, field in SETTINGS_FLAGS if getattr(args, dest, False)})
     if getattr(args, "options", None):
         settings["options"] = runtime_options(args.options)
     body: Dict[str, Any] = {"models": args.models, "devices": args.devices.strip(), "settings": settings}

@@ -109,6 +109,22 @@ def test_submit_arguments():
     assert "priority" not in body and "dataset" not in body
 
 
+def test_submit_statistics_and_profile_settings():
+    args = build_parser().parse_args([
+        "submit", "--model", "a", "--devices", "all", "--target-ci", "0.01", "--max-seconds", "30",
+        "--rerun-throttled", "--profile",
+    ])
+    assert build_job(args)["settings"] == {"target_ci": 0.01, "max_seconds": 30.0,
+                                           "rerun_throttled": True, "profile": True}
+    plain = build_job(build_parser().parse_args(["submit", "--model", "a", "--devices", "all"]))
+    assert plain["settings"] == {}
+    for bad in ("0", "1.5"):
+        with pytest.raises(CliError, match="target_ci") as exc:
+            build_job(build_parser().parse_args(["submit", "--model", "a", "--devices", "all",
+                                                 "--target-ci", bad]))
+        assert exc.value.code == EXIT_USAGE
+
+
 @pytest.mark.parametrize("argv", [
     [],
     ["models"],
