@@ -1,6 +1,7 @@
 """``create_app(settings)``: the FastAPI application with its API, problem
-handlers (and their OpenAPI description), the request limits, background
-sweeper and (on PostgreSQL) the LISTEN thread."""
+handlers (and their OpenAPI description), the request limits, the background
+sweeper and writer of idle devices' ``last_seen_at``, and (on PostgreSQL) the
+LISTEN thread."""
 
 import asyncio
 import contextlib
@@ -19,7 +20,7 @@ from .migrate import upgrade
 from .notify import PgListener, Waker
 from .problems import document_problems, install_problem_handlers
 from .storage import LocalArtifactStore
-from .sweeper import sweep_forever
+from .sweeper import sweep_forever, write_seen_forever
 from .web import mount_dashboard
 
 log = logging.getLogger(__name__)
@@ -47,13 +48,15 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
         listener = PgListener(ctx.db.url, ctx.waker) if ctx.db.dialect == "postgresql" else None
         if listener:
             listener.start()
-        sweeper = asyncio.create_task(sweep_forever(ctx), name="lease-sweeper")
+        tasks = [asyncio.create_task(sweep_forever(ctx), name="lease-sweeper"),
+                 asyncio.create_task(write_seen_forever(ctx), name="last-seen-writer")]
         try:
             yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if listener:
                 listener.stop()
             ctx.db.dispose()

@@ -114,3 +114,46 @@ def test_a_deleted_model_is_not_leased_under_its_id_again(farm, tmp_path):
     again = agent.lease()
     assert again["model"]["id"] == second["id"]
     assert again["model"]["sha256"] == second["sha256"] != first["sha256"]
+
+
+def test_idle_polls_defer_last_seen_to_one_write_for_all(database_url, tmp_path):
+    """A poll that finds no work writes nothing: due ``last_seen_at`` writes wait for
+    ``write_seen_devices``, one transaction for every device seen meanwhile, and a
+    device is deferred at most once per ``last_seen_write_seconds``."""
+    from edgefarm.server.app import build_context
+    from edgefarm.server.config import Settings
+    from edgefarm.server.db import Throttle
+    from edgefarm.server.migrate import upgrade
+    from edgefarm.server.services import leases
+    from edgefarm.server.tables import Device
+
+    upgrade(database_url)
+    ctx = build_context(Settings(data_dir=tmp_path / "data", database_url=database_url))
+    now = [1000.0]
+    ctx.last_seen = Throttle(15.0, clock=lambda: now[0])
+    try:
+        with ctx.db.write() as session:
+            devices = [Device(name=f"d{i}", platform="pc") for i in range(3)]
+            session.add_all(devices)
+        ids = [device.id for device in devices]
+
+        def seen():
+            with ctx.db.read() as session:
+                return [session.get(Device, i).last_seen_at for i in ids]
+
+        for device_id in ids[:2] + ids[:1]:
+            assert leases.claim(ctx, device_id, "http://farm") is None
+        assert seen() == [None, None, None]  # nothing written by the polls
+        assert leases.write_seen_devices(ctx) == 2
+        first = seen()
+        assert first[0] is not None and first[1] is not None and first[2] is None
+        assert leases.write_seen_devices(ctx) == 0
+        now[0] += 10  # within the interval: not due again
+        assert leases.claim(ctx, ids[0], "http://farm") is None
+        assert leases.write_seen_devices(ctx) == 0
+        now[0] += 6
+        assert leases.claim(ctx, ids[0], "http://farm") is None
+        assert leases.write_seen_devices(ctx) == 1
+        assert seen()[0] > first[0]
+    finally:
+        ctx.db.dispose()
