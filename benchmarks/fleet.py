@@ -16,9 +16,13 @@ the median of 3 short rounds:
    (one run leased twice), lost results (accepted reports with no result row), and long
    polls answered later than wait + 2 s.
 
+4. with ``--replicas``: two server processes on one PostgreSQL behind haproxy
+   (deploy/haproxy.cfg), busy cycles/s through the balancer with one replica enabled
+   and with both, and the CPU of each process in each phase.
+
 The client process can itself saturate a core at high request rates; its CPU is printed
 next to the server's so a reader can tell. Run:
-``.venv/bin/python benchmarks/fleet.py [--db sqlite|postgresql|both] [--quick]``.
+``.venv/bin/python benchmarks/fleet.py [--db sqlite|postgresql|both] [--quick] [--replicas]``.
 
 ``start_server(db, workdir)`` starts the server and returns a ``Started`` (url, pid,
 admin token, database URL, stop); other measurements can reuse it.
@@ -57,12 +61,18 @@ class Started:
     user_token: str
     database_url: str
     stop: Callable[[], None]
+    db_pid: Optional[int] = None  # PostgreSQL's postmaster (its backends are its children)
+    pids: List[int] = field(default_factory=list)  # every server replica
+    balancer: Optional[object] = None  # the HAProxy in front of the replicas
 
 
-def start_server(db: str, workdir: Path, **settings: object) -> Started:
+def start_server(db: str, workdir: Path, replicas: int = 1, **settings: object) -> Started:
     """A real server on ``db`` ('sqlite' or 'postgresql', the latter on a throwaway
-    cluster), with an admin and a user token; ``stop()`` ends both."""
+    cluster), with an admin and a user token; ``stop()`` ends all. With ``replicas`` > 1
+    (PostgreSQL only), that many server processes on the one database and artifact folder,
+    behind Debian's haproxy configured from deploy/haproxy.cfg: ``url`` is the balancer's."""
     cleanups: List[Callable[[], None]] = []
+    db_pid = None
     if db == "sqlite":
         url = f"sqlite:///{workdir / 'fleet.db'}"
     else:
@@ -71,20 +81,48 @@ def start_server(db: str, workdir: Path, **settings: object) -> Started:
         cluster = PgCluster().start()
         cleanups.append(cluster.stop)
         url = cluster.create_database("fleet")
-    server = ServerProcess(workdir / "data", url, **settings).start()
-    cleanups.insert(0, server.stop)
+        pid_file = cluster.data_dir / "postmaster.pid" if cluster.base_dir else None
+        if pid_file is not None and pid_file.exists():
+            db_pid = int(pid_file.read_text().split()[0])
+    servers = [ServerProcess(workdir / "data", url, **settings).start() for _ in range(replicas)]
+    cleanups[:0] = [server.stop for server in servers]
+    balancer = None
+    if replicas > 1:
+        from tests.support.haproxy import HAProxy
+
+        balancer = HAProxy(workdir / "haproxy", [("127.0.0.1", s.port) for s in servers]).start()
+        cleanups.insert(0, balancer.stop)
 
     def stop() -> None:
         for cleanup in cleanups:
             cleanup()
 
-    return Started(server.url, server.proc.pid, server.create_token("admin"),
-                   server.create_token("user"), url, stop)
+    server = servers[0]
+    return Started(balancer.url if balancer else server.url, server.proc.pid,
+                   server.create_token("admin"), server.create_token("user"), url, stop,
+                   db_pid=db_pid, pids=[s.proc.pid for s in servers], balancer=balancer)
 
 
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def tree_cpu_seconds(pid: Optional[int]) -> float:
+    """CPU of a process and its children, living (``/proc``) and reaped (its cutime and
+    cstime): PostgreSQL's postmaster and its backends. 0 without a pid."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    total = sum(int(fields[i]) for i in (11, 12, 13, 14)) / TICKS
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            child = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if child[1] == str(pid):
+            total += (int(child[11]) + int(child[12])) / TICKS
+    return total
 
 
 def own_cpu() -> float:
@@ -291,11 +329,13 @@ async def idle(fleet: Fleet, models: List[int], count: int, pre: List[dict], wai
 
     tasks = [asyncio.create_task(poll(a, wait * i / len(agents))) for i, a in enumerate(agents)]
     await asyncio.sleep(wait + 1)  # every agent parked at least once
-    cpu = []
+    cpu, db_cpu = [], []
     for _ in range(3):
-        c0, t0 = cpu_seconds(fleet.s.pid), time.perf_counter()
+        c0, d0, t0 = cpu_seconds(fleet.s.pid), tree_cpu_seconds(fleet.s.db_pid), time.perf_counter()
         await asyncio.sleep(window)
-        cpu.append(100 * (cpu_seconds(fleet.s.pid) - c0) / (time.perf_counter() - t0))
+        elapsed = time.perf_counter() - t0
+        cpu.append(100 * (cpu_seconds(fleet.s.pid) - c0) / elapsed)
+        db_cpu.append(100 * (tree_cpu_seconds(fleet.s.db_pid) - d0) / elapsed)
     delays = []
     for i in range(probes):
         agent = agents[(i * 37) % len(agents)]
@@ -313,7 +353,7 @@ async def idle(fleet: Fleet, models: List[int], count: int, pre: List[dict], wai
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    out = {"cpu": statistics.median(cpu), "agents": agents}
+    out = {"cpu": statistics.median(cpu), "db_cpu": statistics.median(db_cpu), "agents": agents}
     if delays:
         out.update(wait_p50=statistics.median(delays) * 1000, wait_max=max(delays) * 1000)
     return out
@@ -362,12 +402,66 @@ async def measure(db: str, args: argparse.Namespace) -> None:
                     figures = await idle(fleet, models, count, pre, args.wait, args.window, probes)
                     pre = figures["agents"]
                     line = (f"idle {count:>5} agents: server CPU {figures['cpu']:5.1f}% of a core "
-                            f"(client {100 * (own_cpu() - c0) / (time.perf_counter() - t0):.0f}%)")
+                            + (f"(PostgreSQL {figures['db_cpu']:.1f}%) " if started.db_pid else "")
+                            + f"(client {100 * (own_cpu() - c0) / (time.perf_counter() - t0):.0f}%)")
                     if probes:
                         line += (f", submit -> lease p50 {figures['wait_p50']:.0f} ms "
                                  f"max {figures['wait_max']:.0f} ms ({probes} probes)")
                     print(line)
                 print(f"long polls: {tally.polls}, answered later than wait + 2 s: {tally.late_polls}")
+                lost = lost_results(started.database_url, tally.reported_runs)
+                print(f"errors {tally.errors} {tally.error_kinds or ''}, double leases "
+                      f"{tally.double_leases}, lost results {lost} (of {len(tally.reported_runs)} "
+                      "accepted reports)")
+        finally:
+            started.stop()
+
+
+async def measure_replicas(args: argparse.Namespace) -> None:
+    """Two replicas on one PostgreSQL behind haproxy: busy cycles/s with the balancer
+    sending everything to replica 1 (replica 2 disabled through HAProxy's runtime API)
+    and to both, alternating, 3 rounds each (medians); the CPU of the replicas,
+    PostgreSQL, haproxy and this client in each phase, to tell a 2-core limit."""
+    count = args.busy[0] if args.busy else 8
+    with tempfile.TemporaryDirectory(prefix="fleet-") as tmp:
+        started = start_server("postgresql", Path(tmp), replicas=2)
+        tally = Tally()
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=None,
+                              keepalive_expiry=2.0)
+        try:
+            async with httpx.AsyncClient(base_url=started.url, limits=limits, timeout=60) as client:
+                fleet = Fleet(started, [client], tally)
+                models = await fleet.push_models(10)
+                agents = await fleet.enroll(count, "replicas")
+                for _ in range(int(600 * args.seconds * 6 / (len(models) * count)) + 1):
+                    await fleet.submit(models, "platform=replicas")
+                print(f"\n== postgresql, 2 replicas behind haproxy: load average {os.getloadavg()[0]:.2f}")
+                groups = {f"replica {i + 1}": (lambda pid=pid: cpu_seconds(pid))
+                          for i, pid in enumerate(started.pids)}
+                groups["PostgreSQL"] = lambda: tree_cpu_seconds(started.db_pid)
+                groups["haproxy"] = lambda: cpu_seconds(started.balancer.proc.pid)
+                groups["client"] = own_cpu
+                cycles: Dict[int, List[float]] = {1: [], 2: []}
+                cpu: Dict[int, Dict[str, float]] = {1: {}, 2: {}}
+                for _ in range(3):
+                    for replicas in (1, 2):
+                        action = "disable" if replicas == 1 else "enable"
+                        started.balancer.command(f"{action} server servers/replica-2")
+                        await asyncio.sleep(0.5)
+                        before = {name: read() for name, read in groups.items()}
+                        t0 = time.perf_counter()
+                        cycles[replicas].append(await busy_round(fleet, agents, args.seconds))
+                        elapsed = time.perf_counter() - t0
+                        for name, read in groups.items():
+                            share = 100 * (read() - before[name]) / elapsed / 3
+                            cpu[replicas][name] = cpu[replicas].get(name, 0.0) + share
+                for replicas in (1, 2):
+                    shares = ", ".join(f"{name} {share:.0f}%" for name, share in cpu[replicas].items())
+                    print(f"{replicas} replica(s), {count} agents: {statistics.median(cycles[replicas]):7.1f} "
+                          f"cycles/s (CPU, % of one core: {shares}; total "
+                          f"{sum(cpu[replicas].values()):.0f}% of {100 * os.cpu_count()}%)")
+                ratio = statistics.median(cycles[2]) / statistics.median(cycles[1])
+                print(f"two replicas / one: {ratio:.2f}x")
                 lost = lost_results(started.database_url, tally.reported_runs)
                 print(f"errors {tally.errors} {tally.error_kinds or ''}, double leases "
                       f"{tally.double_leases}, lost results {lost} (of {len(tally.reported_runs)} "
@@ -385,11 +479,17 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=5.0, help="length of one idle CPU window")
     parser.add_argument("--wait", type=float, default=25.0, help="long-poll wait_seconds")
     parser.add_argument("--probes", type=int, default=10, help="submit -> lease probes")
+    parser.add_argument("--replicas", action="store_true",
+                        help="only the two-replica measurement (PostgreSQL, haproxy): "
+                             "cycles/s of 1 and 2 replicas with the first --busy count of agents")
     parser.add_argument("--quick", action="store_true",
                         help="shorter rounds: 2 s busy, 3 s idle windows, 10 s polls, 5 probes")
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.window, args.wait, args.probes = 2.0, 3.0, 10.0, 5
+    if args.replicas:
+        asyncio.run(measure_replicas(args))
+        return
     for db in (("sqlite", "postgresql") if args.db == "both" else (args.db,)):
         asyncio.run(measure(db, args))
 

@@ -1,6 +1,7 @@
 """``create_app(settings)``: the FastAPI application with its API, problem
-handlers (and their OpenAPI description), the request limits, background
-sweeper, webhook outbox and (on PostgreSQL) the LISTEN thread."""
+handlers (and their OpenAPI description), the request limits, the background
+sweeper, writer of idle devices' ``last_seen_at`` and webhook outbox, and (on
+PostgreSQL) the LISTEN thread."""
 
 import asyncio
 import contextlib
@@ -20,7 +21,7 @@ from .notify import PgListener, Waker
 from .outbox import deliver_forever
 from .problems import document_problems, install_problem_handlers
 from .storage import LocalArtifactStore
-from .sweeper import sweep_forever
+from .sweeper import sweep_forever, write_seen_forever
 from .web import mount_dashboard
 
 log = logging.getLogger(__name__)
@@ -48,12 +49,13 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
         listener = PgListener(ctx.db.url, ctx.waker) if ctx.db.dialect == "postgresql" else None
         if listener:
             listener.start()
-        sweeper = asyncio.create_task(sweep_forever(ctx), name="lease-sweeper")
-        outbox = asyncio.create_task(deliver_forever(ctx), name="webhook-outbox")
+        tasks = [asyncio.create_task(sweep_forever(ctx), name="lease-sweeper"),
+                 asyncio.create_task(write_seen_forever(ctx), name="last-seen-writer"),
+                 asyncio.create_task(deliver_forever(ctx), name="webhook-outbox")]
         try:
             yield
         finally:
-            for task in (sweeper, outbox):
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

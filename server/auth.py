@@ -15,6 +15,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.orm import Session
 
 from edgefarm.shared.contract.enums import Role
@@ -58,11 +59,22 @@ def parse_token(token: str) -> Optional[Tuple[int, str]]:
     return token_id, secret
 
 
-def verify_token(session: Session, token: str) -> Optional[Token]:
+_TOKENS = Token.__table__
+#: A token's row by id, as a plain Core statement (compiled once, no ORM loading: every
+#: request of every agent runs it).
+_TOKEN_BY_ID = select(
+    _TOKENS.c.id, _TOKENS.c.role, _TOKENS.c.name, _TOKENS.c.secret_hash, _TOKENS.c.revoked,
+    _TOKENS.c.used_at, _TOKENS.c.device_id,
+).where(_TOKENS.c.id == bindparam("token_id"))
+
+
+def verify_token(session: Session, token: str) -> Optional[Row]:
+    """The token's row (id, role, name, secret_hash, revoked, used_at, device_id) when
+    the token is well formed, known, matches and is not revoked; else None."""
     parsed = parse_token(token)
     if parsed is None:
         return None
-    row = session.get(Token, parsed[0])
+    row = session.connection().execute(_TOKEN_BY_ID, {"token_id": parsed[0]}).first()
     expected = row.secret_hash if row is not None else hash_secret("")
     ok = hmac.compare_digest(expected, hash_secret(parsed[1]))
     if row is None or not ok or row.revoked:

@@ -73,8 +73,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"EdgeFarm server on http://{shown}:{args.port}  (API docs: /docs, data: "
           f"{settings.data_dir.resolve()}, database: {app.state.ctx.db.dialect})",
           file=sys.stderr, flush=True)
+    # http/loop "auto": httptools and uvloop (the server extra) when installed, else h11
+    # and asyncio; no access log unless asked (a line per request of every polling agent)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
-                timeout_graceful_shutdown=5)
+                access_log=args.access_log, http="auto", loop="auto", timeout_graceful_shutdown=5)
     return 0
 
 
@@ -122,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--log-level", default="info")
+    serve.add_argument("--access-log", action="store_true",
+                       help="log every request (off by default: agents poll all the time)")
     serve.set_defaults(func=cmd_serve)
 
     migrate = sub.add_parser("migrate", help="apply database migrations")

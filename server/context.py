@@ -6,7 +6,7 @@ services (``edgefarm.server.services``)."""
 from dataclasses import dataclass, field
 
 from .config import Settings
-from .db import Database, Throttle
+from .db import Database, Memo, Throttle
 from .notify import Waker
 from .storage import ArtifactStore
 
@@ -18,6 +18,7 @@ class AppContext:
     store: ArtifactStore
     waker: Waker
     last_seen: Throttle = field(default_factory=Throttle)  # devices' last_seen_at writes
+    lease_parts: Memo = field(default_factory=Memo)  # what a lease says of its job and model
 
     def base_url(self, request) -> str:
         """The URL put into download links and permalinks: the configured public URL,

@@ -8,7 +8,7 @@ never interleaved. PostgreSQL needs no lock: the queue uses row locks.
 import threading
 import time
 from contextlib import contextmanager
-from typing import Callable, Dict, Iterator
+from typing import Any, Callable, Dict, Hashable, Iterator, List, Set
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
@@ -86,6 +86,7 @@ class Throttle:
                  size: int = 100_000):
         self.interval, self._clock, self._size = interval, clock, size
         self._last: Dict[int, float] = {}
+        self._deferred: Set[int] = set()
 
     def due(self, key: int, peek: bool = False) -> bool:
         """Whether a write is due; unless ``peek``, counts it as written now."""
@@ -101,3 +102,34 @@ class Throttle:
         if len(self._last) >= self._size:
             self._last.clear()
         self._last[key] = self._clock() if at is None else at
+
+    def defer(self, key: int) -> None:
+        """Count a due write as done, to be written with others (``take_deferred``)."""
+        self._deferred.add(key)
+
+    def take_deferred(self) -> List[int]:
+        """The keys deferred since the last call (each once)."""
+        taken, self._deferred = self._deferred, set()
+        return sorted(taken)
+
+
+class Memo:
+    """Values computed once per key in this process, for rows that never change once
+    written (a job's settings, a model's or dataset's reference); at most ``size``
+    keys (then it starts afresh)."""
+
+    def __init__(self, size: int = 10_000):
+        self._size = size
+        self._values: Dict[Hashable, Any] = {}
+
+    def get(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        value = self._values.get(key)
+        if value is None:
+            value = make()
+            if len(self._values) >= self._size:
+                self._values.clear()
+            self._values[key] = value
+        return value
+
+    def clear(self) -> None:
+        self._values.clear()

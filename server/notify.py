@@ -30,6 +30,9 @@ class Waker:
     def __init__(self) -> None:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._waiters: Dict[int, Set[asyncio.Event]] = {}
+        #: Wakes delivered so far: a poll that looked for work before it subscribed
+        #: looks again when this moved meanwhile (it may have missed its own wake).
+        self.wakes = 0
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -70,6 +73,7 @@ class Waker:
         loop.call_soon_threadsafe(self._wake, targets)
 
     def _wake(self, devices: Optional[FrozenSet[int]]) -> None:
+        self.wakes += 1
         if devices is None:
             groups = list(self._waiters.values())
         else:

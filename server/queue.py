@@ -36,6 +36,16 @@ FINAL = tuple(str(s) for s in FINAL_RUN_STATES)
 NOTIFY_CHANNEL = "edgefarm_runs"
 
 
+# Statements of every report, built once: Core columns (no ORM loading) and bound
+# parameters, so each execution reuses the compiled form.
+_RUNS = Run.__table__
+_JOB_OF_RUN = select(_RUNS.c.job_id).where(_RUNS.c.id == bindparam("run_id"))
+_RUN_COUNTS = (select(_RUNS.c.state, func.count()).where(_RUNS.c.job_id == bindparam("job_id"))
+               .group_by(_RUNS.c.state))
+_MODEL_SHA256 = select(Model.__table__.c.sha256).where(Model.__table__.c.id == bindparam("id"))
+_DATASET_SHA256 = select(Dataset.__table__.c.sha256).where(Dataset.__table__.c.id == bindparam("id"))
+
+
 class LeaseConflict(Exception):
     """The lease named by an agent is not (or no longer) the run's current lease."""
 
@@ -326,15 +336,16 @@ def report_digest(report: RunReport) -> str:
 
 def record_report(
     session: Session, run_id: int, device_id: int, report: RunReport, device_snapshot: dict,
-    now: Optional[datetime] = None,
+    now: Optional[datetime] = None, digest: Optional[str] = None,
 ) -> ReportOutcome:
-    """Store the outcome of a run, once; a repeated identical post is a no-op."""
+    """Store the outcome of a run, once; a repeated identical post is a no-op.
+    ``digest``: the report's ``report_digest``, when the caller computed it already."""
     now = now or utcnow()
     lock_job_of_run(session, run_id)
     run = session.get(Run, run_id, with_for_update=True, populate_existing=True)
     if run is None or run.device_id != device_id:
         raise LookupError(run_id)
-    digest = report_digest(report)
+    digest = digest or report_digest(report)
     if run.state in FINAL and run.report_lease_id == report.lease_id:
         if run.report_digest == digest:
             result = session.scalar(select(Result).where(Result.run_id == run.id))
@@ -359,18 +370,18 @@ def record_report(
 def _store_result(
     session: Session, run: Run, report: RunReport, digest: str, snapshot: dict, now: datetime
 ) -> Result:
-    job = session.get(Job, run.job_id)
-    model = session.get(Model, run.model_id)
+    job = session.get(Job, run.job_id)  # locked by the report already: no query
+    model_sha = session.execute(_MODEL_SHA256, {"id": run.model_id}).scalar_one()
     dataset_sha = None
     if job.dataset_id is not None:
-        dataset_sha = session.get(Dataset, job.dataset_id).sha256
+        dataset_sha = session.execute(_DATASET_SHA256, {"id": job.dataset_id}).scalar_one()
     body = report.result
     accuracy, metric = headline_metric(body.metrics)
     result = Result(
         run_id=run.id, job_id=run.job_id, model_id=run.model_id, device_id=run.device_id,
         dataset_id=job.dataset_id, lease_id=report.lease_id, digest=digest,
         runtime=body.runtime.name, runtime_version=body.runtime.version,
-        agent_version=body.agent_version, model_sha256=model.sha256, dataset_sha256=dataset_sha,
+        agent_version=body.agent_version, model_sha256=model_sha, dataset_sha256=dataset_sha,
         p50_ms=body.latency_ms.p50 if body.latency_ms else None,
         p90_ms=body.latency_ms.p90 if body.latency_ms else None,
         accuracy=accuracy, accuracy_metric=metric,
@@ -489,10 +500,7 @@ def cancel_job(session: Session, job: Job, reason: str, now: Optional[datetime] 
 
 
 def run_counts(session: Session, job_id: int) -> Dict[str, int]:
-    rows = session.execute(
-        select(Run.state, func.count()).where(Run.job_id == job_id).group_by(Run.state)
-    )
-    return {state: count for state, count in rows}
+    return {state: count for state, count in session.execute(_RUN_COUNTS, {"job_id": job_id})}
 
 
 def lock_job(session: Session, job_id: int) -> Optional[Job]:
@@ -514,7 +522,7 @@ def lock_job_of_run(session: Session, run_id: int) -> None:
     """Lock the job of a run before the run itself: jobs before runs is the lock
     order of every path that finishes runs (reports, release, cancel), so two of
     them never wait on each other."""
-    job_id = session.scalar(select(Run.job_id).where(Run.id == run_id))
+    job_id = session.execute(_JOB_OF_RUN, {"run_id": run_id}).scalar()
     if job_id is not None:
         lock_job(session, job_id)
 

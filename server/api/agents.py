@@ -2,9 +2,11 @@
 long-poll lease endpoint."""
 
 import asyncio
+from typing import Optional, Tuple
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel
 
 from edgefarm.shared.contract.schemas import (
     AgentHeartbeat,
@@ -19,7 +21,7 @@ from ..auth import Principal
 from ..context import AppContext
 from ..services import leases
 from .bodies import ContractRoute
-from .deps import agent, check_protocol, get_ctx, get_principal
+from .deps import agent, agent_headers, authenticate_agent, check_protocol, get_ctx, get_principal
 
 router = APIRouter(prefix="/agents", tags=["agents"], route_class=ContractRoute)
 
@@ -42,31 +44,48 @@ def device_heartbeat(
     return leases.device_heartbeat(ctx, principal.device_id, body)
 
 
-@router.post("/lease", response_model=Lease, responses={204: {"description": "no work yet"}})
+def _json(model: BaseModel) -> Response:
+    """The answer of a hot route, serialised once (the service built it from the contract
+    already: FastAPI's ``response_model`` would validate it a second time)."""
+    return Response(model.model_dump_json(), media_type="application/json")
+
+
+@router.post("/lease", response_model=Lease, responses={204: {"description": "no work yet"}},
+             dependencies=[Depends(agent_headers)])
 async def lease(
     request: Request, body: LeaseRequest = LeaseRequest(), ctx: AppContext = Depends(get_ctx),
-    principal: Principal = Depends(agent),
 ):
     """Long poll: answers at once with a lease when a run is claimable, else parks until
     work appears for this device (``Waker.notify``) or ``wait_seconds`` (the server's
     poll interval at most) pass, and answers 204. A parked poll holds no thread and
-    queries nothing: it claims again only when woken for its own device."""
+    queries nothing: it claims again only when woken for its own device. The first
+    attempt reads the token and looks for work in one session, and claims, in one trip
+    to a worker thread; a wake delivered before the poll subscribed makes it look again."""
     limit = ctx.settings.poll_wait_seconds
     wait = limit if body.wait_seconds is None else min(body.wait_seconds, limit)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     base_url = ctx.base_url(request)
-    device_id = principal.device_id
-    while True:
+
+    def first() -> Tuple[int, Optional[Lease]]:
+        with ctx.db.read() as session:
+            device_id = authenticate_agent(session, request).device_id
+            found = leases.work_waiting(session, device_id)
+        return device_id, leases.claim(ctx, device_id, base_url, found)
+
+    wakes = ctx.waker.wakes
+    device_id, granted = await run_in_threadpool(first)
+    while granted is None:
         event = ctx.waker.subscribe(device_id)
         try:
+            if ctx.waker.wakes == wakes:  # else a wake may have passed before the subscription
+                remaining = deadline - loop.time()
+                if remaining <= 0 or not await ctx.waker.wait(event, remaining):
+                    return Response(status_code=204)
+            wakes = ctx.waker.wakes
             if await request.is_disconnected():
                 return Response(status_code=204)
             granted = await run_in_threadpool(leases.claim, ctx, device_id, base_url)
-            if granted is not None:
-                return granted
-            remaining = deadline - loop.time()
-            if remaining <= 0 or not await ctx.waker.wait(event, remaining):
-                return Response(status_code=204)
         finally:
             ctx.waker.unsubscribe(device_id, event)
+    return _json(granted)

@@ -38,7 +38,9 @@ def _rfc3339(value: Any) -> Any:
 Moment = Annotated[Optional[datetime], BeforeValidator(_rfc3339)]
 
 
-def get_ctx(request: Request) -> AppContext:
+async def get_ctx(request: Request) -> AppContext:
+    """Async (it does no I/O): FastAPI runs a plain ``def`` dependency in the threadpool,
+    a hop per request that costs more than the lookup."""
     return request.app.state.ctx
 
 
@@ -85,16 +87,16 @@ def get_principal(request: Request, ctx: AppContext = Depends(get_ctx)) -> Princ
         return authenticate(session, request)
 
 
-def reader(principal: Principal = Depends(get_principal)) -> Principal:
+async def reader(principal: Principal = Depends(get_principal)) -> Principal:
     """Users and admins read; agents and enrollment tokens do not."""
     return check_role(principal, Role.user)
 
 
-def submitter(principal: Principal = Depends(get_principal)) -> Principal:
+async def submitter(principal: Principal = Depends(get_principal)) -> Principal:
     return check_role(principal, Role.user)
 
 
-def admin(principal: Principal = Depends(get_principal)) -> Principal:
+async def admin(principal: Principal = Depends(get_principal)) -> Principal:
     return check_role(principal, Role.admin)
 
 
@@ -109,10 +111,7 @@ def check_protocol(request: Request) -> None:
         )
 
 
-def agent(
-    request: Request, principal: Principal = Depends(get_principal)
-) -> Principal:
-    check_protocol(request)
+def _only_agents(principal: Principal) -> Principal:
     if principal.role != Role.agent or principal.device_id is None:
         raise ProblemException(
             403, "Forbidden", "only an enrolled agent's token can do this", kind="forbidden"
@@ -120,6 +119,26 @@ def agent(
     return principal
 
 
-def downloader(principal: Principal = Depends(get_principal)) -> Principal:
+async def agent(
+    request: Request, principal: Principal = Depends(get_principal)
+) -> Principal:
+    check_protocol(request)
+    return _only_agents(principal)
+
+
+async def agent_headers(request: Request) -> None:
+    """The agent routes on the hot path (lease, report) read the token in their own
+    session (``authenticate_agent``); this checks what needs no database first, so a
+    missing token or another protocol is refused before the body is read."""
+    bearer_token(request)
+    check_protocol(request)
+
+
+def authenticate_agent(session: Session, request: Request) -> Principal:
+    """The enrolled agent named by the request's token, read in the caller's session."""
+    return _only_agents(authenticate(session, request))
+
+
+async def downloader(principal: Principal = Depends(get_principal)) -> Principal:
     """Artifacts can be fetched by users and by agents (which download their runs' inputs)."""
     return check_role(principal, Role.user, Role.agent)

@@ -1,7 +1,8 @@
 """Runs: read by users; heartbeat (lease renewal), release and report by the
 agent that holds the lease. An agent can only touch its own device's runs."""
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.concurrency import run_in_threadpool
 
 from edgefarm.shared.contract.schemas import (
     RunHeartbeat,
@@ -16,7 +17,7 @@ from ..auth import Principal
 from ..context import AppContext
 from ..services import jobs, leases
 from .bodies import ContractRoute
-from .deps import RowId, agent, get_ctx, reader
+from .deps import RowId, agent, agent_headers, authenticate_agent, get_ctx, reader
 
 router = APIRouter(prefix="/runs", tags=["runs"], route_class=ContractRoute)
 
@@ -43,10 +44,16 @@ def release(
     return leases.release(ctx, run_id, principal.device_id, body)
 
 
-@router.post("/{run_id}/report", response_model=RunReportResponse)
-def report(
-    run_id: RowId, body: RunReport, ctx: AppContext = Depends(get_ctx),
-    principal: Principal = Depends(agent),
-) -> RunReportResponse:
-    """Post the run's outcome; accepted only with the current lease id."""
-    return leases.report(ctx, run_id, principal.device_id, body)
+@router.post("/{run_id}/report", response_model=RunReportResponse,
+             dependencies=[Depends(agent_headers)])
+async def report(
+    run_id: RowId, body: RunReport, request: Request, ctx: AppContext = Depends(get_ctx),
+) -> Response:
+    """Post the run's outcome; accepted only with the current lease id. The token is read
+    in the report's own transaction, on one trip to a worker thread."""
+    def store() -> RunReportResponse:
+        return leases.report(ctx, run_id, None, body,
+                             authorize=lambda session: authenticate_agent(session, request).device_id)
+
+    answer = await run_in_threadpool(store)
+    return Response(answer.model_dump_json(), media_type="application/json")

@@ -230,6 +230,7 @@ def delete_model(ctx: AppContext, model_id: int, base_url: str) -> ModelOut:
         session.execute(delete(Run).where(Run.model_id == model.id))
         session.delete(model)
         in_use = blob_in_use(session, out.sha256)
+    ctx.lease_parts.clear()  # a SQLite database may give the id to the next model
     if not in_use:
         ctx.store.delete(out.sha256)
     return out

@@ -8,7 +8,7 @@ transaction around it and wake the long polls of this process after it commits
 work between two claims is the API's long poll."""
 
 from contextlib import contextmanager
-from typing import Dict, Iterator, Optional
+from typing import Callable, Dict, Iterator, Optional
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
@@ -23,6 +23,7 @@ from edgefarm.shared.contract.schemas import (
     EnrollRequest,
     EnrollResponse,
     Lease,
+    ModelRef,
     RunHeartbeat,
     RunHeartbeatResponse,
     RunOut,
@@ -34,6 +35,7 @@ from edgefarm.shared.contract.schemas import (
 
 from ..auth import Principal, issue_token, mark_used
 from ..context import AppContext
+from ..db import Memo
 from ..queue import (
     ClaimedRun,
     LeaseConflict,
@@ -47,6 +49,7 @@ from ..queue import (
     record_report,
     release_lease,
     renew_lease,
+    report_digest,
     requeue_expired_leases,
     sweep_due,
 )
@@ -61,7 +64,7 @@ from .errors import (
     ProtocolMismatch,
     Unauthorized,
 )
-from .references import reference_model
+from .references import reference_model, reference_model_id
 from .watch import prejudge
 from .webhooks import announce_swept, public_base, watch_report
 
@@ -88,6 +91,27 @@ def saw_device(ctx: AppContext, session: Session, device_id: int) -> None:
             update(Device).where(Device.id == device_id).values(last_seen_at=utcnow())
             .execution_options(synchronize_session=False)
         )
+
+
+#: The most device ids one ``write_seen_devices`` statement names.
+SEEN_BATCH = 500
+
+
+def write_seen_devices(ctx: AppContext) -> int:
+    """Write ``last_seen_at`` of the devices whose polls found no work since the last call
+    (``Throttle.defer``), in one transaction: a fleet of idle agents costs one write a
+    second, not one per poll. How many devices it wrote."""
+    ids = ctx.last_seen.take_deferred()
+    if not ids:
+        return 0
+    now = utcnow()
+    with ctx.db.write() as session:
+        for start in range(0, len(ids), SEEN_BATCH):
+            session.execute(
+                update(Device).where(Device.id.in_(ids[start:start + SEEN_BATCH]))
+                .values(last_seen_at=now).execution_options(synchronize_session=False)
+            )
+    return len(ids)
 
 
 def enroll(ctx: AppContext, principal: Principal, body: EnrollRequest) -> EnrollResponse:
@@ -147,20 +171,34 @@ def device_heartbeat(ctx: AppContext, device_id: int, body: AgentHeartbeat) -> A
 
 
 def lease_for(session: Session, run: ClaimedRun, ctx: AppContext, base_url: str) -> Lease:
-    """What an agent needs to do a claimed run: model, dataset, settings and reference."""
-    job = session.get(Job, run.job_id)
-    model = session.get(Model, run.model_id)
-    dataset = session.get(Dataset, job.dataset_id) if job.dataset_id else None
-    settings = RunSettings.model_validate(job.settings)
-    reference = reference_model(session, settings, run.model_id)
+    """What an agent needs to do a claimed run: model, dataset, settings and reference.
+    Each job's part (settings, task, timeout, dataset) and each model's reference are
+    read once in this process (``AppContext.lease_parts``): none of them changes once
+    written, job ids are never reused, and deleting a model forgets the models read."""
+    memo = ctx.lease_parts
+    job = memo.get(("job", run.job_id, base_url), lambda: _job_parts(session, run.job_id, base_url))
+    reference_id = reference_model_id(job["settings"], run.model_id)
     return Lease(
-        run_id=run.id, job_id=job.id, lease_id=run.lease_id, lease_expires_at=run.lease_expires_at,
-        attempt=run.attempt, max_attempts=run.max_attempts, task=job.task,
-        timeout_seconds=job.timeout_seconds, model=model_ref(model, base_url),
-        dataset=dataset_ref(dataset, base_url) if dataset else None, settings=settings,
-        intervals=ctx.settings.intervals(),
-        reference_model=model_ref(reference, base_url) if reference is not None else None,
+        run_id=run.id, lease_id=run.lease_id, lease_expires_at=run.lease_expires_at,
+        attempt=run.attempt, max_attempts=run.max_attempts, intervals=ctx.settings.intervals(),
+        model=_model_ref(session, memo, run.model_id, base_url),
+        reference_model=(_model_ref(session, memo, reference_id, base_url)
+                         if reference_id is not None else None),
+        **job,
     )
+
+
+def _job_parts(session: Session, job_id: int, base_url: str) -> dict:
+    job = session.get(Job, job_id)
+    dataset = session.get(Dataset, job.dataset_id) if job.dataset_id else None
+    return dict(job_id=job.id, task=job.task, timeout_seconds=job.timeout_seconds,
+                settings=RunSettings.model_validate(job.settings),
+                dataset=dataset_ref(dataset, base_url) if dataset else None)
+
+
+def _model_ref(session: Session, memo: Memo, model_id: int, base_url: str) -> ModelRef:
+    return memo.get(("model", model_id, base_url),
+                    lambda: model_ref(session.get(Model, model_id), base_url))
 
 
 def device_needs_artifact(session: Session, device_id: int, model_id: Optional[int] = None,
@@ -185,22 +223,33 @@ def device_needs_artifact(session: Session, device_id: int, model_id: Optional[i
     return False
 
 
-def claim(ctx: AppContext, device_id: int, base_url: str) -> Optional[Lease]:
+def work_waiting(session: Session, device_id: int) -> bool:
+    """Whether a queued run waits for the device: a plain read, in a session of the
+    caller's (the lease endpoint reads the agent's token in the same one)."""
+    return has_claimable_run(session, device_id)
+
+
+def claim(ctx: AppContext, device_id: int, base_url: str,
+          found: Optional[bool] = None) -> Optional[Lease]:
     """One attempt: lease the device's best queued run, or None (also when it drains or
-    is disabled). When no run waits for the device it is a read, and at most every
-    ``last_seen_write_seconds`` a one-row write of its ``last_seen_at``."""
-    with ctx.db.read() as session:
-        found = has_claimable_run(session, device_id)
+    is disabled). When no run waits for the device (``found``, read here unless the
+    caller read it) it is a read: its ``last_seen_at``, when due (at most every
+    ``last_seen_write_seconds``), is written by ``write_seen_devices`` together with
+    the other idle devices'. The lease is assembled after the claim's
+    transaction commits: on SQLite the write lock is held for the claim alone."""
+    if found is None:
+        with ctx.db.read() as session:
+            found = work_waiting(session, device_id)
     if not found:
-        if ctx.last_seen.due(device_id, peek=True):
-            with ctx.db.write() as session:
-                saw_device(ctx, session, device_id)
+        if ctx.last_seen.due(device_id):
+            ctx.last_seen.defer(device_id)  # written with the others' (write_seen_devices)
         return None
     with ctx.db.write() as session:
         saw_device(ctx, session, device_id)
         run = claim_next_run(session, device_id, ctx.settings.lease_seconds)
-        if run is None:
-            return None
+    if run is None:
+        return None
+    with ctx.db.read() as session:  # the job, model and dataset of a leased run stay put
         return lease_for(session, run, ctx, base_url)
 
 
@@ -262,18 +311,25 @@ def _database_space() -> Iterator[None]:
         ) from exc
 
 
-def report(ctx: AppContext, run_id: int, device_id: int, body: RunReport) -> RunReportResponse:
-    """Record the run's outcome; accepted only with the current lease id (a repeat is a no-op)."""
+def report(ctx: AppContext, run_id: int, device_id: Optional[int], body: RunReport,
+           authorize: Optional[Callable[[Session], int]] = None) -> RunReportResponse:
+    """Record the run's outcome; accepted only with the current lease id (a repeat is a
+    no-op). The device is ``device_id``, else ``authorize(session)`` names it from the
+    agent's token inside the report's transaction (one session per request).
+    The report's digest is computed before the transaction (on SQLite, before the lock)."""
     problem = report_problem(body)
     if problem is not None:
         raise Invalid("Invalid report", problem)
     prejudged = prejudge(ctx, run_id, device_id, body)  # reads only: no test under the write lock
+    digest = report_digest(body)
     with _database_space(), ctx.db.write() as session:
+        if authorize is not None:
+            device_id = authorize(session)
         device = session.get(Device, device_id)
         saw_device(ctx, session, device_id)
         snapshot = {"name": device.name, "platform": device.platform, **(device.capabilities or {})}
         with _agents_run(run_id):
-            outcome = record_report(session, run_id, device_id, body, snapshot)
+            outcome = record_report(session, run_id, device_id, body, snapshot, digest=digest)
         if not outcome.duplicate:
             watch_report(ctx, session, outcome, prejudged)
         return RunReportResponse(

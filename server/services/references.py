@@ -107,9 +107,14 @@ def resolve_reference(session, reference, models: Sequence[Model]) -> Tuple[Opti
     return spec.model_dump(mode="json"), []
 
 
-def reference_model(session, settings: RunSettings, model_id: int) -> Optional[Model]:
-    """The model a run of ``model_id`` compares its outputs with, when its job names a reference."""
+def reference_model_id(settings: RunSettings, model_id: int) -> Optional[int]:
+    """The id of the model a run of ``model_id`` compares its outputs with, if any."""
     if not isinstance(settings.reference, ReferenceSpec):
         return None
-    reference_id = settings.reference.resolved.get(str(model_id))
+    return settings.reference.resolved.get(str(model_id))
+
+
+def reference_model(session, settings: RunSettings, model_id: int) -> Optional[Model]:
+    """The model a run of ``model_id`` compares its outputs with, when its job names a reference."""
+    reference_id = reference_model_id(settings, model_id)
     return session.get(Model, reference_id) if reference_id is not None else None

@@ -96,17 +96,21 @@ class Prejudged:
     findings: List[Finding]
 
 
-def prejudge(ctx: AppContext, run_id: int, device_id: int, report: RunReport) -> Optional[Prejudged]:
+def prejudge(ctx: AppContext, run_id: int, device_id: Optional[int],
+             report: RunReport) -> Optional[Prejudged]:
     """Judge a reported result against its series' baseline in a read transaction of its
     own, so that the significance test (tens of ms for thousands of raw times) never holds
-    the write lock. None when the report stores no result or names no run of the device."""
+    the write lock. None when the report stores no result or names no run of the device
+    (``device_id`` None: the run's device, the agent's token being checked in the report's
+    own transaction, which is the one that stores anything)."""
     body = report.result
     if body is None or report.state != RunState.succeeded:
         return None
     with ctx.db.read() as session:
         run = session.get(Run, run_id)
-        if run is None or run.device_id != device_id:
+        if run is None or run.device_id is None or device_id not in (None, run.device_id):
             return None
+        device_id = run.device_id
         model = session.get(Model, run.model_id)
         series = Series(family=model.family, variant=variant_of(model), device_id=device_id,
                         runtime=body.runtime.name)
