@@ -105,3 +105,17 @@ def start_farm(database_url, tmp_path):
 def farm(start_farm):
     """A running farm with default settings on SQLite and on PostgreSQL."""
     return start_farm()
+
+
+@pytest.fixture
+def sqlite_farm(tmp_path):
+    """A running farm on a fresh SQLite file only (for tests whose subject is not the database)."""
+    from tests.support.servers import Farm, ServerProcess
+
+    server = ServerProcess(tmp_path / "data", f"sqlite:///{tmp_path}/edgefarm.db").start()
+    farm = Farm(server)
+    try:
+        yield farm
+    finally:
+        farm.close()
+        server.stop()

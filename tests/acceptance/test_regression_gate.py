@@ -16,13 +16,13 @@ quiet benchmark boards, not for a shared CI machine."""
 
 import json
 import subprocess
-import sys
 
 import pytest
 
 from edgefarm.cli.errors import EXIT_REGRESSION
 from tests.support.agents import AgentProcess
-from tests.support.servers import DEEPLAB, PROJECT, Farm, ServerProcess
+from tests.support.compression import edgefarm as run_cli
+from tests.support.servers import DEEPLAB, Farm
 
 pytestmark = pytest.mark.skipif(
     not DEEPLAB.exists(), reason=f"the DeepLab fixture is not present at {DEEPLAB}")
@@ -31,22 +31,8 @@ SHORT = ["--threads", "1", "--warmup-runs", "1", "--runs", "12", "--min-seconds"
          "--max-seconds", "10"]
 
 
-@pytest.fixture
-def sqlite_farm(tmp_path):
-    server = ServerProcess(tmp_path / "data", f"sqlite:///{tmp_path}/edgefarm.db").start()
-    farm = Farm(server)
-    try:
-        yield farm
-    finally:
-        farm.close()
-        server.stop()
-
-
 def edgefarm(farm: Farm, *args: str) -> subprocess.CompletedProcess:
-    env = {"EDGEFARM_URL": farm.url, "EDGEFARM_TOKEN": farm.user_token, "PATH": "/usr/bin:/bin",
-           "XDG_CONFIG_HOME": "/nonexistent", "HOME": "/tmp"}
-    return subprocess.run([sys.executable, "-m", "edgefarm.cli.main", *args], cwd=PROJECT, env=env,
-                          capture_output=True, text=True, timeout=240)
+    return run_cli(*args, farm=farm, timeout=240)
 
 
 def gate(farm: Farm, *extra: str) -> subprocess.CompletedProcess:

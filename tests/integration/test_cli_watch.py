@@ -3,30 +3,14 @@ history, regressions and webhooks, as separate processes over HTTP."""
 
 import json
 import subprocess
-import sys
-
-import pytest
 
 from edgefarm.shared.formats.tflite_builder import tiny_tflite
-from tests.support.servers import PROJECT, Farm, ServerProcess, sample_result
-
-
-@pytest.fixture
-def sqlite_farm(tmp_path):
-    server = ServerProcess(tmp_path / "data", f"sqlite:///{tmp_path}/edgefarm.db").start()
-    farm = Farm(server)
-    try:
-        yield farm
-    finally:
-        farm.close()
-        server.stop()
+from tests.support.compression import edgefarm as run_cli
+from tests.support.servers import Farm, sample_result
 
 
 def edgefarm(farm: Farm, *args: str, token: str = "") -> subprocess.CompletedProcess:
-    env = {"EDGEFARM_URL": farm.url, "EDGEFARM_TOKEN": token or farm.user_token, "PATH": "/usr/bin:/bin",
-           "XDG_CONFIG_HOME": "/nonexistent", "HOME": "/tmp", "COLUMNS": "240"}
-    return subprocess.run([sys.executable, "-m", "edgefarm.cli.main", *args], cwd=PROJECT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    return run_cli(*args, farm=farm, token=token, timeout=60)
 
 
 def test_watch_commands(sqlite_farm, tmp_path):

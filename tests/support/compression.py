@@ -38,18 +38,22 @@ def write_digits_folder(dest: Path, split: str) -> int:
     return len(labels)
 
 
-def cli_env(farm: Optional[Farm] = None, **extra: str) -> Dict[str, str]:
+def cli_env(farm: Optional[Farm] = None, token: Optional[str] = None, **extra: str) -> Dict[str, str]:
+    """The environment of a CLI process: no configuration file; the farm's URL and ``token``
+    (default: the farm's user token) when a farm is given."""
     env = dict(os.environ, XDG_CONFIG_HOME=str(PROJECT / ".no-config"), **extra)
     if farm is not None:
-        env.update(EDGEFARM_URL=farm.url, EDGEFARM_TOKEN=farm.user_token)
+        env.update(EDGEFARM_URL=farm.url, EDGEFARM_TOKEN=token or farm.user_token)
     return env
 
 
-def edgefarm(*args: str, farm: Optional[Farm] = None, timeout: float = 600,
+def edgefarm(*args: str, farm: Optional[Farm] = None, token: Optional[str] = None, timeout: float = 600,
              env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
-    """``python -m edgefarm.cli.main ARGS`` in the project, output captured as text."""
+    """``python -m edgefarm.cli.main ARGS`` in the project, output captured as text; tables
+    240 columns wide."""
     return subprocess.run([sys.executable, "-m", "edgefarm.cli.main", *map(str, args)], cwd=PROJECT,
-                          env=env or cli_env(farm), capture_output=True, text=True, timeout=timeout)
+                          env=env or cli_env(farm, token, COLUMNS="240"), capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def edgefarm_json(*args: str, **kwargs) -> Tuple[dict, subprocess.CompletedProcess]:
