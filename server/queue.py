@@ -19,9 +19,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Dict, Iterable, List, Optional, Sequence, Set
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set
 
-from sqlalchemy import Integer, Select, bindparam, func, or_, select, text, union_all, update
+from sqlalchemy import Integer, Select, bindparam, func, insert, or_, select, text, union_all, update
 from sqlalchemy.orm import Session, aliased
 
 from edgefarm.shared.contract.enums import ACTIVE_RUN_STATES, FINAL_RUN_STATES, JobState, Placement, RunState
@@ -44,6 +44,13 @@ _RUN_COUNTS = (select(_RUNS.c.state, func.count()).where(_RUNS.c.job_id == bindp
                .group_by(_RUNS.c.state))
 _MODEL_SHA256 = select(Model.__table__.c.sha256).where(Model.__table__.c.id == bindparam("id"))
 _DATASET_SHA256 = select(Dataset.__table__.c.sha256).where(Dataset.__table__.c.id == bindparam("id"))
+
+
+_JOBS = Job.__table__
+_SET_DEADLINE = (update(_RUNS).where(_RUNS.c.id == bindparam("run_id"))
+                 .values(deadline_at=bindparam("deadline")))
+_TOUCH_JOB = (update(_JOBS).where(_JOBS.c.id == bindparam("job_id"), _JOBS.c.state != bindparam("new_state"))
+              .values(state=bindparam("new_state"), finished_at=None))
 
 
 class LeaseConflict(Exception):
@@ -209,7 +216,7 @@ def has_claimable_run(session: Session, device_id: int) -> bool:
     """A plain read (no lock, no write transaction): whether a queued run waits for
     this device, its own or one of its pools'. A poll that finds none skips the
     claim's write transaction and parks (``ix_runs_claim``)."""
-    found = session.scalar(_claimable_query(), {"device_id": device_id})
+    found = session.connection().execute(_claimable_query(), {"device_id": device_id}).scalar()
     return found is not None
 
 
@@ -231,20 +238,20 @@ def _claim_statement():
         .scalar_subquery()
     )
     job_timeout = select(Job.timeout_seconds).where(Job.id == Run.job_id).scalar_subquery()
-    columns = Run.__table__.c
+    columns = _RUNS.c
     return (
-        update(Run)
-        .where(Run.id == candidate, Run.state == str(RunState.queued),
-               or_(Run.device_id == DEVICE, Run.device_id.is_(None)))
+        update(_RUNS)
+        .where(columns.id == candidate, columns.state == str(RunState.queued),
+               or_(columns.device_id == DEVICE, columns.device_id.is_(None)))
         .values(
             state=str(RunState.leased), device_id=DEVICE,
-            lease_id=bindparam("lease_id", type_=columns.lease_id.type), attempt=Run.attempt + 1,
+            lease_id=bindparam("lease_id", type_=columns.lease_id.type), attempt=columns.attempt + 1,
             lease_expires_at=bindparam("expires", type_=columns.lease_expires_at.type),
             leased_at=bindparam("now", type_=columns.leased_at.type),
             started_at=None, finished_at=None, error=None, progress=None,
         )
-        .returning(Run.id, Run.job_id, Run.model_id, Run.attempt, Run.max_attempts, job_timeout)
-        .execution_options(synchronize_session=False)
+        .returning(columns.id, columns.job_id, columns.model_id, columns.attempt, columns.max_attempts,
+                   job_timeout)
     )
 
 
@@ -259,15 +266,12 @@ def claim_next_run(
     now = now or utcnow()
     lease_id, expires = str(uuid.uuid4()), now + timedelta(seconds=lease_seconds)
     params = {"device_id": device_id, "lease_id": lease_id, "expires": expires, "now": now}
-    row = session.execute(_claim_statement(), params).first()
+    connection = session.connection()
+    row = connection.execute(_claim_statement(), params).first()
     if row is None:
         return None
     run_id, job_id, model_id, attempt, max_attempts, timeout = row
-    session.execute(
-        update(Run).where(Run.id == run_id)
-        .values(deadline_at=now + timedelta(seconds=timeout))
-        .execution_options(synchronize_session=False)
-    )
+    connection.execute(_SET_DEADLINE, {"run_id": run_id, "deadline": now + timedelta(seconds=timeout)})
     _touch_job(session, job_id, JobState.running)
     return ClaimedRun(run_id, job_id, model_id, lease_id, expires, attempt, max_attempts)
 
@@ -324,9 +328,17 @@ def release_lease(
 
 @dataclass
 class ReportOutcome:
-    run: Run
-    result: Optional[Result]
+    """What a report did: the run's state after it, the result it stored (or the one a
+    repeat found), whether it was a repeat, and whether it ended the run's job."""
+
+    run_id: int
+    job_id: int
+    model_id: int
+    device_id: int
+    state: str
+    result_id: Optional[int]
     duplicate: bool
+    job_ended: bool = False
 
 
 def report_digest(report: RunReport) -> str:
@@ -334,62 +346,124 @@ def report_digest(report: RunReport) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
+# A report's statements, built once, on the tables (Core: no ORM objects loaded or
+# flushed): they run on the session's connection, inside its transaction.
+_RESULTS = Result.__table__
+_REPORT_RUN = (select(_RUNS.c.id, _RUNS.c.job_id, _RUNS.c.model_id, _RUNS.c.device_id, _RUNS.c.state,
+                      _RUNS.c.lease_id, _RUNS.c.lease_expires_at, _RUNS.c.cancel_requested,
+                      _RUNS.c.error, _RUNS.c.report_lease_id, _RUNS.c.report_digest)
+               .where(_RUNS.c.id == bindparam("run_id")).with_for_update())
+_REPORT_JOB = (select(_JOBS.c.state, _JOBS.c.finished_at, _JOBS.c.cancel_reason, _JOBS.c.dataset_id)
+               .where(_JOBS.c.id == bindparam("job_id")).with_for_update())
+_RESULT_OF_RUN = select(_RESULTS.c.id).where(_RESULTS.c.run_id == bindparam("run_id"))
+_INSERT_RESULT = insert(_RESULTS).returning(_RESULTS.c.id)
+_FINISH_RUN = (update(_RUNS).where(_RUNS.c.id == bindparam("run_id"))
+               .values(state=bindparam("new_state"), finished_at=bindparam("finished"),
+                       lease_expires_at=None, error=bindparam("new_error"),
+                       report_lease_id=bindparam("report_lease"), report_digest=bindparam("digest")))
+_SET_JOB_STATE = (update(_JOBS).where(_JOBS.c.id == bindparam("job_id"))
+                  .values(state=bindparam("new_state"), finished_at=bindparam("finished")))
+
+
 def record_report(
     session: Session, run_id: int, device_id: int, report: RunReport, device_snapshot: dict,
     now: Optional[datetime] = None, digest: Optional[str] = None,
+    shas: Optional[Callable[[str, int], str]] = None,
 ) -> ReportOutcome:
     """Store the outcome of a run, once; a repeated identical post is a no-op.
-    ``digest``: the report's ``report_digest``, when the caller computed it already."""
+    ``digest``: the report's ``report_digest``, when the caller computed it already;
+    ``shas(kind, id)``: the sha256 of a model or dataset (``"model"``, ``"dataset"``),
+    when the caller keeps them (they never change), else read here.
+
+    The job is locked before the run (the lock order of every path that finishes runs),
+    the lease checked, the result inserted, the run finished and the job's state
+    recomputed from its runs' counts: 6 or 7 statements, all on prebuilt Core statements."""
     now = now or utcnow()
-    lock_job_of_run(session, run_id)
-    run = session.get(Run, run_id, with_for_update=True, populate_existing=True)
-    if run is None or run.device_id != device_id:
+    connection = session.connection()
+    job_id = connection.execute(_JOB_OF_RUN, {"run_id": run_id}).scalar()
+    job = connection.execute(_REPORT_JOB, {"job_id": job_id}).first() if job_id is not None else None
+    run = connection.execute(_REPORT_RUN, {"run_id": run_id}).first()
+    if run is None or job is None or run.device_id != device_id:
         raise LookupError(run_id)
     digest = digest or report_digest(report)
     if run.state in FINAL and run.report_lease_id == report.lease_id:
         if run.report_digest == digest:
-            result = session.scalar(select(Result).where(Result.run_id == run.id))
-            return ReportOutcome(run, result, duplicate=True)
+            result_id = connection.execute(_RESULT_OF_RUN, {"run_id": run_id}).scalar()
+            return ReportOutcome(run_id, run.job_id, run.model_id, device_id, run.state, result_id,
+                                 duplicate=True)
         raise LeaseConflict(f"run {run_id} already has a different report for this lease")
-    run = _check_lease(run, run_id, device_id, report.lease_id, now)
+    _check_lease(run, run_id, device_id, report.lease_id, now)
     problem = report_problem(report)
     if problem is not None:
         raise ValueError(problem)
     state = report.state
     if run.cancel_requested and state != RunState.succeeded:
         state = RunState.cancelled
-    result = None
+    result_id = None
     if report.result is not None and state == RunState.succeeded:
-        result = _store_result(session, run, report, digest, device_snapshot, now)
-    _finish(run, state, report.error, now)
-    run.report_lease_id, run.report_digest = report.lease_id, digest
-    refresh_job_state(session, run.job_id)
-    return ReportOutcome(run, result, duplicate=False)
+        sha = shas or (lambda kind, row_id: _sha256_of(connection, kind, row_id))
+        result_id = _insert_result(connection, run, job.dataset_id, report, digest, device_snapshot, now, sha)
+    connection.execute(_FINISH_RUN, {
+        "run_id": run_id, "new_state": str(state), "finished": now,
+        "new_error": report.error or run.error, "report_lease": report.lease_id, "digest": digest})
+    job_ended = _refresh_job_row(connection, run.job_id, job)
+    return ReportOutcome(run_id, run.job_id, run.model_id, device_id, str(state), result_id, duplicate=False,
+                         job_ended=job_ended)
 
 
-def _store_result(
-    session: Session, run: Run, report: RunReport, digest: str, snapshot: dict, now: datetime
-) -> Result:
-    job = session.get(Job, run.job_id)  # locked by the report already: no query
-    model_sha = session.execute(_MODEL_SHA256, {"id": run.model_id}).scalar_one()
-    dataset_sha = None
-    if job.dataset_id is not None:
-        dataset_sha = session.execute(_DATASET_SHA256, {"id": job.dataset_id}).scalar_one()
+def _sha256_of(connection, kind: str, row_id: int) -> str:
+    statement = _MODEL_SHA256 if kind == "model" else _DATASET_SHA256
+    return connection.execute(statement, {"id": row_id}).scalar_one()
+
+
+def _insert_result(connection, run, dataset_id: Optional[int], report: RunReport, digest: str,
+                   snapshot: dict, now: datetime, sha: Callable[[str, int], str]) -> int:
     body = report.result
     accuracy, metric = headline_metric(body.metrics)
-    result = Result(
-        run_id=run.id, job_id=run.job_id, model_id=run.model_id, device_id=run.device_id,
-        dataset_id=job.dataset_id, lease_id=report.lease_id, digest=digest,
-        runtime=body.runtime.name, runtime_version=body.runtime.version,
-        agent_version=body.agent_version, model_sha256=model_sha, dataset_sha256=dataset_sha,
-        p50_ms=body.latency_ms.p50 if body.latency_ms else None,
-        p90_ms=body.latency_ms.p90 if body.latency_ms else None,
-        accuracy=accuracy, accuracy_metric=metric,
-        body=body.model_dump(mode="json"), device_snapshot=snapshot, created_at=now,
-    )
-    session.add(result)
-    session.flush()
-    return result
+    latency = body.latency_ms
+    return connection.execute(_INSERT_RESULT, {
+        "run_id": run.id, "job_id": run.job_id, "model_id": run.model_id, "device_id": run.device_id,
+        "dataset_id": dataset_id, "lease_id": report.lease_id, "digest": digest,
+        "runtime": body.runtime.name, "runtime_version": body.runtime.version,
+        "agent_version": body.agent_version, "model_sha256": sha("model", run.model_id),
+        "dataset_sha256": sha("dataset", dataset_id) if dataset_id is not None else None,
+        "p50_ms": latency.p50 if latency else None, "p90_ms": latency.p90 if latency else None,
+        "accuracy": accuracy, "accuracy_metric": metric,
+        "body": body.model_dump(mode="json"), "device_snapshot": snapshot, "created_at": now,
+    }).scalar_one()
+
+
+def job_state_from_counts(counts: Dict[str, int], cancel_reason: Optional[str]) -> Optional[JobState]:
+    """The state a job's runs' counts give it (None: the job has no runs yet)."""
+    total = sum(counts.values())
+    if total == 0:
+        return None
+    done = sum(counts.get(s, 0) for s in FINAL)
+    if done == total:
+        if counts.get(str(RunState.succeeded), 0) == total:
+            return JobState.succeeded
+        return JobState.cancelled if cancel_reason else JobState.failed
+    if any(counts.get(s, 0) for s in ACTIVE) or done:
+        return JobState.running
+    return JobState.queued
+
+
+def _refresh_job_row(connection, job_id: int, job) -> bool:
+    """``refresh_job_state`` on the job's row (``job``: its state, finished_at and
+    cancel_reason, read under its lock) with Core statements; whether the job ended."""
+    counts = {state: count for state, count in connection.execute(_RUN_COUNTS, {"job_id": job_id})}
+    state = job_state_from_counts(counts, job.cancel_reason)
+    if state is None:
+        return False
+    if state.is_final:
+        if job.state != str(state):
+            connection.execute(_SET_JOB_STATE,
+                               {"job_id": job_id, "new_state": str(state), "finished": utcnow()})
+            return True
+        return False
+    if job.state != str(state) or job.finished_at is not None:
+        connection.execute(_SET_JOB_STATE, {"job_id": job_id, "new_state": str(state), "finished": None})
+    return False
 
 
 def _finish(run: Run, state: RunState, error: Optional[str], now: datetime) -> None:
@@ -536,34 +610,20 @@ def refresh_job_state(session: Session, job_id: int) -> Job:
     run unfinished and the job stayed ``running``)."""
     session.flush()
     job = lock_job(session, job_id)
-    counts = run_counts(session, job_id)
-    total = sum(counts.values())
-    if total == 0:
+    state = job_state_from_counts(run_counts(session, job_id), job.cancel_reason)
+    if state is None:
         return job
-    done = sum(counts.get(s, 0) for s in FINAL)
-    if done == total:
-        if counts.get(str(RunState.succeeded), 0) == total:
-            state = JobState.succeeded
-        elif job.cancel_reason:
-            state = JobState.cancelled
-        else:
-            state = JobState.failed
+    if state.is_final:
         if job.state != str(state):
             job.state, job.finished_at = str(state), utcnow()
-    elif any(counts.get(s, 0) for s in ACTIVE) or done:
-        job.state, job.finished_at = str(JobState.running), None
     else:
-        job.state, job.finished_at = str(JobState.queued), None
+        job.state, job.finished_at = str(state), None
     return job
 
 
 def _touch_job(session: Session, job_id: int, state: JobState) -> None:
     """Set the job's state unless it has it already (then the statement writes nothing)."""
-    session.execute(
-        update(Job).where(Job.id == job_id, Job.state != str(state))
-        .values(state=str(state), finished_at=None)
-        .execution_options(synchronize_session=False)
-    )
+    session.connection().execute(_TOUCH_JOB, {"job_id": job_id, "new_state": str(state)})
 
 
 def runs_using_model(session: Session, model_id: int) -> int:

@@ -325,6 +325,7 @@ def delete_dataset(ctx: AppContext, dataset_id: int, base_url: str) -> DatasetOu
         out = dataset_out(dataset, base_url)
         session.delete(dataset)
         in_use = blob_in_use(session, out.sha256)
+    ctx.lease_parts.clear()  # a SQLite database may give the id to the next dataset
     if out.source == DatasetSource.uploaded and not in_use:
         ctx.store.delete(out.sha256)
     return out

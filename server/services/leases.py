@@ -10,7 +10,7 @@ work between two claims is the API's long poll."""
 from contextlib import contextmanager
 from typing import Callable, Dict, Iterator, Optional
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -83,14 +83,15 @@ def _give_waiting_runs(session: Session, device: Device) -> int:
     return made
 
 
+_SEEN = (update(Device.__table__).where(Device.__table__.c.id == bindparam("device_id"))
+         .values(last_seen_at=bindparam("seen")))
+
+
 def saw_device(ctx: AppContext, session: Session, device_id: int) -> None:
     """Write the device's ``last_seen_at``, at most once per ``last_seen_write_seconds``
     per device and process (``Device.last_seen_at`` says "online", to the minute)."""
     if ctx.last_seen.due(device_id):
-        session.execute(
-            update(Device).where(Device.id == device_id).values(last_seen_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
+        session.connection().execute(_SEEN, {"device_id": device_id, "seen": utcnow()})
 
 
 #: The most device ids one ``write_seen_devices`` statement names.
@@ -325,17 +326,30 @@ def report(ctx: AppContext, run_id: int, device_id: Optional[int], body: RunRepo
     with _database_space(), ctx.db.write() as session:
         if authorize is not None:
             device_id = authorize(session)
-        device = session.get(Device, device_id)
+        name, platform, capabilities = session.connection().execute(_DEVICE_SNAPSHOT, {"id": device_id}).one()
         saw_device(ctx, session, device_id)
-        snapshot = {"name": device.name, "platform": device.platform, **(device.capabilities or {})}
+        snapshot = {"name": name, "platform": platform, **(capabilities or {})}
         with _agents_run(run_id):
-            outcome = record_report(session, run_id, device_id, body, snapshot, digest=digest)
+            outcome = record_report(session, run_id, device_id, body, snapshot, digest=digest,
+                                    shas=lambda kind, row_id: _sha256(ctx, session, kind, row_id))
         if not outcome.duplicate:
-            watch_report(ctx, session, outcome, prejudged)
-        return RunReportResponse(
-            run_id=run_id, state=RunState(outcome.run.state),
-            result_id=outcome.result.id if outcome.result else None, duplicate=outcome.duplicate,
-        )
+            watch_report(ctx, session, outcome, prejudged, body.result.runtime.name if body.result else None)
+        return RunReportResponse(run_id=run_id, state=RunState(outcome.state), result_id=outcome.result_id,
+                                 duplicate=outcome.duplicate)
+
+
+_DEVICES = Device.__table__
+_DEVICE_SNAPSHOT = select(_DEVICES.c.name, _DEVICES.c.platform, _DEVICES.c.capabilities).where(
+    _DEVICES.c.id == bindparam("id"))
+_SHA256 = {kind: select(table.c.sha256).where(table.c.id == bindparam("id"))
+           for kind, table in (("model", Model.__table__), ("dataset", Dataset.__table__))}
+
+
+def _sha256(ctx: AppContext, session: Session, kind: str, row_id: int) -> str:
+    """A model's or dataset's sha256, read once per process (an artifact's content never
+    changes; ``lease_parts`` is cleared when a model is deleted)."""
+    return ctx.lease_parts.get(("sha256", kind, row_id), lambda: session.connection().execute(
+        _SHA256[kind], {"id": row_id}).scalar_one())
 
 
 def sweep_expired(ctx: AppContext) -> Dict[str, int]:

@@ -10,7 +10,7 @@ webhook outbox in the same commit. The decision itself is ``server.verdicts``'.
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from edgefarm.shared.contract.enums import RunState
@@ -80,6 +80,36 @@ def _baseline_row(session: Session, series: Series) -> Optional[Baseline]:
         Baseline.device_id == series.device_id, Baseline.runtime == series.runtime))
 
 
+_BASELINES = Baseline.__table__
+_BASELINE_OF = select(_BASELINES.c.result_id).where(
+    _BASELINES.c.family == bindparam("family"), _BASELINES.c.variant == bindparam("variant"),
+    _BASELINES.c.device_id == bindparam("device_id"), _BASELINES.c.runtime == bindparam("runtime"))
+_RUNS = Run.__table__
+_RUN_OF_REPORT = (select(_RUNS.c.device_id, _RUNS.c.model_id, _RUNS.c.job_id)
+                  .where(_RUNS.c.id == bindparam("run_id")))
+
+
+def series_for(ctx: AppContext, session: Session, model_id: int, device_id: int, runtime: str) -> Series:
+    """The series of a result of ``model_id`` on ``device_id`` with ``runtime``; the model's
+    family and variant are read once per process (a model's never change;
+    ``AppContext.lease_parts`` is cleared when a model is deleted)."""
+    family, variant = ctx.lease_parts.get(("series", model_id),
+                                          lambda: _family_and_variant(session, model_id))
+    return Series(family=family, variant=variant, device_id=device_id, runtime=runtime)
+
+
+def _family_and_variant(session: Session, model_id: int) -> Tuple[str, str]:
+    model = session.get(Model, model_id)
+    return model.family, variant_of(model)
+
+
+def baseline_result_id(session: Session, series: Series) -> Optional[int]:
+    """The result the series is held to, or None: one prebuilt Core read."""
+    return session.connection().execute(_BASELINE_OF, {
+        "family": series.family, "variant": series.variant, "device_id": series.device_id,
+        "runtime": series.runtime}).scalar()
+
+
 def _figures(result: Result):
     return figures_of(result.body or {}, result.accuracy, result.accuracy_metric, result.dataset_sha256)
 
@@ -107,17 +137,14 @@ def prejudge(ctx: AppContext, run_id: int, device_id: Optional[int],
     if body is None or report.state != RunState.succeeded:
         return None
     with ctx.db.read() as session:
-        run = session.get(Run, run_id)
+        run = session.connection().execute(_RUN_OF_REPORT, {"run_id": run_id}).first()
         if run is None or run.device_id is None or device_id not in (None, run.device_id):
             return None
-        device_id = run.device_id
-        model = session.get(Model, run.model_id)
-        series = Series(family=model.family, variant=variant_of(model), device_id=device_id,
-                        runtime=body.runtime.name)
-        baseline = _baseline_row(session, series)
-        if baseline is None:
+        series = series_for(ctx, session, run.model_id, run.device_id, body.runtime.name)
+        baseline_id = baseline_result_id(session, series)
+        if baseline_id is None:
             return Prejudged(None, [])
-        base = session.get(Result, baseline.result_id)
+        base = session.get(Result, baseline_id)
         job = session.get(Job, run.job_id)
         dataset = session.get(Dataset, job.dataset_id) if job.dataset_id else None
         accuracy, metric = headline_metric(body.metrics)

@@ -15,7 +15,7 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any, Dict, List, Optional
 
-from sqlalchemy import func, inspect, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
@@ -31,6 +31,7 @@ from ..tables import (
     Job,
     Model,
     Regression,
+    Result,
     Run,
     Webhook,
     WebhookDelivery,
@@ -38,7 +39,7 @@ from ..tables import (
 )
 from .lookups import get_row
 from .pages import Page, read_page
-from .watch import Prejudged, check_result
+from .watch import Prejudged, baseline_result_id, check_result, series_for
 
 
 def webhook_out(row: Webhook, secret: Optional[str] = None) -> WebhookOut:
@@ -212,18 +213,20 @@ def public_base(ctx: AppContext) -> str:
 
 
 def watch_report(ctx: AppContext, session: Session, outcome: Any,
-                 prejudged: Optional[Prejudged] = None) -> None:
+                 prejudged: Optional[Prejudged] = None, runtime: Optional[str] = None) -> None:
     """In a report's transaction: check the new result against its baseline (judged
     beforehand: ``watch.prejudge``) and announce what the report changed (a regression,
-    a failed run, a job that ended)."""
+    a failed run, a job that ended). ``outcome``: the queue's ``ReportOutcome``; a result
+    whose series has no baseline costs one read, and a report that announces nothing no
+    ORM load; ``runtime``: the result's runtime (its series)."""
     base_url = public_base(ctx)
-    run = outcome.run
-    job = session.get(Job, run.job_id)
-    # before any query: a flush would forget that this report changed the job's state
-    ended = JobState(job.state).is_final and bool(inspect(job).attrs.state.history.added)
-    if outcome.result is not None:
-        announce_regressions(session, check_result(session, outcome.result, prejudged), base_url)
-    if run.state == str(RunState.failed):
-        announce_failed_run(session, run, base_url)
-    if ended:
-        announce_job(session, job, base_url)
+    if outcome.result_id is not None:
+        series = series_for(ctx, session, outcome.model_id, outcome.device_id, runtime)
+        baseline_id = baseline_result_id(session, series)
+        if baseline_id is not None and baseline_id != outcome.result_id:
+            result = session.get(Result, outcome.result_id)
+            announce_regressions(session, check_result(session, result, prejudged), base_url)
+    if outcome.state == str(RunState.failed):
+        announce_failed_run(session, session.get(Run, outcome.run_id, populate_existing=True), base_url)
+    if outcome.job_ended:
+        announce_job(session, session.get(Job, outcome.job_id, populate_existing=True), base_url)
