@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from . import __version__
 from .api import api_router
 from .api.bodies import RequestLimits
+from .api.hot import HotPaths
 from .config import Settings
 from .context import AppContext
 from .db import Database, Throttle
@@ -72,5 +73,6 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
     app.include_router(api_router())
     mount_dashboard(app)
     document_problems(app)
+    app.add_middleware(HotPaths)  # inside RequestLimits: the last added is the outermost
     app.add_middleware(RequestLimits)
     return app

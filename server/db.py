@@ -57,10 +57,22 @@ class Database:
         event.listen(self._sessions, "after_commit", _forget_locks)
         event.listen(self._sessions, "after_rollback", _forget_locks)
         self._write_lock = threading.RLock() if self.is_sqlite else None
+        # PostgreSQL: sessions whose every statement commits by itself (``read_each``)
+        self._each_sessions = self._sessions if self.is_sqlite else sessionmaker(
+            self.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
 
     @contextmanager
     def read(self) -> Iterator[Session]:
         with self._sessions() as session:
+            yield session
+
+    @contextmanager
+    def read_each(self) -> Iterator[Session]:
+        """A session for a few independent reads, each its own transaction: on PostgreSQL
+        (READ COMMITTED, where every statement sees its own snapshot anyway) no BEGIN and
+        ROLLBACK round trips around them; SQLite's driver begins no transaction for a
+        read. Never write in it: a write would commit at once."""
+        with self._each_sessions() as session:
             yield session
 
     @contextmanager

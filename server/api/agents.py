@@ -61,6 +61,11 @@ async def lease(
     queries nothing: it claims again only when woken for its own device. The first
     attempt reads the token and looks for work in one session, and claims, in one trip
     to a worker thread; a wake delivered before the poll subscribed makes it look again."""
+    return await answer_lease(ctx, request, body)
+
+
+async def answer_lease(ctx: AppContext, request: Request, body: LeaseRequest) -> Response:
+    """The lease route's answer (also ``hot.HotPaths``'): a lease, or 204."""
     limit = ctx.settings.poll_wait_seconds
     wait = limit if body.wait_seconds is None else min(body.wait_seconds, limit)
     loop = asyncio.get_running_loop()
@@ -68,7 +73,7 @@ async def lease(
     base_url = ctx.base_url(request)
 
     def first() -> Tuple[int, Optional[Lease]]:
-        with ctx.db.read() as session:
+        with ctx.db.read_each() as session:
             device_id = authenticate_agent(session, request).device_id
             found = leases.work_waiting(session, device_id)
         return device_id, leases.claim(ctx, device_id, base_url, found)

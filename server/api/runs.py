@@ -51,6 +51,11 @@ async def report(
 ) -> Response:
     """Post the run's outcome; accepted only with the current lease id. The token is read
     in the report's own transaction, on one trip to a worker thread."""
+    return await answer_report(ctx, request, run_id, body)
+
+
+async def answer_report(ctx: AppContext, request: Request, run_id: int, body: RunReport) -> Response:
+    """The report route's answer (also ``hot.HotPaths``')."""
     def store() -> RunReportResponse:
         return leases.report(ctx, run_id, None, body,
                              authorize=lambda session: authenticate_agent(session, request).device_id)

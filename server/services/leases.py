@@ -239,7 +239,7 @@ def claim(ctx: AppContext, device_id: int, base_url: str,
     the other idle devices'. The lease is assembled after the claim's
     transaction commits: on SQLite the write lock is held for the claim alone."""
     if found is None:
-        with ctx.db.read() as session:
+        with ctx.db.read_each() as session:
             found = work_waiting(session, device_id)
     if not found:
         if ctx.last_seen.due(device_id):

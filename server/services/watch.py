@@ -136,7 +136,7 @@ def prejudge(ctx: AppContext, run_id: int, device_id: Optional[int],
     body = report.result
     if body is None or report.state != RunState.succeeded:
         return None
-    with ctx.db.read() as session:
+    with ctx.db.read_each() as session:
         run = session.connection().execute(_RUN_OF_REPORT, {"run_id": run_id}).first()
         if run is None or run.device_id is None or device_id not in (None, run.device_id):
             return None
