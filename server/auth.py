@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from sqlalchemy import Row, bindparam, select
 from sqlalchemy.orm import Session
@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from edgefarm.shared.contract.enums import Role
 from edgefarm.shared.contract.ids import parse_id
 
-from .tables import Token, utcnow
+from .tables import Device, Token, utcnow
 
 PREFIX = "ef_"
 
@@ -31,6 +31,9 @@ class Principal:
     token_id: int
     role: Role
     device_id: Optional[int] = None
+    #: the agent's device as a result records it (name, platform, capabilities), when
+    #: read with the token (``AGENT_TOKEN_BY_ID``)
+    device: Optional[Dict[str, Any]] = None
 
 
 def hash_secret(secret: str) -> str:
@@ -62,19 +65,35 @@ def parse_token(token: str) -> Optional[Tuple[int, str]]:
 _TOKENS = Token.__table__
 #: A token's row by id, as a plain Core statement (compiled once, no ORM loading: every
 #: request of every agent runs it).
-_TOKEN_BY_ID = select(
+TOKEN_BY_ID = select(
     _TOKENS.c.id, _TOKENS.c.role, _TOKENS.c.name, _TOKENS.c.secret_hash, _TOKENS.c.revoked,
     _TOKENS.c.used_at, _TOKENS.c.device_id,
 ).where(_TOKENS.c.id == bindparam("token_id"))
 
 
-def verify_token(session: Session, token: str) -> Optional[Row]:
+_DEVICES = Device.__table__
+#: The same, with the token's device (a report records it with its result): one statement.
+AGENT_TOKEN_BY_ID = (
+    select(*TOKEN_BY_ID.selected_columns, _DEVICES.c.name.label("device_name"),
+           _DEVICES.c.platform.label("device_platform"),
+           _DEVICES.c.capabilities.label("device_capabilities"))
+    .select_from(_TOKENS.outerjoin(_DEVICES, _DEVICES.c.id == _TOKENS.c.device_id))
+    .where(_TOKENS.c.id == bindparam("token_id"))
+)
+
+
+def device_snapshot(name: str, platform: str, capabilities: Optional[dict]) -> Dict[str, Any]:
+    """A device as a result records it."""
+    return {"name": name, "platform": platform, **(capabilities or {})}
+
+
+def verify_token(session: Session, token: str, statement=TOKEN_BY_ID) -> Optional[Row]:
     """The token's row (id, role, name, secret_hash, revoked, used_at, device_id) when
     the token is well formed, known, matches and is not revoked; else None."""
     parsed = parse_token(token)
     if parsed is None:
         return None
-    row = session.connection().execute(_TOKEN_BY_ID, {"token_id": parsed[0]}).first()
+    row = session.connection().execute(statement, {"token_id": parsed[0]}).first()
     expected = row.secret_hash if row is not None else hash_secret("")
     ok = hmac.compare_digest(expected, hash_secret(parsed[1]))
     if row is None or not ok or row.revoked:

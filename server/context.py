@@ -6,7 +6,7 @@ services (``edgefarm.server.services``)."""
 from dataclasses import dataclass, field
 
 from .config import Settings
-from .db import Database, Memo, Throttle
+from .db import Database, Memo, Throttle, WorkingAgents
 from .notify import Waker
 from .storage import ArtifactStore
 
@@ -19,6 +19,7 @@ class AppContext:
     waker: Waker
     last_seen: Throttle = field(default_factory=Throttle)  # devices' last_seen_at writes
     lease_parts: Memo = field(default_factory=Memo)  # what a lease says of its job and model
+    working_agents: WorkingAgents = field(default_factory=WorkingAgents)  # whose last poll got work
 
     def base_url(self, request) -> str:
         """The URL put into download links and permalinks: the configured public URL,

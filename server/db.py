@@ -8,7 +8,7 @@ never interleaved. PostgreSQL needs no lock: the queue uses row locks.
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Hashable, Iterator, List, Set
+from typing import Any, Callable, Dict, Hashable, Iterator, List, Optional, Set
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
@@ -123,6 +123,30 @@ class Throttle:
         """The keys deferred since the last call (each once)."""
         taken, self._deferred = self._deferred, set()
         return sorted(taken)
+
+
+class WorkingAgents:
+    """The agents (by token id) whose last lease request got a run, in this process: their
+    next request likely gets one too, so it claims at once (``leases.claim_as``) instead of
+    reading first whether work waits. A hint only: a wrong one costs a write transaction
+    that claims nothing. At most ``size`` agents (then it starts afresh)."""
+
+    def __init__(self, size: int = 100_000):
+        self._size = size
+        self._ids: Set[int] = set()
+
+    def __contains__(self, token_id: Optional[int]) -> bool:
+        return token_id in self._ids
+
+    def mark(self, token_id: Optional[int], working: bool) -> None:
+        if token_id is None:
+            return
+        if not working:
+            self._ids.discard(token_id)
+            return
+        if len(self._ids) >= self._size:
+            self._ids.clear()
+        self._ids.add(token_id)
 
 
 class Memo:

@@ -353,8 +353,10 @@ _REPORT_RUN = (select(_RUNS.c.id, _RUNS.c.job_id, _RUNS.c.model_id, _RUNS.c.devi
                       _RUNS.c.lease_id, _RUNS.c.lease_expires_at, _RUNS.c.cancel_requested,
                       _RUNS.c.error, _RUNS.c.report_lease_id, _RUNS.c.report_digest)
                .where(_RUNS.c.id == bindparam("run_id")).with_for_update())
-_REPORT_JOB = (select(_JOBS.c.state, _JOBS.c.finished_at, _JOBS.c.cancel_reason, _JOBS.c.dataset_id)
-               .where(_JOBS.c.id == bindparam("job_id")).with_for_update())
+#: the job of the run, locked (its id read in the same statement)
+_REPORT_JOB = (select(_JOBS.c.id, _JOBS.c.state, _JOBS.c.finished_at, _JOBS.c.cancel_reason,
+                      _JOBS.c.dataset_id)
+               .where(_JOBS.c.id == _JOB_OF_RUN.scalar_subquery()).with_for_update())
 _RESULT_OF_RUN = select(_RESULTS.c.id).where(_RESULTS.c.run_id == bindparam("run_id"))
 _INSERT_RESULT = insert(_RESULTS).returning(_RESULTS.c.id)
 _FINISH_RUN = (update(_RUNS).where(_RUNS.c.id == bindparam("run_id"))
@@ -377,11 +379,10 @@ def record_report(
 
     The job is locked before the run (the lock order of every path that finishes runs),
     the lease checked, the result inserted, the run finished and the job's state
-    recomputed from its runs' counts: 6 or 7 statements, all on prebuilt Core statements."""
+    recomputed from its runs' counts: 5 or 6 statements, all on prebuilt Core statements."""
     now = now or utcnow()
     connection = session.connection()
-    job_id = connection.execute(_JOB_OF_RUN, {"run_id": run_id}).scalar()
-    job = connection.execute(_REPORT_JOB, {"job_id": job_id}).first() if job_id is not None else None
+    job = connection.execute(_REPORT_JOB, {"run_id": run_id}).first()
     run = connection.execute(_REPORT_RUN, {"run_id": run_id}).first()
     if run is None or job is None or run.device_id != device_id:
         raise LookupError(run_id)

@@ -17,7 +17,7 @@ from edgefarm.shared.contract.schemas import (
     LeaseRequest,
 )
 
-from ..auth import Principal
+from ..auth import Principal, parse_token
 from ..context import AppContext
 from ..services import leases
 from .bodies import ContractRoute
@@ -42,6 +42,12 @@ def device_heartbeat(
 ) -> AgentHeartbeatResponse:
     """The agent is alive; optionally its capabilities changed (new runtime, labels)."""
     return leases.device_heartbeat(ctx, principal.device_id, body)
+
+
+def token_key(request: Request) -> Optional[int]:
+    """The id of the request's bearer token, unverified (a hint's key, never a credential)."""
+    parsed = parse_token(request.headers.get("authorization", "").partition(" ")[2].strip())
+    return parsed[0] if parsed else None
 
 
 def _json(model: BaseModel) -> Response:
@@ -72,11 +78,20 @@ async def answer_lease(ctx: AppContext, request: Request, body: LeaseRequest) ->
     deadline = loop.time() + wait
     base_url = ctx.base_url(request)
 
+    def authorize(session) -> int:
+        return authenticate_agent(session, request).device_id
+
     def first() -> Tuple[int, Optional[Lease]]:
-        with ctx.db.read_each() as session:
-            device_id = authenticate_agent(session, request).device_id
-            found = leases.work_waiting(session, device_id)
-        return device_id, leases.claim(ctx, device_id, base_url, found)
+        token_id = token_key(request)
+        if token_id in ctx.working_agents:  # its last poll got work: claim at once
+            device_id, granted = leases.claim_as(ctx, base_url, authorize)
+        else:
+            with ctx.db.read_each() as session:
+                device_id = authorize(session)
+                found = leases.work_waiting(session, device_id)
+            granted = leases.claim(ctx, device_id, base_url, found)
+        ctx.working_agents.mark(token_id, granted is not None)
+        return device_id, granted
 
     wakes = ctx.waker.wakes
     device_id, granted = await run_in_threadpool(first)

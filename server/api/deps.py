@@ -16,7 +16,7 @@ from edgefarm.shared.contract import PROTOCOL_HEADER, PROTOCOL_VERSION
 from edgefarm.shared.contract.enums import Role
 from edgefarm.shared.contract.ids import MAX_DB_INT, MAX_ID
 
-from ..auth import Principal, verify_token
+from ..auth import AGENT_TOKEN_BY_ID, TOKEN_BY_ID, Principal, device_snapshot, verify_token
 from ..context import AppContext
 from ..problems import ProblemException
 
@@ -57,8 +57,9 @@ def bearer_token(request: Request) -> str:
     return value.strip()
 
 
-def authenticate(session: Session, request: Request) -> Principal:
-    row = verify_token(session, bearer_token(request))
+def authenticate(session: Session, request: Request, with_device: bool = False) -> Principal:
+    """The request's token (``with_device``: and its device, in the same statement)."""
+    row = verify_token(session, bearer_token(request), AGENT_TOKEN_BY_ID if with_device else TOKEN_BY_ID)
     if row is None:
         raise ProblemException(
             401, "Unauthorized", "the token is unknown, revoked or malformed",
@@ -68,7 +69,10 @@ def authenticate(session: Session, request: Request) -> Principal:
         raise ProblemException(
             401, "Unauthorized", "this enrollment token has already been used", kind="unauthorized"
         )
-    return Principal(token_id=row.id, role=Role(row.role), device_id=row.device_id)
+    device = None
+    if with_device and row.device_name is not None:
+        device = device_snapshot(row.device_name, row.device_platform, row.device_capabilities)
+    return Principal(token_id=row.id, role=Role(row.role), device_id=row.device_id, device=device)
 
 
 def check_role(principal: Principal, *roles: Role) -> Principal:
@@ -134,9 +138,10 @@ async def agent_headers(request: Request) -> None:
     check_protocol(request)
 
 
-def authenticate_agent(session: Session, request: Request) -> Principal:
-    """The enrolled agent named by the request's token, read in the caller's session."""
-    return _only_agents(authenticate(session, request))
+def authenticate_agent(session: Session, request: Request, with_device: bool = False) -> Principal:
+    """The enrolled agent named by the request's token, read in the caller's session
+    (``with_device``: with its device, ``Principal.device``)."""
+    return _only_agents(authenticate(session, request, with_device))
 
 
 async def downloader(principal: Principal = Depends(get_principal)) -> Principal:

@@ -58,7 +58,7 @@ async def answer_report(ctx: AppContext, request: Request, run_id: int, body: Ru
     """The report route's answer (also ``hot.HotPaths``')."""
     def store() -> RunReportResponse:
         return leases.report(ctx, run_id, None, body,
-                             authorize=lambda session: authenticate_agent(session, request).device_id)
+                             authorize=lambda session: authenticate_agent(session, request, with_device=True))
 
     answer = await run_in_threadpool(store)
     return Response(answer.model_dump_json(), media_type="application/json")

@@ -8,7 +8,7 @@ transaction around it and wake the long polls of this process after it commits
 work between two claims is the API's long poll."""
 
 from contextlib import contextmanager
-from typing import Callable, Dict, Iterator, Optional
+from typing import Callable, Dict, Iterator, Optional, Tuple
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import OperationalError
@@ -33,7 +33,7 @@ from edgefarm.shared.contract.schemas import (
     RunSettings,
 )
 
-from ..auth import Principal, issue_token, mark_used
+from ..auth import Principal, device_snapshot, issue_token, mark_used
 from ..context import AppContext
 from ..db import Memo
 from ..queue import (
@@ -65,7 +65,7 @@ from .errors import (
     Unauthorized,
 )
 from .references import reference_model, reference_model_id
-from .watch import prejudge
+from .watch import JudgeFirst, Prejudged, prejudge
 from .webhooks import announce_swept, public_base, watch_report
 
 ACTIVE_STATES = tuple(str(state) for state in ACTIVE_RUN_STATES)
@@ -254,6 +254,22 @@ def claim(ctx: AppContext, device_id: int, base_url: str,
         return lease_for(session, run, ctx, base_url)
 
 
+def claim_as(ctx: AppContext, base_url: str,
+             authorize: Callable[[Session], int]) -> Tuple[int, Optional[Lease]]:
+    """The agent's token read and its device's best queued run claimed in one write
+    transaction, for an agent whose last poll got work (``WorkingAgents``): one session
+    and one statement fewer than ``work_waiting`` then ``claim``. (the device, its lease
+    or None)."""
+    with ctx.db.write() as session:
+        device_id = authorize(session)
+        saw_device(ctx, session, device_id)
+        run = claim_next_run(session, device_id, ctx.settings.lease_seconds)
+    if run is None:
+        return device_id, None
+    with ctx.db.read() as session:
+        return device_id, lease_for(session, run, ctx, base_url)
+
+
 @contextmanager
 def _agents_run(run_id: int) -> Iterator[None]:
     """The queue's refusals of an agent's call on a run, as domain errors."""
@@ -313,27 +329,45 @@ def _database_space() -> Iterator[None]:
 
 
 def report(ctx: AppContext, run_id: int, device_id: Optional[int], body: RunReport,
-           authorize: Optional[Callable[[Session], int]] = None) -> RunReportResponse:
+           authorize: Optional[Callable[[Session], Principal]] = None) -> RunReportResponse:
     """Record the run's outcome; accepted only with the current lease id (a repeat is a
-    no-op). The device is ``device_id``, else ``authorize(session)`` names it from the
-    agent's token inside the report's transaction (one session per request).
+    no-op). The device is ``device_id``, else ``authorize(session)`` names it (the
+    ``Principal`` of the agent's token, read with its device in one statement) inside the
+    report's transaction (one session per request).
     The report's digest is computed before the transaction (on SQLite, before the lock)."""
     problem = report_problem(body)
     if problem is not None:
         raise Invalid("Invalid report", problem)
-    prejudged = prejudge(ctx, run_id, device_id, body)  # reads only: no test under the write lock
     digest = report_digest(body)
+    try:
+        return _store_report(ctx, run_id, device_id, body, digest, authorize, None)
+    except JudgeFirst:  # its series has a baseline: judged before the lock, then stored
+        prejudged = prejudge(ctx, run_id, device_id, body)
+        return _store_report(ctx, run_id, device_id, body, digest, authorize, prejudged)
+
+
+def _store_report(ctx: AppContext, run_id: int, device_id: Optional[int], body: RunReport, digest: str,
+                  authorize: Optional[Callable[[Session], Principal]],
+                  prejudged: Optional[Prejudged]) -> RunReportResponse:
+    """The report's transaction. Without ``prejudged`` (the first attempt), a result whose
+    series has a baseline rolls it back with ``JudgeFirst``: the significance test runs
+    in a read transaction of its own (``prejudge``), never under the write lock, and the
+    report is stored again with its verdict; a result with no baseline costs one read."""
     with _database_space(), ctx.db.write() as session:
+        snapshot = None
         if authorize is not None:
-            device_id = authorize(session)
-        name, platform, capabilities = session.connection().execute(_DEVICE_SNAPSHOT, {"id": device_id}).one()
+            principal = authorize(session)
+            device_id, snapshot = principal.device_id, principal.device
+        if snapshot is None:
+            row = session.connection().execute(_DEVICE_SNAPSHOT, {"id": device_id}).one()
+            snapshot = device_snapshot(*row)
         saw_device(ctx, session, device_id)
-        snapshot = {"name": name, "platform": platform, **(capabilities or {})}
         with _agents_run(run_id):
             outcome = record_report(session, run_id, device_id, body, snapshot, digest=digest,
                                     shas=lambda kind, row_id: _sha256(ctx, session, kind, row_id))
         if not outcome.duplicate:
-            watch_report(ctx, session, outcome, prejudged, body.result.runtime.name if body.result else None)
+            runtime = body.result.runtime.name if body.result else None
+            watch_report(ctx, session, outcome, prejudged, runtime, judge_first=prejudged is None)
         return RunReportResponse(run_id=run_id, state=RunState(outcome.state), result_id=outcome.result_id,
                                  duplicate=outcome.duplicate)
 

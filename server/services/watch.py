@@ -1,10 +1,13 @@
 """The regression watch: series and their history, baselines, per-family
 thresholds, and the check of every new result against its series' baseline.
 
-``prejudge`` judges a reported result before the report's write transaction
-(reads only), ``check_result`` runs inside it (``leases.report``): the
-regressions found are stored with the result and announced through the
-webhook outbox in the same commit. The decision itself is ``server.verdicts``'.
+``check_result`` runs inside a report's write transaction (``leases.report``): the
+regressions found are stored with the result and announced through the webhook
+outbox in the same commit. The significance test itself never runs under the write
+lock: a report whose series has a baseline is rolled back (``JudgeFirst``), judged by
+``prejudge`` in a read transaction and stored again with that verdict (a series
+without a baseline costs the report one read). The decision itself is
+``server.verdicts``'.
 """
 
 from dataclasses import dataclass
@@ -115,6 +118,12 @@ def _figures(result: Result):
 
 
 # ---------------------------------------------------------------- the check
+
+
+class JudgeFirst(Exception):
+    """Raised in a report's transaction when its result's series has a baseline and the
+    result was not judged beforehand: the caller rolls back and judges it outside the
+    write lock (``prejudge``)."""
 
 
 @dataclass(frozen=True)

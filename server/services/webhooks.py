@@ -39,7 +39,7 @@ from ..tables import (
 )
 from .lookups import get_row
 from .pages import Page, read_page
-from .watch import Prejudged, baseline_result_id, check_result, series_for
+from .watch import JudgeFirst, Prejudged, baseline_result_id, check_result, series_for
 
 
 def webhook_out(row: Webhook, secret: Optional[str] = None) -> WebhookOut:
@@ -212,18 +212,23 @@ def public_base(ctx: AppContext) -> str:
     return (ctx.settings.public_url or "").rstrip("/")
 
 
-def watch_report(ctx: AppContext, session: Session, outcome: Any,
-                 prejudged: Optional[Prejudged] = None, runtime: Optional[str] = None) -> None:
+def watch_report(ctx: AppContext, session: Session, outcome: Any, prejudged: Optional[Prejudged] = None,
+                 runtime: Optional[str] = None, judge_first: bool = False) -> None:
     """In a report's transaction: check the new result against its baseline (judged
     beforehand: ``watch.prejudge``) and announce what the report changed (a regression,
     a failed run, a job that ended). ``outcome``: the queue's ``ReportOutcome``; a result
     whose series has no baseline costs one read, and a report that announces nothing no
-    ORM load; ``runtime``: the result's runtime (its series)."""
+    ORM load; ``runtime``: the result's runtime (its series). ``judge_first``: a result
+    with a baseline and no ``prejudged`` raises ``JudgeFirst`` (the caller rolls back,
+    judges in a read transaction and stores the report again) instead of being judged
+    here, under the write lock."""
     base_url = public_base(ctx)
     if outcome.result_id is not None:
         series = series_for(ctx, session, outcome.model_id, outcome.device_id, runtime)
         baseline_id = baseline_result_id(session, series)
         if baseline_id is not None and baseline_id != outcome.result_id:
+            if judge_first and prejudged is None:
+                raise JudgeFirst(baseline_id)
             result = session.get(Result, outcome.result_id)
             announce_regressions(session, check_result(session, result, prejudged), base_url)
     if outcome.state == str(RunState.failed):
