@@ -2,17 +2,31 @@
 
 A pass of its own after the timed runs and the evaluation, so profiling never inflates
 the headline latency: ``profile_layers`` runs the latency input ``runs`` times (after one
-unprofiled warm run) and keeps, per layer, its name, op type, mean time over the profiled
-runs, share of the sum and the unit it ran on where the runtime says. ``PROFILERS`` maps
-a runtime name to its profiler:
+warm run) and keeps, per layer, its name, op type, mean time over the profiled runs, share
+of the sum and the unit it ran on where the runtime says. In the same pass it measures the
+unprofiled end-to-end time (``LayerProfile.e2e_ms``, the median of ``runs`` runs on the
+runtime's own ``invoke()``, the code path of the headline latency): one unprofiled run
+before each profiled one, so both see the same machine load. ``PROFILERS`` maps a runtime
+name to its profiler:
 
 * ``onnxruntime``: ONNX Runtime's profiler (``SessionOptions.enable_profiling``) on a
-  second session with the run's options; one ``<node>_kernel_time`` event per node and
-  run, with the node's op type and execution provider (the unit). Node names are the
+  second session with the run's options, alternating with the run's own session (the
+  unprofiled runs); one ``<node>_kernel_time`` event per node and run, with the node's
+  op type and execution provider (the unit). Node names are the
   graph as ONNX Runtime runs it, after its graph optimisations (fused and re-laid-out
   nodes carry ONNX Runtime's names).
 * ``opencv``: ``cv2.dnn.Net.getPerfProfile`` after each forward pass; the op type is the
   source ONNX graph's for layers named after one of its nodes, else OpenCV's layer type.
+  OpenCV collects those timings on every forward pass, so its unprofiled run is the very
+  same ``invoke()``, only without reading the profile after it.
+* ``snpe``: ``snpe-net-run --profiling_level detailed`` on an input list of the input
+  ``runs + 1`` times (one process, the first execution is the warm one), read through
+  ``snpe-diagview``'s per-layer CSV (``snpe_sdk.parse_diagview_layers``): per layer its
+  name, type, time and the runtime it ran on (the unit); ``run_ms`` is the mean "Total
+  Inference Time" of the profiled executions. Its unprofiled time is a ``--profiling_level
+  basic`` batch of as many inferences right before (per-inference times from the diag log,
+  as the headline latency); SNPE runs a whole batch per process, so the two are not
+  interleaved run by run.
 
 Other runtimes give a ``LayerProfile`` whose ``not_available`` says why (``NOT_AVAILABLE``).
 Layer tables longer than ``MAX_LAYER_ROWS`` keep the slowest layers.
@@ -20,9 +34,10 @@ Layer tables longer than ``MAX_LAYER_ROWS`` keep the slowest layers.
 
 import json
 import os
+import statistics
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from edgefarm.shared.contract.schemas import MAX_LAYER_ROWS, LayerProfile, LayerTime
 
@@ -34,8 +49,6 @@ NOT_AVAILABLE: Dict[str, str] = {
     "tflite": "per-layer time is not available for tflite: the installed LiteRT Python API has no op "
               "profiler, and no registry package ships a benchmark_model binary for "
               "--enable_op_profiling",
-    "snpe": "per-layer time is not available for snpe here: reading snpe-diagview's per-layer "
-            "report is not implemented",
     "null": "the null runtime has no layers",
 }
 
@@ -54,7 +67,8 @@ class _Accumulator:
         entry = self.layers.setdefault(name, {"op_type": op_type, "kernel": kernel, "unit": unit, "ms": 0.0})
         entry["ms"] += ms
 
-    def profile(self, source: str, runs: int, run_ms: Sequence[float]) -> LayerProfile:
+    def profile(self, source: str, runs: int, run_ms: Sequence[float],
+                e2e_ms: Sequence[float] = ()) -> LayerProfile:
         means = [(name, e, e["ms"] / runs) for name, e in self.layers.items()]
         total = sum(ms for _, _, ms in means)
         kept = means
@@ -66,22 +80,29 @@ class _Accumulator:
                           share=min(1.0, ms / total) if total > 0 else 0.0, unit=e["unit"])
                 for name, e, ms in kept]
         return LayerProfile(source=source, runs=runs, total_ms=total,
-                            run_ms=sum(run_ms) / len(run_ms) if run_ms else None, layers=rows,
+                            run_ms=sum(run_ms) / len(run_ms) if run_ms else None,
+                            e2e_ms=statistics.median(e2e_ms) if e2e_ms else None, layers=rows,
                             layers_left_out=len(means) - len(kept))
 
 
-def _timed_runs(run: Callable[[], None], runs: int, after_each: Optional[Callable[[], None]] = None
-                ) -> List[float]:
-    """One untimed warm run, then ``runs`` runs; the wall ms of each."""
-    run()
-    times = []
+def _interleaved_runs(unprofiled: Callable[[], None], profiled: Callable[[], None], runs: int,
+                     after_each: Optional[Callable[[], None]] = None) -> Tuple[List[float], List[float]]:
+    """One untimed warm run of each, then ``runs`` pairs: an unprofiled run, then a
+    profiled one (``after_each`` reads its profile, untimed). The wall ms of each
+    (profiled, unprofiled)."""
+    unprofiled()
+    profiled()
+    profiled_ms, unprofiled_ms = [], []
     for _ in range(runs):
         watch = Stopwatch()
-        run()
-        times.append(watch.lap_ms())
+        unprofiled()
+        unprofiled_ms.append(watch.lap_ms())
+        watch = Stopwatch()
+        profiled()
+        profiled_ms.append(watch.lap_ms())
         if after_each is not None:
             after_each()
-    return times
+    return profiled_ms, unprofiled_ms
 
 
 def _onnxruntime_layers(runtime: Any, model_path: Path, runs: int) -> LayerProfile:
@@ -90,7 +111,7 @@ def _onnxruntime_layers(runtime: Any, model_path: Path, runs: int) -> LayerProfi
     with tempfile.TemporaryDirectory(prefix="edgefarm-layers-") as folder:
         session = runtime.profiling_session(os.path.join(folder, "profile"))
         feed = runtime.feed
-        times = _timed_runs(lambda: session.run(None, feed), runs)
+        times, plain = _interleaved_runs(runtime.invoke, lambda: session.run(None, feed), runs)
         events = json.loads(Path(session.end_profiling()).read_text())
     starts = sorted(e["ts"] for e in events if e.get("name") == "model_run")
     if len(starts) < runs + 1:
@@ -105,7 +126,7 @@ def _onnxruntime_layers(runtime: Any, model_path: Path, runs: int) -> LayerProfi
         provider = str(args.get("provider", ""))
         found.add(name[:-len("_kernel_time")], str(args.get("op_name", "")), float(event["dur"]) / 1e3,
                   unit=accelerator_name(provider).upper() if provider else None)
-    return found.profile("onnxruntime profiler (per node, after graph optimisation)", runs, times)
+    return found.profile("onnxruntime profiler (per node, after graph optimisation)", runs, times, plain)
 
 
 def graph_op_types(model_path: Path) -> Dict[str, str]:
@@ -130,13 +151,34 @@ def _opencv_layers(runtime: Any, model_path: Path, runs: int) -> LayerProfile:
             found.add(name, source_ops.get(name, kind), ms, kernel=kind, unit="CPU"
                       if runtime.describe().get("target") == "cpu" else None)
 
-    times = _timed_runs(runtime.invoke, runs, after_each=collect)
-    return found.profile("opencv getPerfProfile (per layer)", runs, times)
+    times, plain = _interleaved_runs(runtime.invoke, runtime.invoke, runs, after_each=collect)
+    return found.profile("opencv getPerfProfile (per layer)", runs, times, plain)
+
+
+def _snpe_layers(runtime: Any, model_path: Path, runs: int) -> LayerProfile:
+    basic = runtime.run_batch([runtime.pending] * (runs + 1), keep_outputs=False, profiling_level="basic")
+    basic.close()
+    plain = basic.latencies_ms[1:]
+    diag = runtime.layer_batch(runs + 1)
+    profiled = diag.executions[1:] if len(diag.executions) > 1 else diag.executions
+    if not profiled:
+        units = f" (its layer times are in {', '.join(diag.not_time)}, not time)" if diag.not_time else ""
+        return LayerProfile(not_available="per-layer time is not available for snpe here: snpe-diagview's "
+                            f"output of --profiling_level detailed has no per-layer rows{units}",
+                            e2e_ms=statistics.median(plain) if plain else None)
+    found = _Accumulator()
+    for execution in profiled:
+        for layer in execution:
+            found.add(layer.name, layer.type or "unknown", layer.us / 1e3, unit=layer.runtime)
+    totals = diag.inference_us[-len(profiled):] if len(diag.inference_us) >= len(profiled) else []
+    return found.profile("snpe-diagview (per layer, --profiling_level detailed)", len(profiled),
+                         [us / 1e3 for us in totals], plain)
 
 
 PROFILERS: Dict[str, Callable[[Any, Path, int], LayerProfile]] = {
     "onnxruntime": _onnxruntime_layers,
     "opencv": _opencv_layers,
+    "snpe": _snpe_layers,
 }
 
 

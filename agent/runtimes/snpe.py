@@ -22,6 +22,10 @@ and 2.37):
   ``out/Result_<n>/<output name>.raw`` (float32; a "/" in a tensor name is a
   sub-folder, as in SNPE 2.x; SNPE 1.x's names with "/" and ":" turned into "_"
   are tried too);
+* per-layer time (``layer_batch``, for ``edgefarm.agent.layers``): the same
+  command with ``--profiling_level detailed``, then ``snpe-diagview
+  --csv_format_version 2 --output layers.csv`` (``snpe_sdk.parse_diagview_layers``
+  says which columns and where that format comes from);
 * timing (``timing = "batch"``): never process wall time (which is only reported, as
   ``process_wall_seconds``). ``snpe-net-run`` writes ``SNPEDiag_0.log`` in
   the output folder; ``snpe-diagview --input_log`` reads it: per-inference
@@ -52,10 +56,12 @@ from ..clock import Stopwatch
 from .base import BatchRun, LoadOptions, ModelLoadError, Runtime, RuntimeUnavailable, TensorInfo
 from .snpe_sdk import (
     NET_RUN,
+    DiagLayers,
     DiagStats,
     ToolFailed,
     find_tool,
     parse_diagview_csv,
+    parse_diagview_layers,
     parse_diagview_text,
     parse_dlc_info,
     parse_validator,
@@ -165,6 +171,11 @@ class SNPERuntime(Runtime):
         self._check_input_count(arrays)
         self._pending = [self._checked(array, info) for array, info in zip(arrays, self._inputs)]
 
+    @property
+    def pending(self) -> List[Any]:
+        """The sample the last ``set_inputs`` gave (float32 arrays, in ``inputs`` order)."""
+        return list(self._pending)
+
     def invoke(self) -> None:
         """One snpe-net-run process for one inference: correct, but slow; a run
         measures this runtime through ``run_batch`` (``timing = "batch"``)."""
@@ -213,11 +224,14 @@ class SNPERuntime(Runtime):
                 lines.append(" ".join(f"{info.name}:={path}" for info, path in zip(self._inputs, paths)))
         return lines
 
-    def _net_run(self, list_path: Path, out_dir: Path) -> None:
+    def _net_run(self, list_path: Path, out_dir: Path, profiling_level: Optional[str] = None) -> None:
+        """One ``snpe-net-run`` over the input list; ``profiling_level`` overrides the
+        option of the same name (the per-layer pass asks for "detailed")."""
+        level = profiling_level or self._settings.get("profiling_level", "basic")
         args = ["--container", str(self._model), "--input_list", str(list_path),
                 "--output_dir", str(out_dir),
                 "--perf_profile", str(self._perf_profile()),
-                "--profiling_level", str(self._settings.get("profiling_level", "basic")),
+                "--profiling_level", str(level),
                 *self._flags, *[str(a) for a in self._settings.get("extra_args", [])]]
         timeout = self._settings.get("timeout_seconds")
         try:
@@ -225,7 +239,8 @@ class SNPERuntime(Runtime):
         except ToolFailed as exc:
             raise RuntimeError(str(exc)) from exc
 
-    def run_batch(self, batch: Iterable[Sequence[Any]], keep_outputs: bool = True) -> BatchRun:
+    def run_batch(self, batch: Iterable[Sequence[Any]], keep_outputs: bool = True,
+                  profiling_level: Optional[str] = None) -> BatchRun:
         """Every sample of ``batch`` through one ``snpe-net-run``; outputs are
         memory-mapped from the result files (``BatchRun.close()`` removes them)."""
         work = Path(tempfile.mkdtemp(prefix="edgefarm-snpe-", dir=self._settings.get("work_dir")))
@@ -237,7 +252,7 @@ class SNPERuntime(Runtime):
             list_path.write_text("\n".join(lines) + "\n")
             out_dir = work / "output"
             watch = Stopwatch()
-            self._net_run(list_path, out_dir)
+            self._net_run(list_path, out_dir, profiling_level)
             wall = watch.seconds()
             diag, source = self._timings(out_dir, len(lines))
             outputs = [self._read_outputs(out_dir, i) for i in range(len(lines))] if keep_outputs else []
@@ -250,12 +265,35 @@ class SNPERuntime(Runtime):
         return BatchRun(outputs, [us / 1000.0 for us in diag.inference_us],
                         diag.init_us / 1000.0 if diag.init_us is not None else None, details, cleanup)
 
-    def _timings(self, out_dir: Path, count: int) -> tuple:
-        """(DiagStats with ``count`` per-inference times, where they came from)."""
+    def layer_batch(self, count: int) -> DiagLayers:
+        """The current input ``count`` times through one ``snpe-net-run --profiling_level
+        detailed``; the per-layer rows of ``snpe-diagview --csv_format_version 2``."""
+        work = Path(tempfile.mkdtemp(prefix="edgefarm-snpe-layers-", dir=self._settings.get("work_dir")))
+        try:
+            lines = self._write_inputs([self._pending] * count, work / "inputs")
+            list_path = work / "input_list.txt"
+            list_path.write_text("\n".join(lines) + "\n")
+            out_dir = work / "output"
+            self._net_run(list_path, out_dir, "detailed")
+            csv_path = out_dir / "layers.csv"
+            log = self._diag_log(out_dir)
+            run_tool("snpe-diagview", ["--input_log", str(log), "--csv_format_version", "2",
+                                       "--output", str(csv_path)])
+            return parse_diagview_layers(csv_path.read_text() if csv_path.is_file() else "")
+        finally:
+            if not self._settings.get("keep_work_dir"):
+                shutil.rmtree(work, ignore_errors=True)
+
+    @staticmethod
+    def _diag_log(out_dir: Path) -> Path:
         logs = sorted(out_dir.glob("SNPEDiag*.log"))
         if not logs:
             raise RuntimeError(f"snpe-net-run wrote no diagnostic log (SNPEDiag*.log) in {out_dir}")
-        log = logs[0]
+        return logs[0]
+
+    def _timings(self, out_dir: Path, count: int) -> tuple:
+        """(DiagStats with ``count`` per-inference times, where they came from)."""
+        log = self._diag_log(out_dir)
         text = parse_diagview_text(run_tool("snpe-diagview", ["--input_log", str(log)]))
         if len(text.inference_us) == count and not text.averaged:
             return text, f"snpe-diagview text ({log.name})"

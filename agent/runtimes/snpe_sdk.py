@@ -6,7 +6,7 @@ This module owns the SDK discovery (``find_tool``, ``require_tool``, ``tool_env`
 ``edgefarm.tools.dlc``), ``run_tool`` and the parsers of the tools' text: ``parse_version`` (``snpe-net-run
 --version``), ``parse_validator`` (``snpe-platform-validator``),
 ``parse_dlc_info`` (``snpe-dlc-info``) and ``parse_diagview_text`` /
-``parse_diagview_csv`` (``snpe-diagview``). They are pure functions of the text
+``parse_diagview_csv`` / ``parse_diagview_layers`` (``snpe-diagview``). They are pure functions of the text
 so they are tested without an SDK; ``edgefarm.agent.runtimes.snpe`` drives the tools.
 
 Discovery: ``$SNPE_ROOT/bin/<arch>/`` first (``$SNPE_TARGET_ARCH`` names the
@@ -35,6 +35,23 @@ What the text looks like (see ``edgefarm.agent.runtimes.snpe`` for the sources):
   ``--output FILE.csv`` writes (one row per logged event): its column layout is
   not publicly documented, so the CSV reader looks for a statistic name column
   and a value column by their headers.
+* Per-layer time (``snpe-net-run --profiling_level detailed``, then
+  ``snpe-diagview --input_log SNPEDiag_0.log --csv_format_version 2 --output
+  layers.csv``; see ``parse_diagview_layers``). Where the format comes from:
+  Qualcomm's own benchmark script ``snpe_bench`` (``benchmarks/SNPE/snpebm/
+  snpebm_parser.py`` in the QAIRT SDK) reads the detailed text of
+  ``snpe-diagview``: after a "Per-Layer Execution Times" heading ("Layer Times"
+  in SNPE 1.x) one line per layer and execution, ``<layer id>: ... : <time>
+  <unit> : <runtime>``, the runtime each layer ran on (CPU, GPU, DSP, ...) last;
+  published scripts that read the ``--csv_format_version 2`` CSV group its rows
+  by the ``Layer Id`` column and average ``Time``, keeping ``Layer Name`` and
+  ``Unit of Measurement`` (rows without a layer id are the statistics such as
+  "Total Inference Time", named in the message column). Those columns are read
+  by their headers; the layer type, runtime and execution index columns are not
+  publicly documented, so they are found by the words "type", "runtime" and
+  "execution" in their headers when the CSV has them (else the type is unknown,
+  the runtime too, and an execution ends where a layer id comes again). Times in
+  cycles (the HTP backend's detailed profile) are not times and are left out.
 """
 
 import csv
@@ -290,3 +307,76 @@ def _row_value(cells: Sequence[str], name_at: int, value_at: Optional[int]) -> O
         if re.fullmatch(r"-?\d+(?:\.\d+)?", cell):
             return cell
     return None
+
+
+class LayerRow(NamedTuple):
+    """One layer of one execution in ``snpe-diagview``'s per-layer CSV."""
+
+    layer_id: str
+    name: str
+    type: Optional[str]
+    us: float
+    runtime: Optional[str]  # upper case: CPU, GPU, DSP, ... when the CSV says
+
+
+class DiagLayers(NamedTuple):
+    executions: List[List[LayerRow]]  # per execution (input-list line), its layers in order
+    inference_us: List[float]  # "Total Inference Time" rows, in file order
+    not_time: List[str]  # units of layer rows left out because they are not times (cycles)
+
+
+def _find(header: Sequence[str], *words: str, exact: bool = False) -> Optional[int]:
+    for word in words:
+        for index, cell in enumerate(header):
+            if (cell == word) if exact else (word in cell):
+                return index
+    return None
+
+
+def _cell(cells: Sequence[str], at: Optional[int]) -> str:
+    return cells[at] if at is not None and at < len(cells) else ""
+
+
+def parse_diagview_layers(text: str) -> DiagLayers:
+    """The per-layer rows of ``snpe-diagview --csv_format_version 2 --output FILE.csv``
+    grouped by execution, and its "Total Inference Time" rows (see the module docstring
+    for the columns and where they come from)."""
+    rows = [[c.strip() for c in row] for row in csv.reader(io.StringIO(text)) if any(c.strip() for c in row)]
+    if not rows:
+        return DiagLayers([], [], [])
+    header = [cell.lower() for cell in rows[0]]
+    at_id = _find(header, "layer id", "layer_id")
+    at_name = _find(header, "layer name", "layer_name")
+    at_time = _find(header, "time", exact=True)
+    at_time = at_time if at_time is not None else _find(header, "time")
+    at_unit, at_type = _find(header, "unit"), _find(header, "layer type", "type")
+    at_runtime, at_message = _find(header, "runtime"), _find(header, "message", "name")
+    at_execution = _find(header, "execution", "inference")
+    if at_time is None or (at_id is None and at_name is None):
+        return DiagLayers([], [], [])
+    executions: List[List[LayerRow]] = []
+    inference: List[float] = []
+    not_time: List[str] = []
+    current_key, seen = None, set()
+    for cells in rows[1:]:
+        value, unit = _cell(cells, at_time), _cell(cells, at_unit) or "us"
+        if not re.fullmatch(r"-?\d+(?:\.\d+)?", value):
+            continue
+        layer_id = _cell(cells, at_id) or _cell(cells, at_name)
+        if not layer_id:
+            if _cell(cells, at_message) == "Total Inference Time" and unit.lower() in _UNITS:
+                inference.append(_micros(value, unit))
+            continue
+        if unit.lower() not in _UNITS:
+            if unit not in not_time:
+                not_time.append(unit)
+            continue
+        key = _cell(cells, at_execution) if at_execution is not None else None
+        if not executions or (key != current_key if at_execution is not None else layer_id in seen):
+            executions.append([])
+            current_key, seen = key, set()
+        seen.add(layer_id)
+        name, kind = _cell(cells, at_name) or layer_id, _cell(cells, at_type) or None
+        executions[-1].append(LayerRow(layer_id, name, kind, _micros(value, unit),
+                                       _cell(cells, at_runtime).upper() or None))
+    return DiagLayers(executions, inference, not_time)

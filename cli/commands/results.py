@@ -263,7 +263,8 @@ def run_layers(ctx: Context) -> int:
         say(f"per-layer time: {table.layers_not_available}")
     else:
         say(f"per-layer time: {table.source}, mean of {table.runs} runs; layers sum to "
-            f"{format_ms(table.total_ms)} ms, the runs took {format_ms(table.run_ms)} ms")
+            f"{format_ms(table.total_ms)} ms, the runs took {format_ms(table.run_ms)} ms"
+            + (f"; unprofiled end to end {format_ms(table.e2e_ms)} ms" if table.e2e_ms is not None else ""))
     say(f"drift: {table.drift_not_available}" if table.drift_not_available else
         f"drift against {table.drift_reference.get('model_name') or 'the reference'} on "
         f"{table.drift_sample_count} inputs; matched {table.drift_matching}")

@@ -62,6 +62,7 @@ def layer_table(result: ResultOut) -> LayerTableOut:
         result_id=result.id, runtime=result.runtime.name,
         source=layers.source if layers else None, runs=layers.runs if layers else 0,
         total_ms=layers.total_ms if layers else None, run_ms=layers.run_ms if layers else None,
+        e2e_ms=layers.e2e_ms if layers else None,
         layers_not_available=layers.not_available if layers else NOT_MEASURED,
         drift_reference=drift.reference if drift else {},
         drift_sample_count=drift.sample_count if drift else 0,

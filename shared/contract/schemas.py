@@ -700,12 +700,17 @@ class LayerTime(Schema):
 class LayerProfile(Schema):
     """Per-layer time from the runtime's own profiler, in a pass after the timed runs.
     ``total_ms`` is the mean over the profiled runs of the sum of layer times, ``run_ms``
-    the mean wall time of those runs; ``not_available`` says why a runtime gives none."""
+    the mean wall time of those runs. ``e2e_ms`` is the median end-to-end time of as many
+    unprofiled runs on the runtime's normal (timed-run) code path, made in the same pass
+    (interleaved with the profiled runs where the runtime runs one inference at a time), so
+    the layer sum is compared with an unprofiled time under the same machine load; None in
+    results from before it was measured. ``not_available`` says why a runtime gives none."""
 
     source: Optional[str] = Field(None, max_length=200)
     runs: Count = 0
     total_ms: Optional[NonNegative] = None
     run_ms: Optional[NonNegative] = None
+    e2e_ms: Optional[NonNegative] = None
     layers: List[LayerTime] = Field(default_factory=list, max_length=MAX_LAYER_ROWS)
     layers_left_out: Count = 0
     not_available: Optional[str] = Field(None, max_length=1000)
@@ -787,6 +792,7 @@ class LayerTableOut(Schema):
     runs: int = 0
     total_ms: Optional[float] = None
     run_ms: Optional[float] = None
+    e2e_ms: Optional[float] = None  # the unprofiled end-to-end time (``LayerProfile.e2e_ms``)
     layers_not_available: Optional[str] = None
     drift_reference: Dict[str, Any] = Field(default_factory=dict)
     drift_sample_count: int = 0

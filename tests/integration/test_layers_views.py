@@ -33,6 +33,7 @@ def test_layer_table_exports_page_and_cli(farm, measured):
     rows = table["rows"]
     timed = [r for r in rows if r["ms"] is not None]
     assert len(timed) == len(measured["layers"]["layers"]) and table["runs"] == 3
+    assert table["e2e_ms"] is not None and table["e2e_ms"] == measured["layers"]["e2e_ms"]
     assert sum(r["slowest"] for r in rows) == 5
     assert {r["name"] for r in rows if r["slowest"]} == {
         layer["name"] for layer in sorted(measured["layers"]["layers"], key=lambda x: -x["ms"])[:5]}
@@ -63,11 +64,13 @@ def test_layer_table_exports_page_and_cli(farm, measured):
     assert html.count('data-stage=') == 4
     assert 'class="chart op-bars"' in html and 'data-op-type="Conv"' in html
     assert "/static/layers.js" in html
+    assert 'data-figure="e2e"' in html and "unprofiled end to end" in html
 
     shown = edgefarm("results", "--layers", str(rid), farm=farm)
     assert shown.returncode == 0, shown.stderr
     said = shown.stdout + shown.stderr  # the table on stdout, the notes on stderr
     assert "load stages" in said and "cold load" in said and "onnxruntime profiler" in said
+    assert "unprofiled end to end" in said
     assert "Conv_3" in shown.stdout
     as_json = edgefarm("results", "--layers", str(rid), "--json", farm=farm)
     assert json.loads(as_json.stdout)["rows"] == rows

@@ -10,6 +10,7 @@ from edgefarm.agent.runtimes.snpe import result_paths
 from edgefarm.agent.runtimes.snpe_sdk import (
     find_tool,
     parse_diagview_csv,
+    parse_diagview_layers,
     parse_diagview_text,
     parse_dlc_info,
     parse_validator,
@@ -173,3 +174,70 @@ def test_result_paths_cover_snpe_2_and_1_naming():
     paths = result_paths(Path("out"), 3, "InceptionV3/Predictions/Reshape_1:0")
     assert paths[0] == Path("out/Result_3/InceptionV3/Predictions/Reshape_1:0.raw")
     assert paths[1] == Path("out/Result_3/InceptionV3_Predictions_Reshape_1_0.raw")
+
+
+# snpe-diagview --csv_format_version 2 --output layers.csv after --profiling_level detailed:
+# the Message / Layer Id / Layer Name / Time / Unit of Measurement columns published
+# scripts read, with type, runtime and execution columns (figures made up for the test).
+DIAGVIEW_LAYERS_CSV = """\
+Message,Layer Id,Layer Name,Layer Type,Time,Unit of Measurement,Runtime,Execution
+Load,,,,500,USEC,,
+Init,,,,4100,USEC,,
+Layer Time,0,conv1,Conv2d,1200,USEC,GPU,0
+Layer Time,1,relu1,Neuron,100,USEC,gpu,0
+Layer Time,2,fc,FullyConnected,0.7,MSEC,CPU,0
+Total Inference Time,,,,2100,USEC,GPU,0
+Forward Propagate Time,,,,2050,USEC,GPU,0
+Layer Time,0,conv1,Conv2d,1000,USEC,GPU,1
+Layer Time,1,relu1,Neuron,80,USEC,GPU,1
+Layer Time,2,fc,FullyConnected,600,USEC,CPU,1
+Total Inference Time,,,,1800,USEC,GPU,1
+"""
+
+
+def test_diagview_layers_per_execution_with_units_and_runtimes():
+    found = parse_diagview_layers(DIAGVIEW_LAYERS_CSV)
+    assert len(found.executions) == 2 and found.inference_us == [2100.0, 1800.0] and found.not_time == []
+    first = found.executions[0]
+    assert [(r.layer_id, r.name, r.type, r.runtime) for r in first] == [
+        ("0", "conv1", "Conv2d", "GPU"), ("1", "relu1", "Neuron", "GPU"), ("2", "fc", "FullyConnected", "CPU")]
+    assert [r.us for r in first] == [1200.0, 100.0, 700.0]  # MSEC read as ms
+    assert [r.us for r in found.executions[1]] == [1000.0, 80.0, 600.0]
+
+
+def test_diagview_layers_without_execution_type_or_runtime_columns():
+    text = ("Message,Layer Id,Layer Name,Time,Unit of Measurement\n"
+            "Layer Time,0,conv1,10,USEC\nLayer Time,1,fc,5,USEC\nTotal Inference Time,,,20,USEC\n"
+            "Layer Time,0,conv1,12,USEC\nLayer Time,1,fc,6,USEC\nTotal Inference Time,,,21,USEC\n")
+    found = parse_diagview_layers(text)
+    assert [[r.us for r in e] for e in found.executions] == [[10.0, 5.0], [12.0, 6.0]]  # split where id 0 repeats
+    assert {r.type for e in found.executions for r in e} == {None}
+    assert {r.runtime for e in found.executions for r in e} == {None}
+    assert found.inference_us == [20.0, 21.0]
+
+
+def test_diagview_layers_in_cycles_or_absent_are_no_layer_times():
+    cycles = "Message,Layer Id,Layer Name,Time,Unit of Measurement\nLayer Time,0,conv1,123456,CYCLES\n"
+    assert parse_diagview_layers(cycles).executions == [] and parse_diagview_layers(cycles).not_time == ["CYCLES"]
+    assert parse_diagview_layers("Name,Value,Unit,Execution\nInit,4100,us,\n").executions == []
+    assert parse_diagview_layers("").executions == []
+
+
+def test_snpe_profile_without_layer_rows_says_why_and_keeps_the_unprofiled_time():
+    from edgefarm.agent.layers import PROFILERS
+    from edgefarm.agent.runtimes.base import BatchRun
+    from edgefarm.agent.runtimes.snpe_sdk import DiagLayers
+
+    class NoLayers:
+        pending = [object()]
+
+        def run_batch(self, batch, keep_outputs=True, profiling_level=None):
+            assert profiling_level == "basic" and len(batch) == 4 and not keep_outputs
+            return BatchRun([], [9.0, 2.0, 4.0, 3.0])
+
+        def layer_batch(self, count):
+            return DiagLayers([], [], ["CYCLES"])
+
+    profile = PROFILERS["snpe"](NoLayers(), Path("m.dlc"), 3)
+    assert profile.layers == [] and profile.e2e_ms == 3.0  # median, the warm run left out
+    assert "no per-layer rows" in profile.not_available and "CYCLES" in profile.not_available
