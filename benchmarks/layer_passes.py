@@ -2,8 +2,10 @@
 load stages measure, and what the passes cost a run.
 
 For onnxruntime and opencv on the fixture's ONNX conversion (tf2onnx): the sum of
-per-layer times over the profiled runs' wall time, and over the run's headline mean
-latency (measured earlier in the same run). For tflite, onnxruntime and opencv: cold and
+per-layer times over the unprofiled end-to-end time measured in the same pass
+(``LayerProfile.e2e_ms``, the median of unprofiled runs interleaved with the profiled
+ones: the acceptance's 25%), over the profiled runs' wall time, and over the run's
+headline mean latency (measured earlier in the same run). For tflite, onnxruntime and opencv: cold and
 warm load and whether the page cache was dropped (a fresh copy of the model file). For
 the int8 variant on tflite against the fp32 base and for onnxruntime: the wall time of
 ``run_benchmark`` with ``profile`` on over off, alternated ``--rounds`` times.
@@ -57,16 +59,18 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="edgefarm-layer-bench-") as tmp:
         models = make_models(Path(tmp))
-        print("per-layer sum / profiled runs' wall, / headline mean latency:")
+        print("per-layer sum / unprofiled e2e (same pass), / profiled runs' wall, / headline mean latency:")
         for runtime in ("onnxruntime", "opencv"):
             rows = []
             for _ in range(args.rounds):
                 result, _ = run(models["onnx"], runtime, args.threads)
                 layers = result.layers
-                rows.append((layers.total_ms / layers.run_ms, layers.total_ms / result.latency_ms.mean,
-                             layers.total_ms, result.latency_ms.mean, len(layers.layers)))
-            print(f"  {runtime}: " + "; ".join(f"{a:.3f}, {b:.3f} (sum {c:.1f} ms, mean {d:.1f} ms, {n} layers)"
-                                              for a, b, c, d, n in rows))
+                rows.append((layers.total_ms / layers.e2e_ms, layers.total_ms / layers.run_ms,
+                             layers.total_ms / result.latency_ms.mean, layers.total_ms, layers.e2e_ms,
+                             result.latency_ms.mean, len(layers.layers)))
+            print(f"  {runtime}: " + "; ".join(
+                f"{e:.3f}, {a:.3f}, {b:.3f} (sum {c:.1f} ms, e2e {x:.1f} ms, mean {d:.1f} ms, {n} layers)"
+                for e, a, b, c, x, d, n in rows))
         print("stages (cold load ms, warm load ms, cache dropped):")
         for runtime, key in (("tflite", "tflite"), ("onnxruntime", "onnx"), ("opencv", "onnx")):
             stages = run(models[key], runtime, args.threads)[0].stages

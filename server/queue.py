@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set
 
-from sqlalchemy import Integer, Select, bindparam, func, insert, or_, select, text, union_all, update
+from sqlalchemy import Integer, Select, bindparam, func, insert, literal, or_, select, text, union_all, update
 from sqlalchemy.orm import Session, aliased
 
 from edgefarm.shared.contract.enums import ACTIVE_RUN_STATES, FINAL_RUN_STATES, JobState, Placement, RunState
@@ -192,24 +192,38 @@ class ClaimedRun:
 DEVICE = bindparam("device_id", type_=Integer)
 
 
-def _waiting_for():
-    """Which queued runs the device ``DEVICE`` may take: its own, and (only while it
-    holds no lease) the unassigned runs of the jobs whose pool it is in. Two branches
-    joined by ``UNION ALL`` so each seeks ``ix_runs_claim`` (on the device id, then on
-    ``device_id IS NULL``) on both databases, statistics or not; the device's pools
-    come from ``ix_job_pool_devices_device``."""
+def _own_and_pooled():
+    """The two branches of the queued runs the device ``DEVICE`` may take: its own best
+    run (the lowest id of its highest priority: ``MAX(priority)`` then the id, two seeks
+    of ``ix_runs_claim``, however long its queue), and (only while it holds no lease) the
+    unassigned runs of the jobs whose pool it is in (``ix_runs_claim`` on ``device_id IS
+    NULL``, the device's pools from ``ix_job_pool_devices_device``)."""
     queued = str(RunState.queued)
+    mine = (Run.device_id == DEVICE, Run.state == queued)
+    top = select(func.max(Run.priority)).where(*mine).scalar_subquery()
+    own = select(Run.id).where(*mine, Run.priority == top).order_by(Run.id).limit(1)
     held = aliased(Run, name="held")
-    free = ~select(held.id).where(held.device_id == DEVICE, held.state.in_(ACTIVE)).exists()
+    # no expanding IN: a statement without one needs no rendering per execution
+    free = ~select(held.id).where(held.device_id == DEVICE, or_(*(held.state == s for s in ACTIVE))).exists()
     pools = select(JobPoolDevice.job_id).where(JobPoolDevice.device_id == DEVICE)
-    own = select(Run.id).where(Run.device_id == DEVICE, Run.state == queued)
     pooled = select(Run.id).where(Run.device_id.is_(None), Run.state == queued, Run.job_id.in_(pools), free)
-    return Run.id.in_(union_all(own, pooled))
+    return own, pooled
+
+
+def _waiting_for():
+    """Which queued runs the claim chooses from: the device's own best run and its pools'
+    runs, joined by ``UNION ALL`` (the own branch in a subquery: SQLite allows no LIMIT in
+    a compound member) so each branch seeks its index on both databases."""
+    own, pooled = _own_and_pooled()
+    best = own.subquery("own_best")
+    return Run.id.in_(union_all(select(best.c.id), pooled))
 
 
 @lru_cache(maxsize=None)
 def _claimable_query() -> Select:
-    return select(Run.id).where(_waiting_for()).limit(1)
+    _, pooled = _own_and_pooled()
+    own = select(Run.id).where(Run.device_id == DEVICE, Run.state == str(RunState.queued))
+    return select(literal(1)).where(or_(own.exists(), pooled.exists()))
 
 
 def has_claimable_run(session: Session, device_id: int) -> bool:
