@@ -235,3 +235,24 @@ def test_compare_shows_the_board_to_board_spread(farm, tiny):
     shown = Tags(page).having("tr", "data-boards")
     assert [(row["data-platform"], row["data-boards"]) for row in shown] == [("rpi3", "3")]
     assert "Board-to-board spread" in page and "60.0 % of the median" in page
+
+
+def test_claims_take_the_highest_priority_first_then_the_oldest_run_own_or_pooled(farm, tiny):
+    device = farm.enroll("prio-1", platform="prio")
+    mine = f"id={device.device_id}"
+
+    def run_ids(job):
+        return sorted(run["id"] for run in job["runs"])
+
+    low = run_ids(farm.submit(models=[tiny["id"]], devices=mine, priority=1, repeat=2))
+    high = run_ids(farm.submit(models=[tiny["id"]], devices=mine, priority=5, repeat=2))
+    zero = run_ids(farm.submit(models=[tiny["id"]], devices=mine))
+    pooled = run_ids(farm.submit(models=[tiny["id"]], devices="platform=prio", placement="any", priority=3))
+    taken = []
+    while True:
+        lease = device.lease()
+        if lease is None:
+            break
+        taken.append(lease["run_id"])
+        assert device.report(lease, result=sample_result()).status_code == 200
+    assert taken == high + pooled + low + zero
