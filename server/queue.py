@@ -21,7 +21,21 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set
 
-from sqlalchemy import Integer, Select, bindparam, func, insert, literal, or_, select, text, union_all, update
+from sqlalchemy import (
+    Integer,
+    Interval,
+    Select,
+    bindparam,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    type_coerce,
+    union_all,
+    update,
+)
 from sqlalchemy.orm import Session, aliased
 
 from edgefarm.shared.contract.enums import ACTIVE_RUN_STATES, FINAL_RUN_STATES, JobState, Placement, RunState
@@ -235,9 +249,12 @@ def has_claimable_run(session: Session, device_id: int) -> bool:
 
 
 @lru_cache(maxsize=None)
-def _claim_statement():
+def _claim_statement(single: bool = False):
     """The claim, built once with bound parameters: constructing it and its cache key
-    costs more Python time than the database spends running it."""
+    costs more Python time than the database spends running it. ``single``
+    (PostgreSQL): one statement that also sets the run's hard deadline (the lease time
+    plus its job's timeout) and marks the job running (a data-modifying CTE), where
+    SQLite takes three: every statement is a round trip to a PostgreSQL server."""
     device_open = (
         select(Device.id)
         .where(Device.id == DEVICE, Device.enabled.is_(True), Device.draining.is_(False))
@@ -253,7 +270,7 @@ def _claim_statement():
     )
     job_timeout = select(Job.timeout_seconds).where(Job.id == Run.job_id).scalar_subquery()
     columns = _RUNS.c
-    return (
+    claim = (
         update(_RUNS)
         .where(columns.id == candidate, columns.state == str(RunState.queued),
                or_(columns.device_id == DEVICE, columns.device_id.is_(None)))
@@ -265,8 +282,17 @@ def _claim_statement():
             started_at=None, finished_at=None, error=None, progress=None,
         )
         .returning(columns.id, columns.job_id, columns.model_id, columns.attempt, columns.max_attempts,
-                   job_timeout)
+                   job_timeout.label("timeout_seconds"))
     )
+    if not single:
+        return claim
+    now = bindparam("now", type_=columns.leased_at.type)
+    deadline = now + type_coerce(func.make_interval(0, 0, 0, 0, 0, 0, job_timeout), Interval())
+    claimed = claim.values(deadline_at=deadline).cte("claimed")
+    running = str(JobState.running)
+    touched = (update(_JOBS).where(_JOBS.c.id == claimed.c.job_id, _JOBS.c.state != running)
+               .values(state=running, finished_at=None).cte("touched"))
+    return select(*claimed.c).add_cte(touched)
 
 
 def claim_next_run(
@@ -281,12 +307,14 @@ def claim_next_run(
     lease_id, expires = str(uuid.uuid4()), now + timedelta(seconds=lease_seconds)
     params = {"device_id": device_id, "lease_id": lease_id, "expires": expires, "now": now}
     connection = session.connection()
-    row = connection.execute(_claim_statement(), params).first()
+    single = connection.dialect.name == "postgresql"
+    row = connection.execute(_claim_statement(single), params).first()
     if row is None:
         return None
     run_id, job_id, model_id, attempt, max_attempts, timeout = row
-    connection.execute(_SET_DEADLINE, {"run_id": run_id, "deadline": now + timedelta(seconds=timeout)})
-    _touch_job(session, job_id, JobState.running)
+    if not single:
+        connection.execute(_SET_DEADLINE, {"run_id": run_id, "deadline": now + timedelta(seconds=timeout)})
+        _touch_job(session, job_id, JobState.running)
     return ClaimedRun(run_id, job_id, model_id, lease_id, expires, attempt, max_attempts)
 
 

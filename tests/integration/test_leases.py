@@ -223,3 +223,26 @@ def test_replicas_wake_each_others_long_polls(database_url, tmp_path, farm, null
     finally:
         other.close()
         other.server.stop()
+
+
+def test_a_claim_sets_the_hard_deadline_and_marks_the_job_running(farm, null_model, database_url):
+    """On PostgreSQL the claim is one statement (the deadline and the job's state in a
+    data-modifying CTE), on SQLite three: the rows end up the same."""
+    from sqlalchemy import create_engine, select
+
+    from edgefarm.server.tables import Job, Run
+
+    agent = farm.enroll("pc")
+    job = farm.submit(models=[null_model["id"]], devices="all", timeout_seconds=3600)
+    assert farm.user.get(f"/api/v1/jobs/{job['id']}").json()["state"] == "queued"
+    lease = agent.lease()
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            run = connection.execute(select(Run.__table__).where(Run.id == lease["run_id"])).one()
+            state = connection.execute(select(Job.state).where(Job.id == job["id"])).scalar_one()
+    finally:
+        engine.dispose()
+    assert run.state == "leased" and run.attempt == 1 and run.device_id == agent.device_id
+    assert (run.deadline_at - run.leased_at).total_seconds() == 3600
+    assert state == "running"
