@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from sqlalchemy import (
     Integer,
@@ -421,7 +421,8 @@ def record_report(
 
     The job is locked before the run (the lock order of every path that finishes runs),
     the lease checked, the result inserted, the run finished and the job's state
-    recomputed from its runs' counts: 5 or 6 statements, all on prebuilt Core statements."""
+    recomputed from its runs' counts, all on prebuilt Core statements: on SQLite 5 or 6, on
+    PostgreSQL 3 or 4 (a round trip each; ``_finish_statement``)."""
     now = now or utcnow()
     connection = session.connection()
     job = connection.execute(_REPORT_JOB, {"run_id": run_id}).first()
@@ -442,14 +443,19 @@ def record_report(
     state = report.state
     if run.cancel_requested and state != RunState.succeeded:
         state = RunState.cancelled
-    result_id = None
+    values = None
     if report.result is not None and state == RunState.succeeded:
         sha = shas or (lambda kind, row_id: _sha256_of(connection, kind, row_id))
-        result_id = _insert_result(connection, run, job.dataset_id, report, digest, device_snapshot, now, sha)
-    connection.execute(_FINISH_RUN, {
-        "run_id": run_id, "new_state": str(state), "finished": now,
-        "new_error": report.error or run.error, "report_lease": report.lease_id, "digest": digest})
-    job_ended = _refresh_job_row(connection, run.job_id, job)
+        values = _result_values(run, job.dataset_id, report, digest, device_snapshot, now, sha)
+    finish = {"run_id": run_id, "new_state": str(state), "finished": now,
+              "new_error": report.error or run.error, "report_lease": report.lease_id, "digest": digest}
+    if connection.dialect.name == "postgresql":
+        result_id, counts = _finish_in_one(connection, run, job.id, str(state), finish, values)
+    else:
+        result_id = connection.execute(_INSERT_RESULT, values).scalar_one() if values is not None else None
+        connection.execute(_FINISH_RUN, finish)
+        counts = dict(connection.execute(_RUN_COUNTS, {"job_id": run.job_id}).all())
+    job_ended = _set_job_state(connection, run.job_id, job, counts)
     return ReportOutcome(run_id, run.job_id, run.model_id, device_id, str(state), result_id, duplicate=False,
                          job_ended=job_ended)
 
@@ -459,12 +465,13 @@ def _sha256_of(connection, kind: str, row_id: int) -> str:
     return connection.execute(statement, {"id": row_id}).scalar_one()
 
 
-def _insert_result(connection, run, dataset_id: Optional[int], report: RunReport, digest: str,
-                   snapshot: dict, now: datetime, sha: Callable[[str, int], str]) -> int:
+def _result_values(run, dataset_id: Optional[int], report: RunReport, digest: str, snapshot: dict,
+                   now: datetime, sha: Callable[[str, int], str]) -> Dict[str, object]:
+    """The result row a report stores."""
     body = report.result
     accuracy, metric = headline_metric(body.metrics)
     latency = body.latency_ms
-    return connection.execute(_INSERT_RESULT, {
+    return {
         "run_id": run.id, "job_id": run.job_id, "model_id": run.model_id, "device_id": run.device_id,
         "dataset_id": dataset_id, "lease_id": report.lease_id, "digest": digest,
         "runtime": body.runtime.name, "runtime_version": body.runtime.version,
@@ -473,7 +480,38 @@ def _insert_result(connection, run, dataset_id: Optional[int], report: RunReport
         "p50_ms": latency.p50 if latency else None, "p90_ms": latency.p90 if latency else None,
         "accuracy": accuracy, "accuracy_metric": metric,
         "body": body.model_dump(mode="json"), "device_snapshot": snapshot, "created_at": now,
-    }).scalar_one()
+    }
+
+
+@lru_cache(maxsize=None)
+def _finish_statement(result_columns: Tuple[str, ...]):
+    """PostgreSQL: the report's writes and the job's run counts in one statement. Data-
+    modifying CTEs insert the result and finish the run; the counts are read from the
+    statement's snapshot, from before the run was finished (``_finish_in_one`` moves
+    it to its new state). ``result_columns``: the result row's columns, each a bound
+    parameter ``r_<column>`` (none: no result is stored)."""
+    finished = _FINISH_RUN.returning(_RUNS.c.id).cte("finished")
+    columns = [_RUNS.c.state, func.count().label("n")]
+    if result_columns:
+        row = {name: bindparam(f"r_{name}", type_=_RESULTS.c[name].type) for name in result_columns}
+        inserted = insert(_RESULTS).values(row).returning(_RESULTS.c.id).cte("inserted")
+        columns.append(select(inserted.c.id).scalar_subquery().label("result_id"))
+    # (a parameter named like a column of ``runs`` would be set by the UPDATE too)
+    return (select(*columns).where(_RUNS.c.job_id == bindparam("counted_job")).group_by(_RUNS.c.state)
+            .add_cte(finished))
+
+
+def _finish_in_one(connection, run, job_id: int, state: str, finish: Dict[str, object],
+                   values: Optional[Dict[str, object]]) -> Tuple[Optional[int], Dict[str, int]]:
+    """(the stored result's id, the job's run counts with this run finished)."""
+    params = dict(finish, counted_job=job_id)
+    if values is not None:
+        params.update({f"r_{name}": value for name, value in values.items()})
+    rows = connection.execute(_finish_statement(tuple(values or ())), params).all()
+    counts = {row.state: row.n for row in rows}
+    counts[run.state] -= 1  # the snapshot's: the run as it was before this statement
+    counts[state] = counts.get(state, 0) + 1
+    return (rows[0].result_id if values is not None else None), counts
 
 
 def job_state_from_counts(counts: Dict[str, int], cancel_reason: Optional[str]) -> Optional[JobState]:
@@ -491,10 +529,10 @@ def job_state_from_counts(counts: Dict[str, int], cancel_reason: Optional[str]) 
     return JobState.queued
 
 
-def _refresh_job_row(connection, job_id: int, job) -> bool:
+def _set_job_state(connection, job_id: int, job, counts: Dict[str, int]) -> bool:
     """``refresh_job_state`` on the job's row (``job``: its state, finished_at and
-    cancel_reason, read under its lock) with Core statements; whether the job ended."""
-    counts = {state: count for state, count in connection.execute(_RUN_COUNTS, {"job_id": job_id})}
+    cancel_reason, read under its lock) from its runs' ``counts``, with a Core statement
+    when it changes; whether the job ended."""
     state = job_state_from_counts(counts, job.cancel_reason)
     if state is None:
         return False
