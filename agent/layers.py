@@ -36,6 +36,7 @@ import json
 import os
 import statistics
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -52,6 +53,12 @@ NOT_AVAILABLE: Dict[str, str] = {
     "null": "the null runtime has no layers",
 }
 
+
+#: The pause before each run of the interleaved pairs. ONNX Runtime's intra-op threads
+#: spin for a while after a run: without it, the other session's spinning threads took
+#: the cores from the next run (DeepLab on 2 threads: unprofiled 60 ms interleaved against
+#: 38 ms alone; 10 ms of pause gave 50 ms, 50 ms gave 38 ms, the headline's).
+SETTLE_SECONDS = 0.05
 
 NAME_CHARS, OP_CHARS = 1000, 100  # the contract's bounds; longer names are cut
 
@@ -88,15 +95,17 @@ class _Accumulator:
 def _interleaved_runs(unprofiled: Callable[[], None], profiled: Callable[[], None], runs: int,
                      after_each: Optional[Callable[[], None]] = None) -> Tuple[List[float], List[float]]:
     """One untimed warm run of each, then ``runs`` pairs: an unprofiled run, then a
-    profiled one (``after_each`` reads its profile, untimed). The wall ms of each
-    (profiled, unprofiled)."""
+    profiled one (``after_each`` reads its profile, untimed), each after a pause of
+    ``SETTLE_SECONDS``. The wall ms of each (profiled, unprofiled)."""
     unprofiled()
     profiled()
     profiled_ms, unprofiled_ms = [], []
     for _ in range(runs):
+        time.sleep(SETTLE_SECONDS)
         watch = Stopwatch()
         unprofiled()
         unprofiled_ms.append(watch.lap_ms())
+        time.sleep(SETTLE_SECONDS)
         watch = Stopwatch()
         profiled()
         profiled_ms.append(watch.lap_ms())
