@@ -370,6 +370,13 @@ def lost_results(database_url: str, reported_runs: List[int]) -> int:
     return len(set(reported_runs) - stored)
 
 
+def print_correctness(started: Started, tally: Tally) -> None:
+    """Errors, double leases and lost results of the whole run."""
+    lost = lost_results(started.database_url, tally.reported_runs)
+    print(f"errors {tally.errors} {tally.error_kinds or ''}, double leases "
+          f"{tally.double_leases}, lost results {lost} (of {len(tally.reported_runs)} accepted reports)")
+
+
 async def measure(db: str, args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="fleet-") as tmp:
         started = start_server(db, Path(tmp))
@@ -409,10 +416,7 @@ async def measure(db: str, args: argparse.Namespace) -> None:
                                  f"max {figures['wait_max']:.0f} ms ({probes} probes)")
                     print(line)
                 print(f"long polls: {tally.polls}, answered later than wait + 2 s: {tally.late_polls}")
-                lost = lost_results(started.database_url, tally.reported_runs)
-                print(f"errors {tally.errors} {tally.error_kinds or ''}, double leases "
-                      f"{tally.double_leases}, lost results {lost} (of {len(tally.reported_runs)} "
-                      "accepted reports)")
+                print_correctness(started, tally)
         finally:
             started.stop()
 
@@ -462,10 +466,7 @@ async def measure_replicas(args: argparse.Namespace) -> None:
                           f"{sum(cpu[replicas].values()):.0f}% of {100 * os.cpu_count()}%)")
                 ratio = statistics.median(cycles[2]) / statistics.median(cycles[1])
                 print(f"two replicas / one: {ratio:.2f}x")
-                lost = lost_results(started.database_url, tally.reported_runs)
-                print(f"errors {tally.errors} {tally.error_kinds or ''}, double leases "
-                      f"{tally.double_leases}, lost results {lost} (of {len(tally.reported_runs)} "
-                      "accepted reports)")
+                print_correctness(started, tally)
         finally:
             started.stop()
 

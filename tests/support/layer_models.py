@@ -15,8 +15,9 @@ def conv_chain(path: Path, corrupt: int = -1, rename: bool = False, seed: int = 
     """Write the chain (input [1,3,16,16] -> Conv+Relu x ``CHAIN_LAYERS``) to ``path``; with
     ``corrupt`` >= 0 that convolution's weights get noise. Returns the convolution output
     names in graph order."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
+
+    from tests.support.model_builders import write_onnx
 
     rng = np.random.default_rng(seed)
     nodes, inits, outputs = [], [], []
@@ -38,10 +39,7 @@ def conv_chain(path: Path, corrupt: int = -1, rename: bool = False, seed: int = 
     graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 16, 16])],
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, CHANNELS, 16, 16])],
                               inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    path.write_bytes(model.SerializeToString())
+    write_onnx(graph, path)
     return outputs
 
 

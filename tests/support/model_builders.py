@@ -52,7 +52,6 @@ def digits_tflite(layers, path: Path) -> Path:
 
 def digits_onnx(layers, path: Path, input_name: str = "image") -> Path:
     """The same MLP in ONNX: input [1,1,8,8] (NCHW), Reshape, (MatMul, Add, Relu)*, Softmax."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     nodes = [helper.make_node("Reshape", [input_name, "flat_shape"], ["h0"])]
@@ -73,11 +72,19 @@ def digits_onnx(layers, path: Path, input_name: str = "image") -> Path:
         nodes, "digits", [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, [1, 1, 8, 8])],
         [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [1, len(layers[-1][1])])],
         inits)
+    write_onnx(graph, path)
+    return path
+
+
+def write_onnx(graph, path: Path) -> None:
+    """Save ``graph`` as a checked opset-13 ONNX model (IR version 8, which ONNX Runtime reads)."""
+    import onnx
+    from onnx import helper
+
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     onnx.checker.check_model(model)
     path.write_bytes(model.SerializeToString())
-    return path
 
 
 def dynamic_range_variant(tflite: Path, dest: Path) -> Path:
