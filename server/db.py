@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Dict, Hashable, Iterator, List, Optional, Set
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 POOL_SIZE = 40  # anyio's default thread limiter: the most requests using a connection at once
@@ -58,8 +58,10 @@ class Database:
         event.listen(self._sessions, "after_rollback", _forget_locks)
         self._write_lock = threading.RLock() if self.is_sqlite else None
         # PostgreSQL: sessions whose every statement commits by itself (``read_each``)
+        self._each_engine = None if self.is_sqlite else self.engine.execution_options(
+            isolation_level="AUTOCOMMIT")
         self._each_sessions = self._sessions if self.is_sqlite else sessionmaker(
-            self.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
+            self._each_engine, expire_on_commit=False)
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -74,6 +76,16 @@ class Database:
         read. Never write in it: a write would commit at once."""
         with self._each_sessions() as session:
             yield session
+
+    @contextmanager
+    def each_statement(self) -> Iterator[Connection]:
+        """PostgreSQL only: a Core connection on which every statement is its own
+        transaction, for a write that is one atomic statement (no BEGIN and COMMIT round
+        trips around it)."""
+        if self._each_engine is None:
+            raise RuntimeError("each_statement is for PostgreSQL")
+        with self._each_engine.connect() as connection:
+            yield connection
 
     @contextmanager
     def write(self) -> Iterator[Session]:
@@ -126,27 +138,33 @@ class Throttle:
 
 
 class WorkingAgents:
-    """The agents (by token id) whose last lease request got a run, in this process: their
-    next request likely gets one too, so it claims at once (``leases.claim_as``) instead of
-    reading first whether work waits. A hint only: a wrong one costs a write transaction
-    that claims nothing. At most ``size`` agents (then it starts afresh)."""
+    """The agents (by token id, with their device's id) whose last lease request got a run,
+    in this process: their next request likely gets one too, so it claims at once
+    (``leases.claim_as``) instead of reading first whether work waits. A hint only, never a
+    credential (the token is checked by the claim): a wrong one costs a write that claims
+    nothing. At most ``size`` agents (then it starts afresh)."""
 
     def __init__(self, size: int = 100_000):
         self._size = size
-        self._ids: Set[int] = set()
+        self._devices: Dict[int, int] = {}
 
     def __contains__(self, token_id: Optional[int]) -> bool:
-        return token_id in self._ids
+        return token_id in self._devices
 
-    def mark(self, token_id: Optional[int], working: bool) -> None:
+    def device_of(self, token_id: Optional[int]) -> Optional[int]:
+        """The device of a working agent's token, else None."""
+        return self._devices.get(token_id) if token_id is not None else None
+
+    def mark(self, token_id: Optional[int], device_id: Optional[int]) -> None:
+        """The agent's last poll got a run (``device_id``: its device) or not (None)."""
         if token_id is None:
             return
-        if not working:
-            self._ids.discard(token_id)
+        if device_id is None:
+            self._devices.pop(token_id, None)
             return
-        if len(self._ids) >= self._size:
-            self._ids.clear()
-        self._ids.add(token_id)
+        if len(self._devices) >= self._size:
+            self._devices.clear()
+        self._devices[token_id] = device_id
 
 
 class Memo:

@@ -19,12 +19,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
+from types import SimpleNamespace
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from sqlalchemy import (
     Integer,
     Interval,
     Select,
+    and_,
     bindparam,
     func,
     insert,
@@ -32,18 +34,26 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
     type_coerce,
     union_all,
     update,
 )
 from sqlalchemy.orm import Session, aliased
 
-from edgefarm.shared.contract.enums import ACTIVE_RUN_STATES, FINAL_RUN_STATES, JobState, Placement, RunState
+from edgefarm.shared.contract.enums import (
+    ACTIVE_RUN_STATES,
+    FINAL_RUN_STATES,
+    JobState,
+    Placement,
+    Role,
+    RunState,
+)
 from edgefarm.shared.contract.rules import headline_metric, report_problem
 from edgefarm.shared.contract.schemas import RunReport, RunSettings
 from edgefarm.shared.contract.selectors import DeviceSelector, parse_selector
 
-from .tables import Dataset, Device, Job, JobModel, JobPoolDevice, Model, Result, Run, utcnow
+from .tables import Baseline, Dataset, Device, Job, JobModel, JobPoolDevice, Model, Result, Run, Token, utcnow
 
 ACTIVE = tuple(str(s) for s in ACTIVE_RUN_STATES)
 FINAL = tuple(str(s) for s in FINAL_RUN_STATES)
@@ -248,21 +258,35 @@ def has_claimable_run(session: Session, device_id: int) -> bool:
     return found is not None
 
 
+def _token_gate():
+    """The agent's token (``token_id``, ``secret_hash``: the SHA-256 of its secret) is
+    known, not revoked and the claiming device's: a CTE of its id, or of no row."""
+    tokens = Token.__table__.c
+    return select(tokens.id).where(
+        tokens.id == bindparam("token_id", type_=Integer), tokens.secret_hash == bindparam("secret_hash"),
+        tokens.revoked.is_(False), tokens.role == str(Role.agent), tokens.device_id == DEVICE,
+    ).cte("authorized")
+
+
 @lru_cache(maxsize=None)
-def _claim_statement(single: bool = False):
+def _claim_statement(single: bool = False, gated: bool = False):
     """The claim, built once with bound parameters: constructing it and its cache key
     costs more Python time than the database spends running it. ``single``
     (PostgreSQL): one statement that also sets the run's hard deadline (the lease time
     plus its job's timeout) and marks the job running (a data-modifying CTE), where
-    SQLite takes three: every statement is a round trip to a PostgreSQL server."""
+    SQLite takes three: every statement is a round trip to a PostgreSQL server.
+    ``gated`` (with ``single``): the agent's token is checked in the same statement
+    (``_token_gate``): nothing is claimed unless it holds, and the first column,
+    ``authorized``, says whether it did (a row with no run: nothing to claim)."""
     device_open = (
         select(Device.id)
         .where(Device.id == DEVICE, Device.enabled.is_(True), Device.draining.is_(False))
         .exists()
     )
+    gate = _token_gate() if gated else None
     candidate = (
         select(Run.id)
-        .where(_waiting_for(), device_open)
+        .where(_waiting_for(), device_open, *([select(gate.c.id).exists()] if gated else []))
         .order_by(Run.priority.desc(), Run.id)
         .limit(1)
         .with_for_update(skip_locked=True)
@@ -292,7 +316,10 @@ def _claim_statement(single: bool = False):
     running = str(JobState.running)
     touched = (update(_JOBS).where(_JOBS.c.id == claimed.c.job_id, _JOBS.c.state != running)
                .values(state=running, finished_at=None).cte("touched"))
-    return select(*claimed.c).add_cte(touched)
+    if not gated:
+        return select(*claimed.c).add_cte(touched)
+    return (select(gate.c.id.label("authorized"), *claimed.c)
+            .select_from(gate.outerjoin(claimed, true())).add_cte(touched))
 
 
 def claim_next_run(
@@ -316,6 +343,27 @@ def claim_next_run(
         connection.execute(_SET_DEADLINE, {"run_id": run_id, "deadline": now + timedelta(seconds=timeout)})
         _touch_job(session, job_id, JobState.running)
     return ClaimedRun(run_id, job_id, model_id, lease_id, expires, attempt, max_attempts)
+
+
+def claim_with_token(
+    connection, device_id: int, token_id: int, secret_hash: str, lease_seconds: float,
+    now: Optional[datetime] = None,
+) -> Tuple[bool, Optional[ClaimedRun]]:
+    """PostgreSQL: ``claim_next_run`` and the agent's token check in one statement, atomic
+    by itself (``connection`` commits each statement: no BEGIN or COMMIT round trips).
+    (whether the token is the device's current agent token, the claimed run or None);
+    nothing is claimed for a token that does not hold."""
+    now = now or utcnow()
+    lease_id, expires = str(uuid.uuid4()), now + timedelta(seconds=lease_seconds)
+    row = connection.execute(_claim_statement(True, True), {
+        "device_id": device_id, "lease_id": lease_id, "expires": expires, "now": now,
+        "token_id": token_id, "secret_hash": secret_hash}).first()
+    if row is None:
+        return False, None
+    if row.id is None:
+        return True, None
+    return True, ClaimedRun(row.id, row.job_id, row.model_id, lease_id, expires, row.attempt,
+                            row.max_attempts)
 
 
 def _check_lease(run: Optional[Run], run_id: int, device_id: int, lease_id: str, now: datetime) -> Run:
@@ -381,6 +429,9 @@ class ReportOutcome:
     result_id: Optional[int]
     duplicate: bool
     job_ended: bool = False
+    #: whether ``baseline_id`` (the result its series is held to, or None) was read
+    baseline_read: bool = False
+    baseline_id: Optional[int] = None
 
 
 def report_digest(report: RunReport) -> str:
@@ -399,6 +450,58 @@ _REPORT_RUN = (select(_RUNS.c.id, _RUNS.c.job_id, _RUNS.c.model_id, _RUNS.c.devi
 _REPORT_JOB = (select(_JOBS.c.id, _JOBS.c.state, _JOBS.c.finished_at, _JOBS.c.cancel_reason,
                       _JOBS.c.dataset_id)
                .where(_JOBS.c.id == _JOB_OF_RUN.scalar_subquery()).with_for_update())
+_BASELINES = Baseline.__table__
+
+
+@lru_cache(maxsize=None)
+def report_lock_statement():
+    """PostgreSQL: a report's first statement, one round trip for three. The agent's
+    token is checked (``token_id``, ``secret_hash``) and its device read, the run's job
+    locked (a materialized CTE, read before the run: the lock order of every path that
+    finishes runs) and the run locked (``FOR UPDATE OF runs``: its newest version). No
+    row when the token does not hold or the run is not its device's: nothing stored, the
+    caller answers through ``record_report``'s own reads and their precise errors.
+    Columns: ``agent_device``, the device's ``device_name``, ``device_platform``,
+    ``device_capabilities``, the job's as ``j_<column>`` and the run's (``_REPORT_RUN``)."""
+    tokens, devices = Token.__table__, Device.__table__
+    job_columns = _REPORT_JOB.selected_columns
+    locked_job = (select(*job_columns).where(_JOBS.c.id == _JOB_OF_RUN.scalar_subquery())
+                  .with_for_update().cte("locked_job").prefix_with("MATERIALIZED"))
+    agent = and_(tokens.c.id == bindparam("token_id", type_=Integer),
+                 tokens.c.secret_hash == bindparam("secret_hash"), tokens.c.revoked.is_(False),
+                 tokens.c.role == str(Role.agent))
+    return (
+        select(tokens.c.device_id.label("agent_device"), devices.c.name.label("device_name"),
+               devices.c.platform.label("device_platform"),
+               devices.c.capabilities.label("device_capabilities"),
+               *(locked_job.c[column.name].label(f"j_{column.name}") for column in job_columns),
+               *_REPORT_RUN.selected_columns)
+        .select_from(tokens.join(devices, devices.c.id == tokens.c.device_id)
+                     .join(_RUNS, and_(_RUNS.c.id == bindparam("run_id"),
+                                       _RUNS.c.device_id == tokens.c.device_id))
+                     .join(locked_job, locked_job.c.id == _RUNS.c.job_id))
+        .where(agent)
+        .with_for_update(of=_RUNS)
+    )
+
+
+@dataclass
+class LockedRows:
+    """A report's job and run as ``report_lock_statement`` read them, locked."""
+
+    job: object
+    run: object
+
+
+def locked_rows(row) -> LockedRows:
+    """The job's and the run's columns of a ``report_lock_statement`` row."""
+    job = SimpleNamespace(**{column.name: row._mapping[f"j_{column.name}"]
+                             for column in _REPORT_JOB.selected_columns})
+    run = SimpleNamespace(**{column.name: row._mapping[column.name]
+                             for column in _REPORT_RUN.selected_columns})
+    return LockedRows(job, run)
+
+
 _RESULT_OF_RUN = select(_RESULTS.c.id).where(_RESULTS.c.run_id == bindparam("run_id"))
 _INSERT_RESULT = insert(_RESULTS).returning(_RESULTS.c.id)
 _FINISH_RUN = (update(_RUNS).where(_RUNS.c.id == bindparam("run_id"))
@@ -412,7 +515,8 @@ _SET_JOB_STATE = (update(_JOBS).where(_JOBS.c.id == bindparam("job_id"))
 def record_report(
     session: Session, run_id: int, device_id: int, report: RunReport, device_snapshot: dict,
     now: Optional[datetime] = None, digest: Optional[str] = None,
-    shas: Optional[Callable[[str, int], str]] = None,
+    shas: Optional[Callable[[str, int], str]] = None, locked: Optional[LockedRows] = None,
+    family_variant: Optional[Callable[[int], Tuple[str, str]]] = None,
 ) -> ReportOutcome:
     """Store the outcome of a run, once; a repeated identical post is a no-op.
     ``digest``: the report's ``report_digest``, when the caller computed it already;
@@ -422,11 +526,18 @@ def record_report(
     The job is locked before the run (the lock order of every path that finishes runs),
     the lease checked, the result inserted, the run finished and the job's state
     recomputed from its runs' counts, all on prebuilt Core statements: on SQLite 5 or 6, on
-    PostgreSQL 3 or 4 (a round trip each; ``_finish_statement``)."""
+    PostgreSQL 3 or 4 (a round trip each; ``_finish_statement``). ``locked``: the job and
+    run read and locked already (``report_lock_statement``): one statement fewer.
+    ``family_variant(model_id)``: the model's family and variant, when the caller keeps
+    them; on PostgreSQL the result's baseline is then read by the finishing statement
+    (``ReportOutcome.baseline_read``)."""
     now = now or utcnow()
     connection = session.connection()
-    job = connection.execute(_REPORT_JOB, {"run_id": run_id}).first()
-    run = connection.execute(_REPORT_RUN, {"run_id": run_id}).first()
+    if locked is None:
+        job = connection.execute(_REPORT_JOB, {"run_id": run_id}).first()
+        run = connection.execute(_REPORT_RUN, {"run_id": run_id}).first()
+    else:
+        job, run = locked.job, locked.run
     if run is None or job is None or run.device_id != device_id:
         raise LookupError(run_id)
     digest = digest or report_digest(report)
@@ -449,15 +560,23 @@ def record_report(
         values = _result_values(run, job.dataset_id, report, digest, device_snapshot, now, sha)
     finish = {"run_id": run_id, "new_state": str(state), "finished": now,
               "new_error": report.error or run.error, "report_lease": report.lease_id, "digest": digest}
+    baseline_read, baseline_id = False, None
     if connection.dialect.name == "postgresql":
-        result_id, counts = _finish_in_one(connection, run, job.id, str(state), finish, values)
+        series = None
+        if values is not None and family_variant is not None:
+            family, variant = family_variant(run.model_id)
+            series = {"b_family": family, "b_variant": variant, "b_device": device_id,
+                      "b_runtime": values["runtime"]}
+        result_id, counts, baseline_id = _finish_in_one(connection, run, job.id, str(state), finish, values,
+                                                        series)
+        baseline_read = series is not None
     else:
         result_id = connection.execute(_INSERT_RESULT, values).scalar_one() if values is not None else None
         connection.execute(_FINISH_RUN, finish)
         counts = dict(connection.execute(_RUN_COUNTS, {"job_id": run.job_id}).all())
     job_ended = _set_job_state(connection, run.job_id, job, counts)
     return ReportOutcome(run_id, run.job_id, run.model_id, device_id, str(state), result_id, duplicate=False,
-                         job_ended=job_ended)
+                         job_ended=job_ended, baseline_read=baseline_read, baseline_id=baseline_id)
 
 
 def _sha256_of(connection, kind: str, row_id: int) -> str:
@@ -484,34 +603,45 @@ def _result_values(run, dataset_id: Optional[int], report: RunReport, digest: st
 
 
 @lru_cache(maxsize=None)
-def _finish_statement(result_columns: Tuple[str, ...]):
+def _finish_statement(result_columns: Tuple[str, ...], with_baseline: bool = False):
     """PostgreSQL: the report's writes and the job's run counts in one statement. Data-
     modifying CTEs insert the result and finish the run; the counts are read from the
     statement's snapshot, from before the run was finished (``_finish_in_one`` moves
     it to its new state). ``result_columns``: the result row's columns, each a bound
-    parameter ``r_<column>`` (none: no result is stored)."""
+    parameter ``r_<column>`` (none: no result is stored). ``with_baseline``: also the
+    result id the result's series is held to (``b_family``, ``b_variant``, ``b_device``,
+    ``b_runtime``), column ``baseline_id``."""
     finished = _FINISH_RUN.returning(_RUNS.c.id).cte("finished")
     columns = [_RUNS.c.state, func.count().label("n")]
     if result_columns:
         row = {name: bindparam(f"r_{name}", type_=_RESULTS.c[name].type) for name in result_columns}
         inserted = insert(_RESULTS).values(row).returning(_RESULTS.c.id).cte("inserted")
         columns.append(select(inserted.c.id).scalar_subquery().label("result_id"))
+    if with_baseline:
+        baseline = select(_BASELINES.c.result_id).where(
+            _BASELINES.c.family == bindparam("b_family"), _BASELINES.c.variant == bindparam("b_variant"),
+            _BASELINES.c.device_id == bindparam("b_device", type_=Integer),
+            _BASELINES.c.runtime == bindparam("b_runtime"))
+        columns.append(baseline.scalar_subquery().label("baseline_id"))
     # (a parameter named like a column of ``runs`` would be set by the UPDATE too)
     return (select(*columns).where(_RUNS.c.job_id == bindparam("counted_job")).group_by(_RUNS.c.state)
             .add_cte(finished))
 
 
 def _finish_in_one(connection, run, job_id: int, state: str, finish: Dict[str, object],
-                   values: Optional[Dict[str, object]]) -> Tuple[Optional[int], Dict[str, int]]:
-    """(the stored result's id, the job's run counts with this run finished)."""
-    params = dict(finish, counted_job=job_id)
+                   values: Optional[Dict[str, object]], series: Optional[Dict[str, object]] = None,
+                   ) -> Tuple[Optional[int], Dict[str, int], Optional[int]]:
+    """(the stored result's id, the job's run counts with this run finished, the result
+    its series is held to when ``series`` names it)."""
+    params = dict(finish, counted_job=job_id, **(series or {}))
     if values is not None:
         params.update({f"r_{name}": value for name, value in values.items()})
-    rows = connection.execute(_finish_statement(tuple(values or ())), params).all()
+    rows = connection.execute(_finish_statement(tuple(values or ()), series is not None), params).all()
     counts = {row.state: row.n for row in rows}
     counts[run.state] -= 1  # the snapshot's: the run as it was before this statement
     counts[state] = counts.get(state, 0) + 1
-    return (rows[0].result_id if values is not None else None), counts
+    return ((rows[0].result_id if values is not None else None), counts,
+            (rows[0].baseline_id if series is not None else None))
 
 
 def job_state_from_counts(counts: Dict[str, int], cancel_reason: Optional[str]) -> Optional[JobState]:

@@ -21,7 +21,15 @@ from ..auth import Principal, parse_token
 from ..context import AppContext
 from ..services import leases
 from .bodies import ContractRoute
-from .deps import agent, agent_headers, authenticate_agent, check_protocol, get_ctx, get_principal
+from .deps import (
+    agent,
+    agent_headers,
+    authenticate_agent,
+    bearer_token,
+    check_protocol,
+    get_ctx,
+    get_principal,
+)
 
 router = APIRouter(prefix="/agents", tags=["agents"], route_class=ContractRoute)
 
@@ -83,14 +91,20 @@ async def answer_lease(ctx: AppContext, request: Request, body: LeaseRequest) ->
 
     def first() -> Tuple[int, Optional[Lease]]:
         token_id = token_key(request)
-        if token_id in ctx.working_agents:  # its last poll got work: claim at once
+        device_id = ctx.working_agents.device_of(token_id)
+        if device_id is not None and not ctx.db.is_sqlite:  # one statement, token and claim
+            authorized, granted = leases.claim_by_token(ctx, base_url, device_id, bearer_token(request))
+            if authorized:
+                ctx.working_agents.mark(token_id, device_id if granted is not None else None)
+                return device_id, granted
+        if device_id is not None:  # its last poll got work: claim at once
             device_id, granted = leases.claim_as(ctx, base_url, authorize)
         else:
             with ctx.db.read_each() as session:
                 device_id = authorize(session)
                 found = leases.work_waiting(session, device_id)
             granted = leases.claim(ctx, device_id, base_url, found)
-        ctx.working_agents.mark(token_id, granted is not None)
+        ctx.working_agents.mark(token_id, device_id if granted is not None else None)
         return device_id, granted
 
     wakes = ctx.waker.wakes

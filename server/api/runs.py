@@ -17,7 +17,7 @@ from ..auth import Principal
 from ..context import AppContext
 from ..services import jobs, leases
 from .bodies import ContractRoute
-from .deps import RowId, agent, agent_headers, authenticate_agent, get_ctx, reader
+from .deps import RowId, agent, agent_headers, authenticate_agent, bearer_token, get_ctx, reader
 
 router = APIRouter(prefix="/runs", tags=["runs"], route_class=ContractRoute)
 
@@ -58,7 +58,8 @@ async def answer_report(ctx: AppContext, request: Request, run_id: int, body: Ru
     """The report route's answer (also ``hot.HotPaths``')."""
     def store() -> RunReportResponse:
         return leases.report(ctx, run_id, None, body,
-                             authorize=lambda session: authenticate_agent(session, request, with_device=True))
+                             authorize=lambda session: authenticate_agent(session, request, with_device=True),
+                             token=bearer_token(request))
 
     answer = await run_in_threadpool(store)
     return Response(answer.model_dump_json(), media_type="application/json")

@@ -33,7 +33,7 @@ from edgefarm.shared.contract.schemas import (
     RunSettings,
 )
 
-from ..auth import Principal, device_snapshot, issue_token, mark_used
+from ..auth import Principal, device_snapshot, hash_secret, issue_token, mark_used, parse_token
 from ..context import AppContext
 from ..db import Memo
 from ..queue import (
@@ -41,15 +41,18 @@ from ..queue import (
     LeaseConflict,
     active_run_for_device,
     claim_next_run,
+    claim_with_token,
     expand_waiting_jobs,
     fail_timed_out_runs,
     has_claimable_run,
+    locked_rows,
     new_work_devices,
     notify_new_work,
     record_report,
     release_lease,
     renew_lease,
     report_digest,
+    report_lock_statement,
     requeue_expired_leases,
     sweep_due,
 )
@@ -65,7 +68,7 @@ from .errors import (
     Unauthorized,
 )
 from .references import reference_model, reference_model_id
-from .watch import JudgeFirst, Prejudged, prejudge
+from .watch import JudgeFirst, Prejudged, family_and_variant, prejudge
 from .webhooks import announce_swept, public_base, watch_report
 
 ACTIVE_STATES = tuple(str(state) for state in ACTIVE_RUN_STATES)
@@ -270,6 +273,27 @@ def claim_as(ctx: AppContext, base_url: str,
         return device_id, lease_for(session, run, ctx, base_url)
 
 
+def claim_by_token(ctx: AppContext, base_url: str, device_id: int,
+                   token: str) -> Tuple[bool, Optional[Lease]]:
+    """PostgreSQL, for an agent whose last poll got work (``WorkingAgents`` names its
+    device): its token checked and its device's best run claimed in one statement that
+    commits by itself (``queue.claim_with_token``), one round trip where ``claim_as``
+    takes four. (whether the token holds, the lease or None); when it does not hold,
+    nothing was claimed and the caller answers through ``claim_as`` (its precise 401)."""
+    parsed = parse_token(token)
+    if parsed is None:
+        return False, None
+    with ctx.db.each_statement() as connection:
+        authorized, run = claim_with_token(connection, device_id, parsed[0], hash_secret(parsed[1]),
+                                           ctx.settings.lease_seconds)
+        if authorized and ctx.last_seen.due(device_id):
+            connection.execute(_SEEN, {"device_id": device_id, "seen": utcnow()})
+    if run is None:
+        return authorized, None
+    with ctx.db.read() as session:
+        return True, lease_for(session, run, ctx, base_url)
+
+
 @contextmanager
 def _agents_run(run_id: int) -> Iterator[None]:
     """The queue's refusals of an agent's call on a run, as domain errors."""
@@ -329,33 +353,49 @@ def _database_space() -> Iterator[None]:
 
 
 def report(ctx: AppContext, run_id: int, device_id: Optional[int], body: RunReport,
-           authorize: Optional[Callable[[Session], Principal]] = None) -> RunReportResponse:
+           authorize: Optional[Callable[[Session], Principal]] = None,
+           token: Optional[str] = None) -> RunReportResponse:
     """Record the run's outcome; accepted only with the current lease id (a repeat is a
     no-op). The device is ``device_id``, else ``authorize(session)`` names it (the
     ``Principal`` of the agent's token, read with its device in one statement) inside the
-    report's transaction (one session per request).
+    report's transaction (one session per request). ``token``: the request's bearer token;
+    on PostgreSQL it is checked by the statement that locks the job and the run
+    (``queue.report_lock_statement``), ``authorize`` answering only when it does not hold.
     The report's digest is computed before the transaction (on SQLite, before the lock)."""
     problem = report_problem(body)
     if problem is not None:
         raise Invalid("Invalid report", problem)
     digest = report_digest(body)
+    credential = None
+    if token is not None and not ctx.db.is_sqlite:
+        parsed = parse_token(token)
+        credential = (parsed[0], hash_secret(parsed[1])) if parsed is not None else None
     try:
-        return _store_report(ctx, run_id, device_id, body, digest, authorize, None)
+        return _store_report(ctx, run_id, device_id, body, digest, authorize, None, credential)
     except JudgeFirst:  # its series has a baseline: judged before the lock, then stored
         prejudged = prejudge(ctx, run_id, device_id, body)
-        return _store_report(ctx, run_id, device_id, body, digest, authorize, prejudged)
+        return _store_report(ctx, run_id, device_id, body, digest, authorize, prejudged, credential)
 
 
 def _store_report(ctx: AppContext, run_id: int, device_id: Optional[int], body: RunReport, digest: str,
                   authorize: Optional[Callable[[Session], Principal]],
-                  prejudged: Optional[Prejudged]) -> RunReportResponse:
+                  prejudged: Optional[Prejudged],
+                  credential: Optional[Tuple[int, str]] = None) -> RunReportResponse:
     """The report's transaction. Without ``prejudged`` (the first attempt), a result whose
     series has a baseline rolls it back with ``JudgeFirst``: the significance test runs
     in a read transaction of its own (``prejudge``), never under the write lock, and the
-    report is stored again with its verdict; a result with no baseline costs one read."""
+    report is stored again with its verdict; a result with no baseline costs no read of
+    its own on PostgreSQL (the finishing statement reads it), one on SQLite.
+    ``credential``: (token id, secret hash), checked with the locks in one statement."""
     with _database_space(), ctx.db.write() as session:
-        snapshot = None
-        if authorize is not None:
+        snapshot = locked = None
+        if credential is not None:
+            row = session.connection().execute(report_lock_statement(), {
+                "run_id": run_id, "token_id": credential[0], "secret_hash": credential[1]}).first()
+            if row is not None:
+                locked, device_id = locked_rows(row), row.agent_device
+                snapshot = device_snapshot(row.device_name, row.device_platform, row.device_capabilities)
+        if locked is None and authorize is not None:
             principal = authorize(session)
             device_id, snapshot = principal.device_id, principal.device
         if snapshot is None:
@@ -364,7 +404,9 @@ def _store_report(ctx: AppContext, run_id: int, device_id: Optional[int], body: 
         saw_device(ctx, session, device_id)
         with _agents_run(run_id):
             outcome = record_report(session, run_id, device_id, body, snapshot, digest=digest,
-                                    shas=lambda kind, row_id: _sha256(ctx, session, kind, row_id))
+                                    shas=lambda kind, row_id: _sha256(ctx, session, kind, row_id),
+                                    locked=locked, family_variant=lambda model_id: family_and_variant(
+                                        ctx, session, model_id))
         if not outcome.duplicate:
             runtime = body.result.runtime.name if body.result else None
             watch_report(ctx, session, outcome, prejudged, runtime, judge_first=prejudged is None)

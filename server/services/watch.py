@@ -96,9 +96,13 @@ def series_for(ctx: AppContext, session: Session, model_id: int, device_id: int,
     """The series of a result of ``model_id`` on ``device_id`` with ``runtime``; the model's
     family and variant are read once per process (a model's never change;
     ``AppContext.lease_parts`` is cleared when a model is deleted)."""
-    family, variant = ctx.lease_parts.get(("series", model_id),
-                                          lambda: _family_and_variant(session, model_id))
+    family, variant = family_and_variant(ctx, session, model_id)
     return Series(family=family, variant=variant, device_id=device_id, runtime=runtime)
+
+
+def family_and_variant(ctx: AppContext, session: Session, model_id: int) -> Tuple[str, str]:
+    """A model's family and variant, read once per process (``series_for``)."""
+    return ctx.lease_parts.get(("series", model_id), lambda: _family_and_variant(session, model_id))
 
 
 def _family_and_variant(session: Session, model_id: int) -> Tuple[str, str]:

@@ -224,8 +224,11 @@ def watch_report(ctx: AppContext, session: Session, outcome: Any, prejudged: Opt
     here, under the write lock."""
     base_url = public_base(ctx)
     if outcome.result_id is not None:
-        series = series_for(ctx, session, outcome.model_id, outcome.device_id, runtime)
-        baseline_id = baseline_result_id(session, series)
+        if getattr(outcome, "baseline_read", False):  # read by the report's own statement
+            baseline_id = outcome.baseline_id
+        else:
+            baseline_id = baseline_result_id(session, series_for(ctx, session, outcome.model_id,
+                                                                 outcome.device_id, runtime))
         if baseline_id is not None and baseline_id != outcome.result_id:
             if judge_first and prejudged is None:
                 raise JudgeFirst(baseline_id)

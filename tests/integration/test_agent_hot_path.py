@@ -72,9 +72,15 @@ def test_lease_and_report_answer_the_contract_and_a_revoked_token_at_once(farm, 
     assert answer.run_id == lease.run_id and answer.result_id and not answer.duplicate
 
     farm.submit(models=[model["id"]], devices=f"id={agent.device_id}")
-    second = agent.lease()
+    second = agent.lease()  # its last poll got work: the next one claims at once
+    waiting = farm.submit(models=[model["id"]], devices=f"id={agent.device_id}")
     token_id = next(t["id"] for t in farm.admin.get("/api/v1/tokens").json()
                     if t["role"] == "agent" and t["device_id"] == agent.device_id)
+    # the token's id with another secret (on PostgreSQL, checked by the claim's own statement)
+    with farm.client(f"ef_{token_id}_not-its-secret") as forged:
+        assert forged.post("/api/v1/agents/lease", json={"wait_seconds": 0}).status_code == 401
+        assert forged.post(f"/api/v1/runs/{second['run_id']}/report", json={
+            "lease_id": second["lease_id"], "state": "failed", "error": "forged"}).status_code == 401
     assert farm.admin.delete(f"/api/v1/tokens/{token_id}").status_code == 200
     refused = agent.http.post("/api/v1/agents/lease", json={"wait_seconds": 0})
     assert refused.status_code == 401
@@ -82,7 +88,9 @@ def test_lease_and_report_answer_the_contract_and_a_revoked_token_at_once(farm, 
     late = agent.report(second)
     assert late.status_code == 401
     run = farm.user.get(f"/api/v1/runs/{second['run_id']}").json()
-    assert run["state"] == "leased"  # the refused report changed nothing
+    assert run["state"] == "leased"  # the refused reports changed nothing
+    job = farm.user.get(f"/api/v1/jobs/{waiting['id']}").json()
+    assert [r["state"] for r in job["runs"]] == ["queued"]  # the refused polls claimed nothing
 
 
 def test_refusals_come_before_the_body_and_in_order(farm):
