@@ -53,6 +53,7 @@ from edgefarm.shared.contract.rules import headline_metric, report_problem
 from edgefarm.shared.contract.schemas import RunReport, RunSettings
 from edgefarm.shared.contract.selectors import DeviceSelector, parse_selector
 
+from .db import DriverStatement
 from .tables import Baseline, Dataset, Device, Job, JobModel, JobPoolDevice, Model, Result, Run, Token, utcnow
 
 ACTIVE = tuple(str(s) for s in ACTIVE_RUN_STATES)
@@ -355,15 +356,21 @@ def claim_with_token(
     nothing is claimed for a token that does not hold."""
     now = now or utcnow()
     lease_id, expires = str(uuid.uuid4()), now + timedelta(seconds=lease_seconds)
-    row = connection.execute(_claim_statement(True, True), {
+    rows = _claim_with_token().rows(connection, {
         "device_id": device_id, "lease_id": lease_id, "expires": expires, "now": now,
-        "token_id": token_id, "secret_hash": secret_hash}).first()
-    if row is None:
+        "token_id": token_id, "secret_hash": secret_hash})
+    if not rows:
         return False, None
-    if row.id is None:
+    row = rows[0]
+    if row["id"] is None:
         return True, None
-    return True, ClaimedRun(row.id, row.job_id, row.model_id, lease_id, expires, row.attempt,
-                            row.max_attempts)
+    return True, ClaimedRun(row["id"], row["job_id"], row["model_id"], lease_id, expires, row["attempt"],
+                            row["max_attempts"])
+
+
+@lru_cache(maxsize=None)
+def _claim_with_token() -> DriverStatement:
+    return DriverStatement(_claim_statement(True, True))
 
 
 def _check_lease(run: Optional[Run], run_id: int, device_id: int, lease_id: str, now: datetime) -> Run:
@@ -454,7 +461,7 @@ _BASELINES = Baseline.__table__
 
 
 @lru_cache(maxsize=None)
-def report_lock_statement():
+def report_lock_statement() -> DriverStatement:
     """PostgreSQL: a report's first statement, one round trip for three. The agent's
     token is checked (``token_id``, ``secret_hash``) and its device read, the run's job
     locked (a materialized CTE, read before the run: the lock order of every path that
@@ -470,7 +477,7 @@ def report_lock_statement():
     agent = and_(tokens.c.id == bindparam("token_id", type_=Integer),
                  tokens.c.secret_hash == bindparam("secret_hash"), tokens.c.revoked.is_(False),
                  tokens.c.role == str(Role.agent))
-    return (
+    return DriverStatement(
         select(tokens.c.device_id.label("agent_device"), devices.c.name.label("device_name"),
                devices.c.platform.label("device_platform"),
                devices.c.capabilities.label("device_capabilities"),
@@ -493,12 +500,10 @@ class LockedRows:
     run: object
 
 
-def locked_rows(row) -> LockedRows:
+def locked_rows(row: Dict[str, object]) -> LockedRows:
     """The job's and the run's columns of a ``report_lock_statement`` row."""
-    job = SimpleNamespace(**{column.name: row._mapping[f"j_{column.name}"]
-                             for column in _REPORT_JOB.selected_columns})
-    run = SimpleNamespace(**{column.name: row._mapping[column.name]
-                             for column in _REPORT_RUN.selected_columns})
+    job = SimpleNamespace(**{column.name: row[f"j_{column.name}"] for column in _REPORT_JOB.selected_columns})
+    run = SimpleNamespace(**{column.name: row[column.name] for column in _REPORT_RUN.selected_columns})
     return LockedRows(job, run)
 
 
@@ -624,8 +629,8 @@ def _finish_statement(result_columns: Tuple[str, ...], with_baseline: bool = Fal
             _BASELINES.c.runtime == bindparam("b_runtime"))
         columns.append(baseline.scalar_subquery().label("baseline_id"))
     # (a parameter named like a column of ``runs`` would be set by the UPDATE too)
-    return (select(*columns).where(_RUNS.c.job_id == bindparam("counted_job")).group_by(_RUNS.c.state)
-            .add_cte(finished))
+    return DriverStatement(select(*columns).where(_RUNS.c.job_id == bindparam("counted_job"))
+                           .group_by(_RUNS.c.state).add_cte(finished))
 
 
 def _finish_in_one(connection, run, job_id: int, state: str, finish: Dict[str, object],
@@ -636,12 +641,12 @@ def _finish_in_one(connection, run, job_id: int, state: str, finish: Dict[str, o
     params = dict(finish, counted_job=job_id, **(series or {}))
     if values is not None:
         params.update({f"r_{name}": value for name, value in values.items()})
-    rows = connection.execute(_finish_statement(tuple(values or ()), series is not None), params).all()
-    counts = {row.state: row.n for row in rows}
+    rows = _finish_statement(tuple(values or ()), series is not None).rows(connection, params)
+    counts = {row["state"]: row["n"] for row in rows}
     counts[run.state] -= 1  # the snapshot's: the run as it was before this statement
     counts[state] = counts.get(state, 0) + 1
-    return ((rows[0].result_id if values is not None else None), counts,
-            (rows[0].baseline_id if series is not None else None))
+    return ((rows[0]["result_id"] if values is not None else None), counts,
+            (rows[0]["baseline_id"] if series is not None else None))
 
 
 def job_state_from_counts(counts: Dict[str, int], cancel_reason: Optional[str]) -> Optional[JobState]:

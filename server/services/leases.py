@@ -390,11 +390,13 @@ def _store_report(ctx: AppContext, run_id: int, device_id: Optional[int], body: 
     with _database_space(), ctx.db.write() as session:
         snapshot = locked = None
         if credential is not None:
-            row = session.connection().execute(report_lock_statement(), {
-                "run_id": run_id, "token_id": credential[0], "secret_hash": credential[1]}).first()
-            if row is not None:
-                locked, device_id = locked_rows(row), row.agent_device
-                snapshot = device_snapshot(row.device_name, row.device_platform, row.device_capabilities)
+            rows = report_lock_statement().rows(session.connection(), {
+                "run_id": run_id, "token_id": credential[0], "secret_hash": credential[1]})
+            if rows:
+                row = rows[0]
+                locked, device_id = locked_rows(row), row["agent_device"]
+                snapshot = device_snapshot(row["device_name"], row["device_platform"],
+                                           row["device_capabilities"])
         if locked is None and authorize is not None:
             principal = authorize(session)
             device_id, snapshot = principal.device_id, principal.device
