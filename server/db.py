@@ -7,7 +7,7 @@ never interleaved. PostgreSQL needs no lock: the queue uses row locks.
 
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from typing import Any, Callable, Dict, Hashable, Iterator, List, Optional, Set, Tuple
 
 from sqlalchemy import create_engine, event
@@ -75,6 +75,20 @@ class Database:
                 session.commit()
 
     @contextmanager
+    def read_on_demand(self) -> Iterator[Callable[[], Session]]:
+        """``read()``'s session, opened the first time the yielded function is called
+        (a caller that often finds what it needs in memory makes no session at all)."""
+        with ExitStack() as stack:
+            opened: List[Session] = []
+
+            def session() -> Session:
+                if not opened:
+                    opened.append(stack.enter_context(self.read()))
+                return opened[0]
+
+            yield session
+
+    @contextmanager
     def read_each(self) -> Iterator[Session]:
         """A session for a few independent reads, each its own transaction: on PostgreSQL
         (READ COMMITTED, where every statement sees its own snapshot anyway) no BEGIN and
@@ -104,8 +118,44 @@ class Database:
             with self._sessions.begin() as session:
                 yield session
 
+    @contextmanager
+    def write_on_connection(self) -> Iterator["ConnectionSession"]:
+        """``write()`` for the hot path (a report): one transaction on a Core connection,
+        committed when the block ends and rolled back on error; an ORM ``Session`` joins
+        it only when some code asks for one (``ConnectionSession``)."""
+        lock = self._write_lock if self._write_lock is not None else nullcontext()
+        with lock, self.engine.connect() as connection, connection.begin():
+            session = ConnectionSession(connection)
+            yield session
+            session.flush_pending()
+
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+class ConnectionSession:
+    """A write transaction's Core connection (``connection()``, as a Session's), with an
+    ORM ``Session`` on it made the first time code uses any other Session attribute
+    (``get``, ``add``, ``info``...): the report's own statements skip the Session's
+    bookkeeping, its rare ORM work (announcing a finished job) still has one. The
+    Session joins the connection's transaction and never commits it."""
+
+    def __init__(self, connection: Connection):
+        self._connection = connection
+        self._session: Optional[Session] = None
+
+    def connection(self) -> Connection:
+        return self._connection
+
+    def __getattr__(self, name: str) -> Any:
+        if self._session is None:
+            self._session = Session(bind=self._connection, expire_on_commit=False)
+        return getattr(self._session, name)
+
+    def flush_pending(self) -> None:
+        """Write what the ORM Session holds, before the transaction commits."""
+        if self._session is not None:
+            self._session.flush()
 
 
 class DriverStatement:

@@ -174,22 +174,25 @@ def device_heartbeat(ctx: AppContext, device_id: int, body: AgentHeartbeat) -> A
 # ---------------------------------------------------------------- leases
 
 
-def lease_for(session: Session, run: ClaimedRun, ctx: AppContext, base_url: str) -> Lease:
+def lease_for(run: ClaimedRun, ctx: AppContext, base_url: str) -> Lease:
     """What an agent needs to do a claimed run: model, dataset, settings and reference.
     Each job's part (settings, task, timeout, dataset) and each model's reference are
     read once in this process (``AppContext.lease_parts``): none of them changes once
-    written, job ids are never reused, and deleting a model forgets the models read."""
-    memo = ctx.lease_parts
-    job = memo.get(("job", run.job_id, base_url), lambda: _job_parts(session, run.job_id, base_url))
-    reference_id = reference_model_id(job["settings"], run.model_id)
-    return Lease(
-        run_id=run.id, lease_id=run.lease_id, lease_expires_at=run.lease_expires_at,
-        attempt=run.attempt, max_attempts=run.max_attempts, intervals=ctx.settings.intervals(),
-        model=_model_ref(session, memo, run.model_id, base_url),
-        reference_model=(_model_ref(session, memo, reference_id, base_url)
-                         if reference_id is not None else None),
-        **job,
-    )
+    written, job ids are never reused, and deleting a model forgets the models read.
+    A read session is opened only for what is not known yet (the job, model and dataset
+    of a leased run stay put)."""
+    with ctx.db.read_on_demand() as session:
+        memo = ctx.lease_parts
+        job = memo.get(("job", run.job_id, base_url), lambda: _job_parts(session(), run.job_id, base_url))
+        reference_id = reference_model_id(job["settings"], run.model_id)
+        return Lease(
+            run_id=run.id, lease_id=run.lease_id, lease_expires_at=run.lease_expires_at,
+            attempt=run.attempt, max_attempts=run.max_attempts, intervals=ctx.settings.intervals(),
+            model=_model_ref(session, memo, run.model_id, base_url),
+            reference_model=(_model_ref(session, memo, reference_id, base_url)
+                             if reference_id is not None else None),
+            **job,
+        )
 
 
 def _job_parts(session: Session, job_id: int, base_url: str) -> dict:
@@ -200,9 +203,9 @@ def _job_parts(session: Session, job_id: int, base_url: str) -> dict:
                 dataset=dataset_ref(dataset, base_url) if dataset else None)
 
 
-def _model_ref(session: Session, memo: Memo, model_id: int, base_url: str) -> ModelRef:
+def _model_ref(session: Callable[[], Session], memo: Memo, model_id: int, base_url: str) -> ModelRef:
     return memo.get(("model", model_id, base_url),
-                    lambda: model_ref(session.get(Model, model_id), base_url))
+                    lambda: model_ref(session().get(Model, model_id), base_url))
 
 
 def device_needs_artifact(session: Session, device_id: int, model_id: Optional[int] = None,
@@ -253,8 +256,7 @@ def claim(ctx: AppContext, device_id: int, base_url: str,
         run = claim_next_run(session, device_id, ctx.settings.lease_seconds)
     if run is None:
         return None
-    with ctx.db.read() as session:  # the job, model and dataset of a leased run stay put
-        return lease_for(session, run, ctx, base_url)
+    return lease_for(run, ctx, base_url)
 
 
 def claim_as(ctx: AppContext, base_url: str,
@@ -269,8 +271,7 @@ def claim_as(ctx: AppContext, base_url: str,
         run = claim_next_run(session, device_id, ctx.settings.lease_seconds)
     if run is None:
         return device_id, None
-    with ctx.db.read() as session:
-        return device_id, lease_for(session, run, ctx, base_url)
+    return device_id, lease_for(run, ctx, base_url)
 
 
 def claim_by_token(ctx: AppContext, base_url: str, device_id: int,
@@ -290,8 +291,7 @@ def claim_by_token(ctx: AppContext, base_url: str, device_id: int,
             connection.execute(_SEEN, {"device_id": device_id, "seen": utcnow()})
     if run is None:
         return authorized, None
-    with ctx.db.read() as session:
-        return True, lease_for(session, run, ctx, base_url)
+    return True, lease_for(run, ctx, base_url)
 
 
 @contextmanager
@@ -387,7 +387,7 @@ def _store_report(ctx: AppContext, run_id: int, device_id: Optional[int], body: 
     report is stored again with its verdict; a result with no baseline costs no read of
     its own on PostgreSQL (the finishing statement reads it), one on SQLite.
     ``credential``: (token id, secret hash), checked with the locks in one statement."""
-    with _database_space(), ctx.db.write() as session:
+    with _database_space(), ctx.db.write_on_connection() as session:
         snapshot = locked = None
         if credential is not None:
             rows = report_lock_statement().rows(session.connection(), {
