@@ -173,6 +173,10 @@ class DriverStatement:
 
     def _compile(self, dialect) -> Tuple[str, Dict[str, Any], Dict[str, Callable[[Any], Any]]]:
         compiled = self.statement.compile(dialect=dialect)
+        defaulted = [column.name for column in (*compiled.insert_prefetch, *compiled.update_prefetch)]
+        if defaulted:  # computed by SQLAlchemy's execution, which this skips
+            raise ValueError(f"a driver statement gives every column its value; Python-side defaults of "
+                             f"{', '.join(defaulted)} would be NULL")
         fixed = compiled.construct_params(_check=False)  # literals' values, None for the others
         converters = {}
         for name, bind in compiled.binds.items():

@@ -441,8 +441,13 @@ class ReportOutcome:
     baseline_id: Optional[int] = None
 
 
-def report_digest(report: RunReport) -> str:
-    body = report.model_dump(mode="json", exclude={"lease_id"})
+def report_digest(report: RunReport, dumped: Optional[Dict[str, object]] = None) -> str:
+    """The SHA-256 of the report without its lease id (a repeat of it is the same report).
+    ``dumped``: ``report.model_dump(mode="json")``, when the caller made it already."""
+    if dumped is None:
+        body = report.model_dump(mode="json", exclude={"lease_id"})
+    else:
+        body = {key: value for key, value in dumped.items() if key != "lease_id"}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
@@ -522,9 +527,11 @@ def record_report(
     now: Optional[datetime] = None, digest: Optional[str] = None,
     shas: Optional[Callable[[str, int], str]] = None, locked: Optional[LockedRows] = None,
     family_variant: Optional[Callable[[int], Tuple[str, str]]] = None,
+    result_body: Optional[Dict[str, object]] = None,
 ) -> ReportOutcome:
     """Store the outcome of a run, once; a repeated identical post is a no-op.
-    ``digest``: the report's ``report_digest``, when the caller computed it already;
+    ``digest``: the report's ``report_digest``, when the caller computed it already, and
+    ``result_body`` its result as JSON (``model_dump(mode="json")``), when it has it;
     ``shas(kind, id)``: the sha256 of a model or dataset (``"model"``, ``"dataset"``),
     when the caller keeps them (they never change), else read here.
 
@@ -562,7 +569,7 @@ def record_report(
     values = None
     if report.result is not None and state == RunState.succeeded:
         sha = shas or (lambda kind, row_id: _sha256_of(connection, kind, row_id))
-        values = _result_values(run, job.dataset_id, report, digest, device_snapshot, now, sha)
+        values = _result_values(run, job.dataset_id, report, digest, device_snapshot, now, sha, result_body)
     finish = {"run_id": run_id, "new_state": str(state), "finished": now,
               "new_error": report.error or run.error, "report_lease": report.lease_id, "digest": digest}
     baseline_read, baseline_id = False, None
@@ -590,8 +597,9 @@ def _sha256_of(connection, kind: str, row_id: int) -> str:
 
 
 def _result_values(run, dataset_id: Optional[int], report: RunReport, digest: str, snapshot: dict,
-                   now: datetime, sha: Callable[[str, int], str]) -> Dict[str, object]:
-    """The result row a report stores."""
+                   now: datetime, sha: Callable[[str, int], str],
+                   dumped: Optional[Dict[str, object]] = None) -> Dict[str, object]:
+    """The result row a report stores (``dumped``: its result as JSON, when made already)."""
     body = report.result
     accuracy, metric = headline_metric(body.metrics)
     latency = body.latency_ms
@@ -603,7 +611,8 @@ def _result_values(run, dataset_id: Optional[int], report: RunReport, digest: st
         "dataset_sha256": sha("dataset", dataset_id) if dataset_id is not None else None,
         "p50_ms": latency.p50 if latency else None, "p90_ms": latency.p90 if latency else None,
         "accuracy": accuracy, "accuracy_metric": metric,
-        "body": body.model_dump(mode="json"), "device_snapshot": snapshot, "created_at": now,
+        "body": dumped if dumped is not None else body.model_dump(mode="json"),
+        "device_snapshot": snapshot, "created_at": now,
     }
 
 

@@ -365,22 +365,24 @@ def report(ctx: AppContext, run_id: int, device_id: Optional[int], body: RunRepo
     problem = report_problem(body)
     if problem is not None:
         raise Invalid("Invalid report", problem)
-    digest = report_digest(body)
+    dumped = body.model_dump(mode="json")  # once, for the digest and the stored result
+    digest = report_digest(body, dumped)
     credential = None
     if token is not None and not ctx.db.is_sqlite:
         parsed = parse_token(token)
         credential = (parsed[0], hash_secret(parsed[1])) if parsed is not None else None
     try:
-        return _store_report(ctx, run_id, device_id, body, digest, authorize, None, credential)
+        return _store_report(ctx, run_id, device_id, body, digest, authorize, None, credential, dumped)
     except JudgeFirst:  # its series has a baseline: judged before the lock, then stored
         prejudged = prejudge(ctx, run_id, device_id, body)
-        return _store_report(ctx, run_id, device_id, body, digest, authorize, prejudged, credential)
+        return _store_report(ctx, run_id, device_id, body, digest, authorize, prejudged, credential, dumped)
 
 
 def _store_report(ctx: AppContext, run_id: int, device_id: Optional[int], body: RunReport, digest: str,
                   authorize: Optional[Callable[[Session], Principal]],
                   prejudged: Optional[Prejudged],
-                  credential: Optional[Tuple[int, str]] = None) -> RunReportResponse:
+                  credential: Optional[Tuple[int, str]] = None,
+                  dumped: Optional[dict] = None) -> RunReportResponse:
     """The report's transaction. Without ``prejudged`` (the first attempt), a result whose
     series has a baseline rolls it back with ``JudgeFirst``: the significance test runs
     in a read transaction of its own (``prejudge``), never under the write lock, and the
@@ -408,7 +410,8 @@ def _store_report(ctx: AppContext, run_id: int, device_id: Optional[int], body: 
             outcome = record_report(session, run_id, device_id, body, snapshot, digest=digest,
                                     shas=lambda kind, row_id: _sha256(ctx, session, kind, row_id),
                                     locked=locked, family_variant=lambda model_id: family_and_variant(
-                                        ctx, session, model_id))
+                                        ctx, session, model_id),
+                                    result_body=dumped.get("result") if dumped is not None else None)
         if not outcome.duplicate:
             runtime = body.result.runtime.name if body.result else None
             watch_report(ctx, session, outcome, prejudged, runtime, judge_first=prejudged is None)
