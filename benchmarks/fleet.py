@@ -16,13 +16,18 @@ the median of 3 short rounds:
    (one run leased twice), lost results (accepted reports with no result row), and long
    polls answered later than wait + 2 s.
 
-4. with ``--replicas``: two server processes on one PostgreSQL behind haproxy
+4. read times with ``--reads`` results stored (100,000 by default; 0 skips them): the
+   results list (first and deep page), the comparison (API and page), the jobs list and the
+   dashboard's results page, p50 of 7 each (``read_times.py``'s measurement, on a fresh
+   database of each kind);
+
+5. with ``--replicas``: two server processes on one PostgreSQL behind haproxy
    (deploy/haproxy.cfg), busy cycles/s through the balancer with one replica enabled
    and with both, and the CPU of each process in each phase.
 
 The client process can itself saturate a core at high request rates; its CPU is printed
 next to the server's so a reader can tell. Run:
-``.venv/bin/python benchmarks/fleet.py [--db sqlite|postgresql|both] [--quick] [--replicas]``.
+``.venv/bin/python benchmarks/fleet.py [--db sqlite|postgresql|both] [--quick] [--reads N] [--replicas]``.
 
 ``start_server(db, workdir)`` starts the server and returns a ``Started`` (url, pid,
 admin token, database URL, stop); other measurements can reuse it.
@@ -483,6 +488,8 @@ def main() -> None:
     parser.add_argument("--replicas", action="store_true",
                         help="only the two-replica measurement (PostgreSQL, haproxy): "
                              "cycles/s of 1 and 2 replicas with the first --busy count of agents")
+    parser.add_argument("--reads", type=int, default=100_000,
+                        help="results stored for the read times (0: no read times)")
     parser.add_argument("--quick", action="store_true",
                         help="shorter rounds: 2 s busy, 3 s idle windows, 10 s polls, 5 probes")
     args = parser.parse_args()
@@ -492,7 +499,23 @@ def main() -> None:
         asyncio.run(measure_replicas(args))
         return
     for db in (("sqlite", "postgresql") if args.db == "both" else (args.db,)):
-        asyncio.run(measure(db, args))
+        if args.busy or args.idle:
+            asyncio.run(measure(db, args))
+    if args.reads:
+        measure_reads(args)
+
+
+def measure_reads(args: argparse.Namespace) -> None:
+    """``read_times.py``'s read times with ``args.reads`` results, on each database asked for."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import read_times
+
+    figures = {}
+    for name, url in read_times.databases(args.db):
+        print(f"\n== {name}: reads with {args.reads} results", flush=True)
+        figures[name] = read_times.measure(url, args.reads, 7)
+    print(f"p50 of 7 reads with {args.reads} results")
+    print(read_times.table({"now": figures}), flush=True)
 
 
 if __name__ == "__main__":
