@@ -123,15 +123,17 @@ def test_gate_throttled_rerun_target_ci_and_per_sample_counts(start_farm, tmp_pa
     assert env["throttled"] is False and env["trace"] and env["trace"][0]["freq_khz"] == FULL
     assert min(p["temp_c"] for p in env["trace"]) < 60.0
 
-    # target_ci: met within the target, or it says time ran out; the figure is the samples'
+    # target_ci: stopped at a checkpoint that met it, or time ran out (and then the final
+    # samples may still meet it: the check after the last checkpoint is the samples'); "met"
+    # is always the samples' figure against the target
     latency = result["latency_ms"]
     achieved = quantile_ci(latency["samples"], 0.5, 0.95).half_width_ratio()
     assert repetition["achieved_ci"] == pytest.approx(achieved, rel=1e-12)
     assert repetition["target_ci"] == TARGET_CI
-    if repetition["met"]:
-        assert achieved <= TARGET_CI and repetition["stopped_by"] == "target"
-    else:
-        assert repetition["stopped_by"] == "max_seconds" and achieved > TARGET_CI
+    assert repetition["met"] == (achieved <= TARGET_CI)
+    assert repetition["stopped_by"] in ("target", "max_seconds")
+    if repetition["stopped_by"] == "target":
+        assert repetition["met"]
     assert result["extra"]["latency_wall_seconds"] < 2.5 + 2.0
 
     # per-sample counts give back the posted mIoU, which matches an independent computation

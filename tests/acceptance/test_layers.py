@@ -73,7 +73,11 @@ def assert_layer_sum_matches_runs(result):
     assert sum(layer.share for layer in layers.layers) == pytest.approx(1.0, abs=1e-6)
 
 
+# The layer sum against the unprofiled end-to-end time compares two timings taken a run
+# apart: beside the other test worker's load they drifted apart by 41% once (89 against
+# 63 ms), alone they agree within a few percent (docs/benchmarks.md, layer passes).
 @needs_deeplab
+@pytest.mark.alone
 def test_onnxruntime_layer_times_add_up_and_name_the_graph_it_runs(deeplab, tmp_path):
     result = run(deeplab["onnx"], "onnxruntime")
     layers = result.layers
@@ -87,6 +91,7 @@ def test_onnxruntime_layer_times_add_up_and_name_the_graph_it_runs(deeplab, tmp_
 
 
 @needs_deeplab
+@pytest.mark.alone  # the same comparison of two timings
 def test_opencv_layer_times_add_up_and_carry_the_source_graphs_names(deeplab):
     import onnx
 
@@ -269,6 +274,7 @@ def assert_snpe_layers(result, tflite: Path, unit: str):
 
 
 @needs_deeplab
+@pytest.mark.alone  # the same comparison of two timings
 def test_snpe_layer_times_through_diagview_on_the_stand_in(standin_sdk, tmp_path):
     from tests.support.model_builders import standin_dlc
 
@@ -276,6 +282,7 @@ def test_snpe_layer_times_through_diagview_on_the_stand_in(standin_sdk, tmp_path
     assert_snpe_layers(run(dlc, "snpe", accelerator="gpu"), DEEPLAB, "GPU")
 
 
+@pytest.mark.alone  # the same comparison of two timings
 def test_snpe_layer_times_of_a_small_model_on_the_stand_in(standin_sdk, tmp_path):
     from tests.support.model_builders import standin_dlc
 
