@@ -49,7 +49,9 @@ def test_the_interval_is_checked_at_geometric_checkpoints(monkeypatch):
     monkeypatch.setattr(clock, "p50_half_width_ratio", lambda s: checks.append(len(s)) or real(s))
     result = benchmark(FakeRuntime(), [], fast(target_ci=1e-9, max_seconds=0.3, max_runs=None))
     count = result.stats["count"]
-    assert count > 1000  # an instant invoke: many runs
+    # an instant invoke: many runs in 0.3 s (1,000s alone; 643 once beside the other test
+    # worker), enough for several checkpoints past the 20 measured runs
+    assert count > 200
     assert len(checks) <= math.log(count / 20) / math.log(clock.CHECKPOINT_GROWTH) + 3
     assert all(b >= a * clock.CHECKPOINT_GROWTH for a, b in zip(checks[:-2], checks[1:-1]))
 
