@@ -87,6 +87,13 @@ def device_snapshot(name: str, platform: str, capabilities: Optional[dict]) -> D
     return {"name": name, "platform": platform, **(capabilities or {})}
 
 
+def token_credential(token: str) -> Optional[Tuple[int, str]]:
+    """``(id, SHA-256 of the secret)`` of a well-formed token, else None: what a statement
+    compares with the token's row (``queue``'s agent-token checks)."""
+    parsed = parse_token(token)
+    return (parsed[0], hash_secret(parsed[1])) if parsed is not None else None
+
+
 def verify_token(session: Session, token: str, statement=TOKEN_BY_ID) -> Optional[Row]:
     """The token's row (id, role, name, secret_hash, revoked, used_at, device_id) when
     the token is well formed, known, matches and is not revoked; else None."""

@@ -252,9 +252,6 @@ class WorkingAgents:
         self._size = size
         self._devices: Dict[int, int] = {}
 
-    def __contains__(self, token_id: Optional[int]) -> bool:
-        return token_id in self._devices
-
     def device_of(self, token_id: Optional[int]) -> Optional[int]:
         """The device of a working agent's token, else None."""
         return self._devices.get(token_id) if token_id is not None else None

@@ -259,14 +259,19 @@ def has_claimable_run(session: Session, device_id: int) -> bool:
     return found is not None
 
 
-def _token_gate():
-    """The agent's token (``token_id``, ``secret_hash``: the SHA-256 of its secret) is
-    known, not revoked and the claiming device's: a CTE of its id, or of no row."""
+def _agent_token_holds():
+    """The request's agent token (``token_id``, ``secret_hash``: the SHA-256 of its secret,
+    ``auth.token_credential``) is known, not revoked and an agent's."""
     tokens = Token.__table__.c
-    return select(tokens.id).where(
-        tokens.id == bindparam("token_id", type_=Integer), tokens.secret_hash == bindparam("secret_hash"),
-        tokens.revoked.is_(False), tokens.role == str(Role.agent), tokens.device_id == DEVICE,
-    ).cte("authorized")
+    return and_(tokens.id == bindparam("token_id", type_=Integer),
+                tokens.secret_hash == bindparam("secret_hash"), tokens.revoked.is_(False),
+                tokens.role == str(Role.agent))
+
+
+def _token_gate():
+    """``_agent_token_holds`` for the claiming device's token: a CTE of its id, or of no row."""
+    tokens = Token.__table__.c
+    return select(tokens.id).where(_agent_token_holds(), tokens.device_id == DEVICE).cte("authorized")
 
 
 @lru_cache(maxsize=None)
@@ -479,9 +484,6 @@ def report_lock_statement() -> DriverStatement:
     job_columns = _REPORT_JOB.selected_columns
     locked_job = (select(*job_columns).where(_JOBS.c.id == _JOB_OF_RUN.scalar_subquery())
                   .with_for_update().cte("locked_job").prefix_with("MATERIALIZED"))
-    agent = and_(tokens.c.id == bindparam("token_id", type_=Integer),
-                 tokens.c.secret_hash == bindparam("secret_hash"), tokens.c.revoked.is_(False),
-                 tokens.c.role == str(Role.agent))
     return DriverStatement(
         select(tokens.c.device_id.label("agent_device"), devices.c.name.label("device_name"),
                devices.c.platform.label("device_platform"),
@@ -492,7 +494,7 @@ def report_lock_statement() -> DriverStatement:
                      .join(_RUNS, and_(_RUNS.c.id == bindparam("run_id"),
                                        _RUNS.c.device_id == tokens.c.device_id))
                      .join(locked_job, locked_job.c.id == _RUNS.c.job_id))
-        .where(agent)
+        .where(_agent_token_holds())
         .with_for_update(of=_RUNS)
     )
 

@@ -33,7 +33,7 @@ from edgefarm.shared.contract.schemas import (
     RunSettings,
 )
 
-from ..auth import Principal, device_snapshot, hash_secret, issue_token, mark_used, parse_token
+from ..auth import Principal, device_snapshot, issue_token, mark_used, token_credential
 from ..context import AppContext
 from ..db import Memo
 from ..queue import (
@@ -281,12 +281,11 @@ def claim_by_token(ctx: AppContext, base_url: str, device_id: int,
     commits by itself (``queue.claim_with_token``), one round trip where ``claim_as``
     takes four. (whether the token holds, the lease or None); when it does not hold,
     nothing was claimed and the caller answers through ``claim_as`` (its precise 401)."""
-    parsed = parse_token(token)
-    if parsed is None:
+    credential = token_credential(token)
+    if credential is None:
         return False, None
     with ctx.db.each_statement() as connection:
-        authorized, run = claim_with_token(connection, device_id, parsed[0], hash_secret(parsed[1]),
-                                           ctx.settings.lease_seconds)
+        authorized, run = claim_with_token(connection, device_id, *credential, ctx.settings.lease_seconds)
         if authorized and ctx.last_seen.due(device_id):
             connection.execute(_SEEN, {"device_id": device_id, "seen": utcnow()})
     if run is None:
@@ -367,10 +366,7 @@ def report(ctx: AppContext, run_id: int, device_id: Optional[int], body: RunRepo
         raise Invalid("Invalid report", problem)
     dumped = body.model_dump(mode="json")  # once, for the digest and the stored result
     digest = report_digest(body, dumped)
-    credential = None
-    if token is not None and not ctx.db.is_sqlite:
-        parsed = parse_token(token)
-        credential = (parsed[0], hash_secret(parsed[1])) if parsed is not None else None
+    credential = token_credential(token) if token is not None and not ctx.db.is_sqlite else None
     try:
         return _store_report(ctx, run_id, device_id, body, digest, authorize, None, credential, dumped)
     except JudgeFirst:  # its series has a baseline: judged before the lock, then stored

@@ -224,7 +224,7 @@ def watch_report(ctx: AppContext, session: Session, outcome: Any, prejudged: Opt
     here, under the write lock."""
     base_url = public_base(ctx)
     if outcome.result_id is not None:
-        if getattr(outcome, "baseline_read", False):  # read by the report's own statement
+        if outcome.baseline_read:  # read by the report's own statement (PostgreSQL)
             baseline_id = outcome.baseline_id
         else:
             baseline_id = baseline_result_id(session, series_for(ctx, session, outcome.model_id,
